@@ -8,7 +8,7 @@ user wrote the node.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from workbench.activations import Activation
@@ -31,7 +31,8 @@ class Conv:
     kernel: tuple[int, ...]  # one entry per spatial dimension
     sigma_w2: float
     sigma_b2: float
-    variance: tuple[float, ...] | None = None  # flattened kernel-tap weights summing to 1 (row-major)
+    # flattened kernel-tap weights summing to 1 (row-major)
+    variance: tuple[float, ...] | None = None
     init: str = "gaussian"  # gaussian | orthogonal | delta_orthogonal
     path: str = ""
     line: int | None = None
@@ -40,7 +41,7 @@ class Conv:
 
 @dataclass(frozen=True)
 class Act:
-    activation: "Activation"
+    activation: Activation
     path: str = ""
     line: int | None = None
     kind: str = field(default="act", init=False)
@@ -57,7 +58,7 @@ class BatchNorm:
 
 @dataclass(frozen=True)
 class Residual:
-    body: tuple["Node", ...]
+    body: tuple[Node, ...]
     scale: float = 1.0
     path: str = ""
     line: int | None = None
@@ -82,13 +83,13 @@ class Flatten:
 @dataclass(frozen=True)
 class Repeat:
     times: int
-    body: tuple["Node", ...]
+    body: tuple[Node, ...]
     path: str = ""
     line: int | None = None
     kind: str = field(default="repeat", init=False)
 
 
-Node = Union[Dense, Conv, Act, BatchNorm, Residual, Pool, Flatten, Repeat]
+Node = Dense | Conv | Act | BatchNorm | Residual | Pool | Flatten | Repeat
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,53 @@
+"""Spec -> networkx DiGraph: typed nodes, sequential edges, repeat/residual bodies as subgraphs.
+
+A repeat stays ONE node holding its body graph and ``times``; nothing is unrolled, so the
+graph's size depends on the spec's size, never on ``times``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import networkx as nx
+
+from workbench.spec.model import Node, Spec
+from workbench.spec.shapes import Shape, walk_nodes
+
+
+def walk(spec: Spec) -> Iterator[tuple[Node, Shape, Shape]]:
+    """Yield (node, in_shape, out_shape) for each top-level node, in order, without unrolling."""
+    return walk_nodes(spec.layers, spec.input_shape, spec.file)
+
+
+def body_graph(body: Iterable[Node], in_shape: Shape, file: str | None = None) -> nx.DiGraph:
+    """The DiGraph of a node sequence; node ids are spec paths, edges follow the order."""
+    graph = nx.DiGraph()
+    previous = None
+    for node, node_in, node_out in walk_nodes(body, in_shape, file):
+        attrs = {
+            "kind": node.kind,
+            "node": node,
+            "path": node.path,
+            "in_shape": node_in,
+            "out_shape": node_out,
+        }
+        if node.kind in ("repeat", "residual"):
+            attrs["body"] = body_graph(node.body, node_in, file)
+        if node.kind == "repeat":
+            attrs["times"] = node.times
+        if node.kind == "residual":
+            attrs["scale"] = node.scale
+        graph.add_node(node.path, **attrs)
+        if previous is not None:
+            graph.add_edge(previous, node.path)
+        previous = node.path
+    graph.graph["input_shape"] = tuple(in_shape)
+    graph.graph["output_shape"] = graph.nodes[previous]["out_shape"] if previous else in_shape
+    return graph
+
+
+def spec_graph(spec: Spec) -> nx.DiGraph:
+    """The spec's DiGraph; ``graph.graph`` holds name, file, input_shape and output_shape."""
+    graph = body_graph(spec.layers, spec.input_shape, spec.file)
+    graph.graph.update(name=spec.name, file=spec.file)
+    return graph

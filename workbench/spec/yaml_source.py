@@ -1,0 +1,95 @@
+"""YAML text -> (plain data, {spec path: line}) with the safe loader only."""
+
+from __future__ import annotations
+
+import yaml
+
+from workbench.errors import SpecError
+from workbench.spec.where import join_item, join_key
+
+Lines = dict[str, int]
+
+
+def _line(mark: yaml.Mark | None) -> int | None:
+    return None if mark is None else mark.line + 1
+
+
+def _error(exc: yaml.YAMLError, text: str, file: str | None) -> SpecError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    line = _line(mark)
+    if isinstance(exc, yaml.reader.ReaderError):  # a bad character: no mark, only a position
+        line = text.count("\n", 0, exc.position) + 1
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    message = f"malformed YAML: {problem}" + (f" ({context})" if context else "")
+    hint = "check indentation, colons and brackets near this line"
+    if "could not determine a constructor" in str(exc):
+        message = f"YAML tag not allowed (specs are loaded safely): {problem}"
+        hint = "remove the `!...` tag and write plain values"
+    return SpecError(message, file=file, line=line, hint=hint)
+
+
+def _record(
+    node: yaml.Node, path: str, lines: Lines, stack: set[int], done: set[int], file: str | None
+) -> None:
+    """Record the line of every mapping key and sequence item below ``node``.
+
+    Aliased nodes are recorded once (at their anchor), which keeps this linear in the text.
+    """
+    if id(node) in stack:
+        raise SpecError(
+            "recursive YAML alias",
+            path=path,
+            file=file,
+            line=_line(node.start_mark),
+            hint="an anchor (&name) may not be used inside itself",
+        )
+    if isinstance(node, yaml.ScalarNode) or id(node) in done:
+        return
+    stack.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            child = join_item(path, index)
+            lines.setdefault(child, _line(item.start_mark))
+            _record(item, child, lines, stack, done, file)
+    elif isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else "?"
+            if name in seen and name != "<<":
+                raise SpecError(
+                    f"duplicate key '{name}'",
+                    path=join_key(path, name),
+                    file=file,
+                    line=_line(key.start_mark),
+                    hint="remove one of the two entries",
+                )
+            seen.add(name)
+            child = join_key(path, name)
+            lines.setdefault(child, _line(key.start_mark))
+            _record(value, child, lines, stack, done, file)
+    stack.discard(id(node))
+    done.add(id(node))
+
+
+def parse_yaml(text: str, file: str | None = None) -> tuple[object, Lines]:
+    """Parse one YAML document safely; errors become SpecError with the parser's line."""
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        lines: Lines = {"": _line(node.start_mark) or 1}
+        _record(node, "", lines, set(), set(), file)
+        data = loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise _error(exc, text, file) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # e.g. an impossible timestamp
+        raise SpecError(f"malformed YAML value: {exc}", file=file) from None
+    except RecursionError:
+        raise SpecError("YAML is nested too deeply", file=file) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    return data, lines
