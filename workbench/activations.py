@@ -1,0 +1,382 @@
+"""Activation functions as sympy expressions in one real variable ``x``.
+
+An ``Activation`` is a name plus a sympy expression in ``X``; derivatives come from sympy and
+the expression is lambdified to numpy (float64, vectorised) and to mpmath (at the current
+``mp.dps``) on demand, cached per expression (DESIGN.md, "Activations are sympy expressions").
+Custom activations are parsed by ``workbench.expressions.parse_expression`` (no eval).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import mpmath
+import numpy as np
+import scipy.special
+import sympy as sp
+
+from workbench.errors import ExpressionError
+from workbench.expressions import FUNCTIONS, X, did_you_mean, parse_expression
+
+__all__ = ["X", "Activation", "NAMED", "parse_activation"]
+
+NAMED: dict[str, sp.Expr] = {
+    "linear": X,
+    "relu": sp.Max(0, X),
+    "tanh": sp.tanh(X),
+    "erf": sp.erf(X),
+    "sigmoid": 1 / (1 + sp.exp(-X)),
+    "arctan": sp.atan(X),
+    "softsign": X / (1 + sp.Abs(X)),
+    "gelu": X / 2 * (1 + sp.erf(X / sp.sqrt(2))),
+    "swish": X / (1 + sp.exp(-X)),
+    "silu": X / (1 + sp.exp(-X)),
+    "abs": sp.Abs(X),
+    "softplus": sp.log(1 + sp.exp(X)),
+}
+
+KINK_RANGE = 100  # kinks of periodic arguments are listed within [-KINK_RANGE, KINK_RANGE]
+_FALLBACK_LIMIT = 10_000  # most non-finite float64 values re-evaluated with mpmath per call
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """A pointwise activation φ(x); equal and hashed by its expression only."""
+
+    name: str = field(compare=False)
+    expr: sp.Expr
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.expr, sp.Basic):
+            object.__setattr__(self, "expr", sp.sympify(self.expr, strict=True))
+
+    def derivative(self, order: int = 1) -> Activation:
+        """φ^(order) by sympy differentiation (Max(0, x)' is Heaviside(x))."""
+        if not isinstance(order, int) or order < 0:
+            raise ValueError(f"derivative order must be a non-negative int, got {order!r}")
+        if order == 0:
+            return self
+        base = self.name if re.fullmatch(r"[\w']+", self.name) else f"({self.name})"
+        suffix = "'" * order if order <= 3 else f"^({order})"
+        return Activation(base + suffix, sp.diff(self.expr, X, order))
+
+    def compose(self, inner: Activation) -> Activation:
+        """The activation x ↦ self(inner(x))."""
+        return Activation(f"{self.name}∘{inner.name}", self.expr.xreplace({X: inner.expr}))
+
+    @property
+    def numpy(self) -> Callable[[Any], np.ndarray]:
+        """Vectorised float64 evaluation (array in, float64 array of the same shape out)."""
+        return _numpy_function(self.expr)
+
+    @property
+    def mpmath(self) -> Callable[[Any], Any]:
+        """Evaluation with mpmath at the current ``mp.dps`` (mpf in, mpf out)."""
+        return _mpmath_function(self.expr)
+
+    @property
+    def kinks(self) -> tuple[float, ...]:
+        """Sorted real points where φ or one of its derivatives is not smooth."""
+        return _kinks(self.expr)
+
+    @property
+    def is_odd(self) -> bool:
+        """Whether φ(-x) = -φ(x) for all x."""
+        return _is_odd(self.expr)
+
+    @property
+    def latex(self) -> str:
+        return sp.latex(self.expr)
+
+    def positive_homogeneity(self) -> float | None:
+        """k with φ(a x) = a^k φ(x) for every a > 0 (relu, linear: 1; step: 0), else None."""
+        return _homogeneity(self.expr)
+
+
+def parse_activation(value: str | Mapping[str, Any] | Activation) -> Activation:
+    """An activation from a name ("tanh"), an expression text, or ``{"expr": "x*tanh(x)"}``."""
+    if isinstance(value, Activation):
+        return value
+    if isinstance(value, Mapping):
+        return _from_mapping(value)
+    if not isinstance(value, str):
+        raise ExpressionError(
+            f"an activation is a name or {{expr: ...}}, got {type(value).__name__}",
+            hint=f"names: {', '.join(NAMED)}",
+        )
+    text = value.strip()
+    if text.lower() in NAMED:
+        return Activation(text.lower(), NAMED[text.lower()])
+    if re.search(r"\bx\b", text):
+        return Activation(text, parse_expression(text))
+    if re.fullmatch(r"[A-Za-z_]\w*", text):
+        raise _unknown_name(text)
+    parse_expression(text)  # reports what is wrong with the text, if anything
+    raise ExpressionError(
+        f"activation {text!r} does not depend on x",
+        hint='write an expression in x, or {expr: "..."} for a constant one',
+    )
+
+
+def _from_mapping(value: Mapping[str, Any]) -> Activation:
+    for key in value:
+        if key != "expr":
+            raise ExpressionError(
+                f"unknown activation key {key!r}", hint='the only key is expr, as in {expr: "x"}'
+            )
+    if "expr" not in value:
+        raise ExpressionError("missing key 'expr'", hint='write {expr: "x * tanh(x)"}')
+    text = value["expr"]
+    if not isinstance(text, str):
+        raise ExpressionError(f"expr must be a string, got {type(text).__name__}")
+    return Activation(text.strip(), parse_expression(text))
+
+
+def _unknown_name(text: str) -> ExpressionError:
+    guess = did_you_mean(text, list(NAMED))
+    if text in FUNCTIONS:
+        guess = f"to use the function {text}, write an expression such as {text}(x)"
+    names = ", ".join(NAMED)
+    return ExpressionError(
+        f"unknown activation {text!r}",
+        hint=f"{guess}; known names: {names}" if guess else f"known names: {names}",
+    )
+
+
+# --- numerical evaluation ---------------------------------------------------------------------
+
+_STEP = sp.Function("wb_step")
+_SOFTPLUS = sp.Function("wb_softplus")
+_ERFC = sp.Function("wb_erfc")  # sympy would turn erfc(-a) back into 2 - erfc(a)
+
+
+def _stable_form(expr: sp.Expr) -> sp.Expr:
+    """Rewrite for evaluation: distributions and cancellations replaced by stable forms.
+
+    DiracDelta → 0 (a.e.); Heaviside(a, h0) → step placeholder; log(1 + exp(a)) → softplus
+    placeholder; c ± c·erf(a) → c·erfc(∓a); c - c·tanh(a)² → c/cosh(a)².
+    """
+    expr = expr.replace(lambda e: isinstance(e, sp.DiracDelta), lambda e: sp.S.Zero)
+    expr = expr.replace(
+        lambda e: isinstance(e, sp.Heaviside),
+        lambda e: _STEP(e.args[0], e.args[1] if len(e.args) > 1 else sp.S.Half),
+    )
+    expr = expr.replace(
+        lambda e: _softplus_arg(e) is not None, lambda e: _SOFTPLUS(_softplus_arg(e))
+    )
+    return expr.replace(lambda e: e.is_Add, _stable_add)
+
+
+def _softplus_arg(e: sp.Expr) -> sp.Expr | None:
+    """a when e is log(1 + exp(a)), else None."""
+    if not isinstance(e, sp.log) or not e.args[0].is_Add:
+        return None
+    const, rest = e.args[0].as_coeff_Add()
+    return rest.args[0] if const == 1 and isinstance(rest, sp.exp) else None
+
+
+def _stable_add(add: sp.Expr) -> sp.Expr:
+    const, rest = add.as_coeff_Add()
+    if const == 0:
+        return add
+    for term in sp.Add.make_args(rest):
+        coeff, core = term.as_coeff_Mul()
+        if isinstance(core, sp.erf) and abs(coeff) == abs(const):
+            arg = core.args[0]
+            return rest - term + const * _ERFC(-arg if coeff == const else arg)
+        if core.is_Pow and isinstance(core.base, sp.tanh) and core.exp == 2 and coeff == -const:
+            return rest - term + const / sp.cosh(core.base.args[0]) ** 2
+    return add
+
+
+def _np_step(a: Any, h0: Any) -> np.ndarray:
+    return np.heaviside(a, float(h0))
+
+
+def _mp_step(a: Any, h0: Any) -> Any:
+    return mpmath.mpf(0) if a < 0 else mpmath.mpf(1) if a > 0 else mpmath.mpf(h0)
+
+
+def _mp_softplus(a: Any) -> Any:
+    return mpmath.log1p(mpmath.exp(a))
+
+
+_NP_NAMESPACE = {
+    "wb_step": _np_step,
+    "wb_softplus": lambda a: np.logaddexp(0.0, a),
+    "wb_erfc": scipy.special.erfc,
+    "erf": scipy.special.erf,
+    "erfc": scipy.special.erfc,
+}
+_MP_NAMESPACE = {"wb_step": _mp_step, "wb_softplus": _mp_softplus, "wb_erfc": mpmath.erfc}
+
+
+@functools.lru_cache(maxsize=1024)
+def _mpmath_function(expr: sp.Expr) -> Callable[[Any], Any]:
+    raw = sp.lambdify(X, _stable_form(expr), modules=[_MP_NAMESPACE, "mpmath"])
+
+    def evaluate(x: Any) -> Any:
+        value = raw(mpmath.mpf(x))
+        if isinstance(value, mpmath.mpc):
+            return value.real if value.imag == 0 else mpmath.mpf("nan")
+        return mpmath.mpf(value)
+
+    return evaluate
+
+
+@functools.lru_cache(maxsize=1024)
+def _numpy_function(expr: sp.Expr) -> Callable[[Any], np.ndarray]:
+    raw = sp.lambdify(X, _stable_form(expr), modules=[_NP_NAMESPACE, "scipy", "numpy"])
+    exact = _mpmath_function(expr)
+
+    def evaluate(x: Any) -> np.ndarray:
+        xs = np.asarray(x, dtype=np.float64)
+        with np.errstate(all="ignore"):
+            out = np.array(np.broadcast_to(raw(xs), xs.shape), dtype=np.float64)
+        bad = ~np.isfinite(out) & np.isfinite(xs)
+        if bad.any() and np.count_nonzero(bad) <= _FALLBACK_LIMIT:
+            out[bad] = [_float_at(exact, v) for v in xs[bad]]
+        return out
+
+    return evaluate
+
+
+def _float_at(exact: Callable[[Any], Any], x: float) -> float:
+    """float64 value of φ(x) from mpmath (overflowing intermediates such as exp(1000)/exp(1000))."""
+    with mpmath.workdps(20):
+        try:
+            return float(exact(x))
+        except (ZeroDivisionError, ValueError, OverflowError):
+            return float("nan")
+
+
+# --- symbolic properties ----------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1024)
+def _kinks(expr: sp.Expr) -> tuple[float, ...]:
+    points: set[float] = set()
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, sp.Abs | sp.sign | sp.Heaviside | sp.DiracDelta):
+            points.update(_real_zeros(node.args[0]))
+        elif isinstance(node, sp.Max | sp.Min):
+            points.update(_switch_points(node))
+        elif isinstance(node, sp.Piecewise):
+            for cond in node.args:
+                for rel in cond.cond.atoms(sp.core.relational.Relational):
+                    points.update(_real_zeros(rel.lhs - rel.rhs))
+    return tuple(sorted(float(p) + 0.0 for p in points))
+
+
+def _switch_points(node: sp.Expr) -> set[float]:
+    """Where the attaining argument of Max/Min changes: points where two args tie at the top."""
+    args = node.args
+    values: set[float] = set()
+    for i, a in enumerate(args):
+        for b in args[i + 1 :]:
+            for p in _real_zeros(a - b):
+                at = [float(arg.subs(X, p)) for arg in args]
+                top = max(at) if isinstance(node, sp.Max) else min(at)
+                if abs(float(a.subs(X, p)) - top) <= 1e-12 * (1 + abs(top)):
+                    values.add(p)
+    return values
+
+
+def _real_zeros(arg: sp.Expr) -> set[float]:
+    """Real zeros of ``arg`` in x (periodic families: those within ±KINK_RANGE)."""
+    if not arg.has(X):
+        return set()
+    try:
+        found = sp.solveset(arg, X, domain=sp.S.Reals)
+        if not isinstance(found, sp.FiniteSet):
+            found = found.intersect(sp.Interval(-KINK_RANGE, KINK_RANGE))
+    except Exception:
+        found = None
+    if isinstance(found, sp.FiniteSet) and all(p.is_real for p in found):
+        return {float(p) for p in found}
+    return _numeric_zeros(arg)
+
+
+def _numeric_zeros(arg: sp.Expr) -> set[float]:
+    """Sign changes of ``arg`` on a grid over ±KINK_RANGE, refined by bisection."""
+    f = _numpy_function(arg)
+    grid = np.linspace(-KINK_RANGE, KINK_RANGE, 20_001)
+    values = f(grid)
+    zeros = set(grid[values == 0].tolist())
+    for i in np.flatnonzero(np.sign(values[:-1]) * np.sign(values[1:]) < 0):
+        lo, hi = grid[i], grid[i + 1]
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if np.sign(f(mid)) != np.sign(f(lo)) else (mid, hi)
+        zeros.add(0.5 * (lo + hi))
+    return zeros
+
+
+def _probe_points() -> list[sp.Rational]:
+    return [sp.Rational(n, 7) for n in (1, 3, 5, 11, 23, 50, 131)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_odd(expr: sp.Expr) -> bool:
+    """Symbolic when φ(-x) + φ(x) cancels on expansion, else by 30-digit evaluation."""
+    total = expr.xreplace({X: -X}) + expr
+    if total == 0 or sp.expand(total) == 0:
+        return True
+    f = _mpmath_function(total)
+    with mpmath.workdps(30):
+        points = [mpmath.mpf(n) / 7 for n in (0, 1, 3, 5, 11, 23, 50, 131)] + [mpmath.pi / 3]
+        scale = 1 + max(abs(_mpmath_function(expr)(q)) for q in points)
+        tol = mpmath.mpf(10) ** -20 * scale
+        return all(mpmath.isfinite(f(q)) and abs(f(q)) <= tol for q in points)
+
+
+@functools.lru_cache(maxsize=1024)
+def _homogeneity(expr: sp.Expr) -> float | None:
+    """Degree k of positive homogeneity, decided on each half-line with a positive symbol."""
+    p = sp.Symbol("p", positive=True)
+    a = sp.Symbol("a", positive=True)
+    degrees: set[sp.Expr] = set()
+    for half in (expr.xreplace({X: p}), expr.xreplace({X: -p})):
+        if half == 0:
+            continue
+        k = _candidate_degree(half, p)
+        if k is None or not _proved_homogeneous(half, p, a, k):
+            return None
+        degrees.add(k)
+    if len(degrees) > 1:
+        return None
+    k = degrees.pop() if degrees else sp.S.One  # φ ≡ 0 is homogeneous of every degree
+    at_zero = expr.xreplace({X: sp.S.Zero})
+    if k != 0 and at_zero.is_finite and at_zero != 0:
+        return None
+    return float(k)
+
+
+def _candidate_degree(half: sp.Expr, p: sp.Symbol) -> sp.Expr | None:
+    """k = p φ'(p) / φ(p) if it is (numerically) the same rational at probe points, else None."""
+    ratio = p * sp.diff(half, p) / half
+    values = []
+    for point in _probe_points():
+        try:
+            value = complex(ratio.xreplace({p: point}).evalf(30))
+        except (TypeError, ValueError):
+            return None
+        values.append(value)
+    first = values[0]
+    if abs(first.imag) > 1e-20 or any(abs(v - first) > 1e-20 * (1 + abs(first)) for v in values):
+        return None
+    return sp.nsimplify(first.real, rational=True, tolerance=1e-12)
+
+
+def _proved_homogeneous(half: sp.Expr, p: sp.Symbol, a: sp.Symbol, k: sp.Expr) -> bool:
+    difference = half.xreplace({p: a * p}) - a**k * half
+    if difference == 0:
+        return True
+    try:
+        return sp.simplify(sp.powsimp(sp.expand_power_base(difference, force=True))) == 0
+    except Exception:
+        return False
