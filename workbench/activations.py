@@ -9,6 +9,7 @@ Custom activations are parsed by ``workbench.expressions.parse_expression`` (no 
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -77,6 +78,12 @@ class Activation:
     def mpmath(self) -> Callable[[Any], Any]:
         """Evaluation with mpmath at the current ``mp.dps`` (mpf in, mpf out)."""
         return _mpmath_function(self.expr)
+
+    @property
+    def singularity_distance(self) -> float:
+        """A lower bound on the distance from the real axis to the nearest complex singularity
+        of φ (it sets quadrature panel widths at high precision); see ``_singularity_distance``."""
+        return _singularity_distance(self.expr)
 
     @property
     def kinks(self) -> tuple[float, ...]:
@@ -380,3 +387,45 @@ def _proved_homogeneous(half: sp.Expr, p: sp.Symbol, a: sp.Symbol, k: sp.Expr) -
         return sp.simplify(sp.powsimp(sp.expand_power_base(difference, force=True))) == 0
     except Exception:
         return False
+
+
+_ENTIRE = (sp.exp, sp.erf, sp.sin, sp.cos, sp.Max, sp.Min, sp.Abs, sp.Heaviside, sp.sign)
+
+
+@functools.lru_cache(maxsize=1024)
+def _singularity_distance(expr: sp.Expr) -> float:
+    """tanh(a x): π/(2|a|); atan(a x): 1/|a|; sums, products and integer powers of entire
+    pieces (polynomials, exp, erf, sin, cos, and the piecewise max/abs/step with their kinks on
+    the real axis): ∞; 1/(1 + exp(a x)) and its powers: π/|a|; anything else (quotients,
+    roots, logs): a conservative 1/2."""
+    if not expr.has(X):
+        return math.inf
+    if expr == X:
+        return math.inf
+    if isinstance(expr, sp.tanh | sp.atan):
+        inner = expr.args[0]
+        slope = sp.diff(inner, X)
+        if slope.is_number and slope != 0 and sp.diff(slope, X) == 0:
+            base = math.pi / 2 if isinstance(expr, sp.tanh) else 1.0
+            return min(base / abs(float(slope)), _singularity_distance(inner))
+        return 0.5
+    if isinstance(expr, sp.Pow):
+        if expr.exp.is_Integer and expr.exp > 0:
+            return _singularity_distance(expr.base)
+        if expr.exp.is_Integer and expr.exp < 0:
+            return _logistic_distance(expr.base)
+        return 0.5
+    if isinstance(expr, (sp.Add, sp.Mul, *_ENTIRE)):
+        return min(_singularity_distance(arg) for arg in expr.args)
+    return 0.5
+
+
+def _logistic_distance(denominator: sp.Expr) -> float:
+    """1/(1 + exp(a x)) has its poles at a x = iπ(2m + 1): distance π/|a|; else 1/2."""
+    m = denominator.match(1 + sp.exp(_SLOPE * X))
+    if m and m.get(_SLOPE) is not None and m[_SLOPE].is_number and m[_SLOPE] != 0:
+        return math.pi / abs(float(m[_SLOPE]))
+    return 0.5
+
+
+_SLOPE = sp.Wild("slope", exclude=[X])

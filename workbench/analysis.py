@@ -1,0 +1,54 @@
+"""Spec-level analyses: the fixed-point analysis of every repeat block of a spec."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from workbench.errors import UnsupportedError
+from workbench.precision import F64, Context
+from workbench.spec.model import Repeat, Residual, Spec
+from workbench.theory.fc_fixed_points import FixedPointAnalysis, analyze_cycle
+from workbench.theory.fc_maps import body_steps
+
+
+@dataclass
+class SpecAnalysis:
+    """One FixedPointAnalysis per repeat block the FC theory covers; the others in skipped."""
+
+    name: str
+    blocks: list[FixedPointAnalysis]
+    skipped: list[dict] = field(default_factory=list)
+    precision: str = "float64"
+
+    def to_dict(self) -> dict:
+        return {
+            "spec": self.name,
+            "precision": self.precision,
+            "blocks": [b.to_dict() for b in self.blocks],
+            "skipped": list(self.skipped),
+        }
+
+
+def repeat_blocks(layers: tuple) -> Iterator[Repeat]:
+    """Every repeat node, outer before inner, in spec order."""
+    for node in layers:
+        if isinstance(node, Repeat):
+            yield node
+            yield from repeat_blocks(node.body)
+        elif isinstance(node, Residual):
+            yield from repeat_blocks(node.body)
+
+
+def analyze_spec(spec: Spec, ctx: Context = F64) -> SpecAnalysis:
+    """Fixed points, susceptibilities, depth scales and phase of each repeat block."""
+    blocks, skipped = [], []
+    for block in repeat_blocks(spec.layers):
+        try:
+            steps = body_steps(block.body)
+        except UnsupportedError as err:
+            skipped.append({"path": block.path, "reason": err.message})
+            continue
+        blocks.append(analyze_cycle(steps, ctx, block.path))
+    precision = "float64" if ctx.name == "float64" else f"mpmath ({ctx.digits} digits)"
+    return SpecAnalysis(spec.name, blocks, skipped, precision)

@@ -1,0 +1,189 @@
+"""The `workbench` command line: a thin layer over the Python API.
+
+Every command takes --json (the results' ``to_dict()``); bad input exits 2 with a one-line
+typed error and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from workbench.errors import WorkbenchError
+
+
+def _digits(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--digits takes an integer, got {text!r}") from None
+    if not 5 <= value <= 1000:
+        raise argparse.ArgumentTypeError("--digits must be between 5 and 1000")
+    return value
+
+
+def _grid(text: str) -> tuple[float, float, int]:
+    parts = text.split(":")
+    try:
+        a, b, n = float(parts[0]), float(parts[1]), int(parts[2])
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"expected a:b:n (e.g. 0:0.3:31), got {text!r}") from None
+    if len(parts) != 3 or n < 1 or a < 0 or b < a:
+        raise argparse.ArgumentTypeError(f"expected 0 <= a <= b and n >= 1 in a:b:n, got {text!r}")
+    return a, b, n
+
+
+def _print_table(rows: list[dict], columns: Sequence[str]) -> None:
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "—"
+        if isinstance(v, float):
+            return f"{v:.10g}"
+        return str(v)
+
+    cells = [[fmt(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def cmd_check(args: argparse.Namespace) -> dict:
+    from workbench.spec import load_spec
+    from workbench.spec.summary import summarize, total_depth
+
+    spec = load_spec(args.spec)
+    stages = summarize(spec)
+    result = {
+        "spec": spec.name,
+        "file": str(args.spec),
+        "input_shape": list(spec.input_shape),
+        "depth": total_depth(spec),
+        "stages": stages,
+    }
+    if not args.json:
+        print(f"{spec.name}: valid; input {list(spec.input_shape)}, depth {result['depth']}")
+        _print_table(
+            stages,
+            [
+                "path",
+                "kind",
+                "in_shape",
+                "out_shape",
+                "sigma_w2",
+                "sigma_b2",
+                "activation",
+                "times",
+                "depth",
+            ],
+        )
+    return result
+
+
+def cmd_analyze(args: argparse.Namespace) -> dict:
+    from workbench.analysis import analyze_spec
+    from workbench.precision import context
+    from workbench.spec import load_spec
+
+    result = analyze_spec(load_spec(args.spec), context(args.digits)).to_dict()
+    if not args.json:
+        print(f"{result['spec']} ({result['precision']})")
+        _print_table(
+            result["blocks"],
+            ["path", "phase", "q_star", "c_star", "chi_1", "chi_q", "chi_c", "xi_q", "xi_c"],
+        )
+        for block in result["blocks"]:
+            for note in block.get("notes", []):
+                print(f"  {block['path']}: {note}")
+        for skipped in result["skipped"]:
+            print(f"  skipped {skipped['path']}: {skipped['reason']}")
+    return result
+
+
+def cmd_critical(args: argparse.Namespace) -> dict:
+    from workbench.activations import parse_activation
+    from workbench.precision import context
+    from workbench.theory.critical import critical_point
+
+    point = critical_point(parse_activation(args.activation), args.sigma_b2, context(args.digits))
+    result = point.to_dict()
+    if not args.json:
+        _print_table([result], ["activation", "sigma_b2", "sigma_w2", "q_star", "note"])
+    return result
+
+
+def cmd_phase_diagram(args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from workbench.activations import parse_activation
+    from workbench.plots import write_phase_diagram
+    from workbench.precision import context
+    from workbench.theory.critical import critical_line
+
+    a, b, n = args.sigma_b2
+    grid = np.linspace(a, b, n)
+    phi = parse_activation(args.activation)
+    points = critical_line(phi, grid, context(args.digits), progress=not args.json)
+    rows = [p.to_dict() for p in points]
+    result = {"activation": phi.name, "points": rows}
+    if args.out:
+        result["out"] = str(write_phase_diagram(points, Path(args.out)))
+    if not args.json:
+        _print_table(rows, ["sigma_b2", "sigma_w2", "q_star"])
+        if args.out:
+            print(f"wrote {result['out']}")
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench", description="Mean-field theory of deep networks at initialization."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
+        p.set_defaults(func=func)
+        return p
+
+    p = add("check", cmd_check, "validate a spec and print a per-stage summary")
+    p.add_argument("spec", type=Path)
+    p = add("analyze", cmd_analyze, "fixed points, susceptibilities, depth scales per repeat block")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--digits", type=_digits, help="compute with mpmath at N significant digits")
+    p = add("critical", cmd_critical, "the critical sigma_w2 and q* at a bias variance")
+    p.add_argument("--activation", required=True, help="a name (tanh) or an expression in x")
+    p.add_argument("--sigma-b2", type=float, required=True)
+    p.add_argument("--digits", type=_digits)
+    p = add(
+        "phase-diagram", cmd_phase_diagram, "the critical line sigma_w2(sigma_b2), coloured by q*"
+    )
+    p.add_argument("--activation", required=True)
+    p.add_argument("--sigma-b2", type=_grid, default=(0.0, 0.3, 31), help="a:b:n grid")
+    p.add_argument("--digits", type=_digits)
+    p.add_argument("--out", help="FILE.png, FILE.pdf, FILE.csv or FILE.json")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except WorkbenchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

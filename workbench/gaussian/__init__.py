@@ -1,0 +1,152 @@
+"""The Gaussian-expectation engine: the only place in the package that integrates.
+
+``expect(f, g, q11, q12, q22, ctx)`` = E[f(u) g(v)] with (u, v) ~ N(0, [[q11, q12], [q12, q22]])
+and ``expect1(h, q, ctx)`` = E[h(u)], u ~ N(0, q). Answers come from a closed form when the pair
+of activations has one (closed_forms.py), else from quadrature (quadrature.py) in the context's
+precision (two-point ones at high precision by Mehler's series, hermite.py, where it
+converges). ``expect_symbolic`` returns the unevaluated integral for reports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from workbench.activations import Activation, X
+from workbench.errors import TheoryError
+from workbench.gaussian.closed_forms import closed_form
+from workbench.gaussian.hermite import expect2_mehler
+from workbench.gaussian.quadrature import (
+    expect1_float64,
+    expect1_mpmath,
+    expect2_float64,
+    expect2_mpmath,
+)
+from workbench.precision import F64, Context
+
+DEGENERATE_CORRELATION = 1e-13  # 1 - |c| below this: treat (u, v) as perfectly correlated
+
+
+def _finite(value: Any, what: str, ctx: Context) -> Any:
+    if not ctx.isfinite(value):
+        raise TheoryError(
+            f"the Gaussian expectation {what} is not finite (got {value})",
+            hint="the activation grows too fast for this variance; lower sigma_w2 or q",
+        )
+    return value
+
+
+def expect1(h: Activation, q: Any, ctx: Context = F64) -> Any:
+    """E[h(u)], u ~ N(0, q)."""
+    if q < 0:
+        raise TheoryError(f"a variance must be non-negative, got q = {q}")
+    with ctx.active():
+        if ctx.name == "mpmath":
+            value = expect1_mpmath(h.mpmath, mpmath.mpf(q), h.kinks)
+        else:
+            value = expect1_float64(h.numpy, float(q), h.kinks)
+    return _finite(value, f"E[{h.name}(u)]", ctx)
+
+
+def expect(f: Activation, g: Activation, q11: Any, q12: Any, q22: Any, ctx: Context = F64) -> Any:
+    """E[f(u) g(v)], (u, v) ~ N(0, [[q11, q12], [q12, q22]]). In float64 the covariances may
+    be numpy arrays (broadcast together): one vectorised evaluation for all of them."""
+    if any(isinstance(v, np.ndarray) for v in (q11, q12, q22)):
+        return _expect_array(f, g, q11, q12, q22, ctx)
+    if q11 < 0 or q22 < 0 or q12 * q12 > q11 * q22 * (1 + 1e-12):
+        raise TheoryError(
+            f"not a covariance matrix: q11={q11}, q12={q12}, q22={q22}",
+            hint="a kernel must be positive semi-definite",
+        )
+    what = f"E[{f.name}(u) {g.name}(v)]"
+    exact = closed_form(f.expr, g.expr, ctx)
+    if exact is not None and q11 > 0 and q22 > 0:
+        value = exact(q11, q12, q22)
+        return _finite(value if ctx.name == "mpmath" else float(value), what, ctx)
+    with ctx.active():
+        q11, q12, q22 = (ctx.num(v) for v in (q11, q12, q22))
+        if q11 == 0 or q22 == 0:
+            const, other, q = (f, g, q22) if q11 == 0 else (g, f, q11)
+            return _finite(_at_zero(const, ctx) * expect1(other, q, ctx), what, ctx)
+        corr = q12 / ctx.sqrt(q11 * q22)
+        if 1 - abs(corr) < DEGENERATE_CORRELATION:
+            # v = (q12 / q11) u exactly: a one-point expectation of f(x) g(k x)
+            k = q12 / q11
+            fn, gn = (f.mpmath, g.mpmath) if ctx.name == "mpmath" else (f.numpy, g.numpy)
+            kinks = (*f.kinks, *(kink / float(k) for kink in g.kinks))
+            one_point = expect1_mpmath if ctx.name == "mpmath" else expect1_float64
+            return _finite(one_point(lambda x: fn(x) * gn(k * x), q11, kinks), what, ctx)
+        if ctx.name == "mpmath":
+            value = None
+            if not (*f.kinks, *g.kinks) or set((*f.kinks, *g.kinks)) == {0}:
+                value = expect2_mehler(
+                    f.mpmath,
+                    g.mpmath,
+                    q11,
+                    q12,
+                    q22,
+                    f.singularity_distance,
+                    g.singularity_distance,
+                )
+            if value is None:
+                value = expect2_mpmath(f.mpmath, g.mpmath, q11, q12, q22, f.kinks, g.kinks)
+        else:
+            value = expect2_float64(f.numpy, g.numpy, q11, q12, q22, f.kinks, g.kinks)
+    return _finite(value, what, ctx)
+
+
+def _expect_array(
+    f: Activation, g: Activation, q11: Any, q12: Any, q22: Any, ctx: Context
+) -> np.ndarray:
+    if ctx.name != "float64":
+        raise TheoryError(
+            "array covariances are a float64 feature; loop over them at high precision"
+        )
+    q11, q12, q22 = np.broadcast_arrays(*(np.asarray(v, float) for v in (q11, q12, q22)))
+    if (q11 < 0).any() or (q22 < 0).any() or (q12 * q12 > q11 * q22 * (1 + 1e-12)).any():
+        raise TheoryError(
+            "not a covariance matrix in the batch", hint="a kernel must be positive semi-definite"
+        )
+    exact = closed_form(f.expr, g.expr, ctx)
+    positive = (q11 > 0) & (q22 > 0)
+    out = np.empty(q11.shape)
+    if positive.any():
+        args = q11[positive], q12[positive], q22[positive]
+        if exact is not None:
+            out[positive] = exact(*args)
+        else:
+            q12c = np.clip(args[1], -np.sqrt(args[0] * args[2]), np.sqrt(args[0] * args[2]))
+            out[positive] = expect2_float64(
+                f.numpy, g.numpy, args[0], q12c, args[2], f.kinks, g.kinks
+            )
+    for index in zip(*np.nonzero(~positive)):
+        out[index] = expect(f, g, q11[index], q12[index], q22[index], ctx)
+    if not np.isfinite(out).all():
+        raise TheoryError(
+            f"the Gaussian expectation E[{f.name}(u) {g.name}(v)] is not finite for some "
+            "covariances",
+            hint="the activation grows too fast for these variances; lower sigma_w2 or q",
+        )
+    return out
+
+
+def _at_zero(h: Activation, ctx: Context) -> Any:
+    return h.mpmath(mpmath.mpf(0)) if ctx.name == "mpmath" else float(h.numpy(0.0))
+
+
+def expect_symbolic(f: Activation, g: Activation | None = None) -> sp.Expr:
+    """The unevaluated integral behind ``expect`` (or ``expect1`` when g is None), for reports."""
+    z1, z2 = sp.symbols("z_1 z_2", real=True)
+    q11, q12, q22 = sp.symbols("q_11 q_12 q_22", positive=True)
+    if g is None:
+        q = sp.Symbol("q", positive=True)
+        dens = sp.exp(-(z1**2) / 2) / sp.sqrt(2 * sp.pi)
+        return sp.Integral(f.expr.subs(X, sp.sqrt(q) * z1) * dens, (z1, -sp.oo, sp.oo))
+    u = sp.sqrt(q11) * z1
+    v = q12 / sp.sqrt(q11) * z1 + sp.sqrt(q22 - q12**2 / q11) * z2
+    dens = sp.exp(-(z1**2 + z2**2) / 2) / (2 * sp.pi)
+    integrand = f.expr.subs(X, u) * g.expr.subs(X, v) * dens
+    return sp.Integral(integrand, (z1, -sp.oo, sp.oo), (z2, -sp.oo, sp.oo))

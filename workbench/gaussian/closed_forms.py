@@ -1,0 +1,169 @@
+"""Closed-form Gaussian expectations E[f(u) g(v)], (u, v) ~ N(0, [[q11, q12], [q12, q22]]).
+
+Each activation is matched structurally (sympy Wild patterns, no evaluation of text) to one of
+the families below; a pair of families with a known dual kernel is answered exactly:
+
+* linear a·x:           E = a1 a2 q12
+* relu a·max(0, b x):   arc-cosine kernel of degree 1 (Cho & Saul 2009; the relu NNGP of
+                        xiao_bahri §2), E = a1 a2 √(q11 q22)/(2π) (sin θ + (π − θ) cos θ)
+* step a·H(b x):        arc-cosine kernel of degree 0, E = a1 a2 (π − θ)/(2π)
+* relu × step:          E = a1 a2 √q11 (1 + c)/(2 √(2π))
+* erf a·erf(b x):       arcsine kernel (Williams 1997),
+                        E = a1 a2 (2/π) asin(2 b1 b2 q12 / √((1 + 2 b1² q11)(1 + 2 b2² q22)))
+* gauss a·exp(−b x²):   E = a1 a2 / √((1 + 2 b1 q11)(1 + 2 b2 q22) − 4 b1 b2 q12²)
+* constant a:           E = a1 a2 (constant × constant)
+
+with c = q12/√(q11 q22) and θ = arccos c. The formulas are evaluated with the precision
+context's arithmetic, so the same code serves float64 and mpmath.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from workbench.activations import X
+
+
+@dataclass(frozen=True)
+class Family:
+    """A matched closed-form family: ``kind`` with amplitude ``a`` and inner scale ``b``."""
+
+    kind: str  # linear | relu | step | erf | gauss | const
+    a: Any  # sympy number when matched; converted to the context's numbers when evaluated
+    b: Any = 1
+
+
+_A = sp.Wild("a", exclude=[X])
+_B = sp.Wild("b", exclude=[X])
+
+_PATTERNS: tuple[tuple[str, sp.Expr], ...] = (
+    ("relu", _A * sp.Max(0, _B * X)),
+    ("step", _A * sp.Heaviside(_B * X)),
+    ("step", _A * sp.Heaviside(_B * X, sp.Rational(1, 2))),
+    ("erf", _A * sp.erf(_B * X)),
+    ("gauss", _A * sp.exp(-_B * X**2)),
+    ("linear", _A * X),
+)
+
+
+@lru_cache(maxsize=512)
+def match_family(expr: sp.Expr) -> Family | None:
+    """The closed-form family of ``expr`` (an activation in x), or None."""
+    if not expr.has(X):
+        return Family("const", expr) if expr.is_real else None
+    for kind, pattern in _PATTERNS:
+        m = expr.match(pattern)
+        if not m or _A not in m or _B not in m:
+            continue
+        a, b = m[_A], m[_B]
+        if not (a.is_number and b.is_number and a.is_real and b.is_real):
+            continue
+        if kind == "relu" and b > 0:
+            return Family("relu", a * b)
+        if kind == "step" and b > 0:
+            return Family("step", a)
+        if kind in ("erf", "gauss") and b > 0 or kind == "erf" and b != 0:
+            return Family(kind, a, b)
+        if kind == "linear":
+            return Family("linear", a * b)
+    if expr == X:
+        return Family("linear", sp.Integer(1))
+    return None
+
+
+def _math(ctx: Any) -> Any:
+    return mpmath if ctx.name == "mpmath" else np
+
+
+def _pair_formula(f: Family, g: Family) -> Callable[..., Any] | None:
+    """E[f(u) g(v)] as a function of (q11, q12, q22, m) for module ``m`` (numpy or mpmath)."""
+    kinds = (f.kind, g.kind)
+
+    def corr(q11, q12, q22, m):
+        c = q12 / m.sqrt(q11 * q22)
+        return m.fmin(m.fmax(c, -1), 1) if m is np else max(min(c, 1), -1)
+
+    if kinds == ("linear", "linear"):
+        return lambda q11, q12, q22, m: f.a * g.a * q12
+    if kinds == ("const", "const"):
+        return lambda q11, q12, q22, m: f.a * g.a + 0 * q12
+    if kinds == ("relu", "relu"):
+
+        def relu_relu(q11, q12, q22, m):
+            c = corr(q11, q12, q22, m)
+            th = m.acos(c) if m is mpmath else np.arccos(c)
+            return f.a * g.a * m.sqrt(q11 * q22) / (2 * m.pi) * (m.sin(th) + (m.pi - th) * c)
+
+        return relu_relu
+    if kinds == ("step", "step"):
+
+        def step_step(q11, q12, q22, m):
+            c = corr(q11, q12, q22, m)
+            th = m.acos(c) if m is mpmath else np.arccos(c)
+            return f.a * g.a * (m.pi - th) / (2 * m.pi)
+
+        return step_step
+    if kinds in (("relu", "step"), ("step", "relu")):
+
+        def relu_step(q11, q12, q22, m):
+            c = corr(q11, q12, q22, m)
+            qr = q11 if f.kind == "relu" else q22
+            return f.a * g.a * m.sqrt(qr) * (1 + c) / (2 * m.sqrt(2 * m.pi))
+
+        return relu_step
+    if kinds == ("erf", "erf"):
+
+        def erf_erf(q11, q12, q22, m):
+            den = m.sqrt((1 + 2 * f.b**2 * q11) * (1 + 2 * g.b**2 * q22))
+            arg = 2 * f.b * g.b * q12 / den
+            return f.a * g.a * 2 / m.pi * (m.asin(arg) if m is mpmath else np.arcsin(arg))
+
+        return erf_erf
+    if kinds == ("gauss", "gauss"):
+
+        def gauss_gauss(q11, q12, q22, m):
+            det = (1 + 2 * f.b * q11) * (1 + 2 * g.b * q22) - 4 * f.b * g.b * q12**2
+            return f.a * g.a / m.sqrt(det)
+
+        return gauss_gauss
+    return None
+
+
+def closed_form(f_expr: sp.Expr, g_expr: sp.Expr, ctx: Any) -> Callable[..., Any] | None:
+    """A callable (q11, q12, q22) -> E[f(u) g(v)] in ``ctx``'s arithmetic, or None."""
+    ff, gf = match_family(f_expr), match_family(g_expr)
+    if ff is None or gf is None:
+        return None
+    if _pair_formula(ff, gf) is None:
+        return None
+    if _math(ctx) is mpmath:
+
+        def evaluate(q11, q12, q22):
+            with ctx.active():
+                numbers = _numeric(ff, mpmath.mpf), _numeric(gf, mpmath.mpf)
+                return _pair_formula(*numbers)(
+                    mpmath.mpf(q11), mpmath.mpf(q12), mpmath.mpf(q22), mpmath
+                )
+
+        return evaluate
+    numeric = _pair_formula(_numeric(ff, float), _numeric(gf, float))
+    return lambda q11, q12, q22: numeric(
+        np.asarray(q11, float), np.asarray(q12, float), np.asarray(q22, float), np
+    )
+
+
+def _numeric(family: Family, convert: Callable[[Any], Any]) -> Family:
+    """``family`` with its parameters as numbers of the current precision."""
+    digits = mpmath.mp.dps if convert is mpmath.mpf else 17
+    return Family(
+        family.kind,
+        convert(str(sp.N(family.a, digits))),
+        convert(str(sp.N(family.b, digits))),
+    )

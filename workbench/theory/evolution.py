@@ -1,0 +1,189 @@
+"""Layer-by-layer evolution of the kernel of a set of inputs through a fully-connected cycle
+(pabari_zhou eqs. 3–7; xiao_bahri §2, eq. 2.2).
+
+For inputs x_1 … x_n the pre-activation kernel of the first dense layer is
+K⁰_ab = σ_w² x_a·x_b / d + σ_b², and each later step maps
+K_ab ← σ_w² E[φ(u_a) φ(u_b)] + σ_b², (u_a, u_b) ~ N(0, K restricted to {a, b}).
+The result records qˡ_a = Kˡ_aa and cˡ_ab = Kˡ_ab / √(qˡ_a qˡ_b) for every layer.
+
+Speed (float64): once every variance sits on the fixed-point orbit (to rounding) the c-map
+of each step no longer changes, so it is interpolated once — by Chebyshev series in
+s = √(1 − c), which keeps the (1 − c)^{3/2} behaviour of kinked activations smooth — and the
+interpolant, verified against the next-higher degree to 1e-13, carries the remaining layers.
+Before that (or when the check fails) every pair is integrated directly, vectorised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.polynomial import chebyshev
+
+from workbench.errors import TheoryError
+from workbench.gaussian import expect
+from workbench.precision import F64, Context
+from workbench.theory.fc_maps import FCStep
+
+INTERPOLANT_TOLERANCE = 1e-12
+MAX_DEGREE = 256
+FROZEN_TOLERANCE = 4 * np.finfo(float).eps
+
+
+@dataclass
+class KernelEvolution:
+    """q[l, a] and the correlations c[l, p] of the pairs ``pairs[p] = (a, b)``, a < b, for
+    layers l = 0 … depth (layer 0: the first dense layer's pre-activations)."""
+
+    q: np.ndarray
+    c: np.ndarray
+    pairs: np.ndarray
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def depth(self) -> int:
+        return self.q.shape[0] - 1
+
+    def correlation(self, layer: int) -> np.ndarray:
+        """The n × n correlation matrix at ``layer``."""
+        n = self.q.shape[1]
+        out = np.eye(n)
+        out[self.pairs[:, 0], self.pairs[:, 1]] = self.c[layer]
+        out[self.pairs[:, 1], self.pairs[:, 0]] = self.c[layer]
+        return out
+
+    def to_dict(self, every: int = 1) -> dict:
+        layers = list(range(0, self.depth + 1, every))
+        if layers[-1] != self.depth:
+            layers.append(self.depth)
+        return {
+            "layers": layers,
+            "q": self.q[layers].tolist(),
+            "c": [self.correlation(layer).tolist() for layer in layers],
+            "notes": list(self.notes),
+        }
+
+
+def input_kernel(inputs: np.ndarray, sigma_w2: float, sigma_b2: float) -> np.ndarray:
+    """K⁰ = σ_w² X Xᵀ / d + σ_b² for the rows of ``inputs`` (n × d)."""
+    inputs = np.asarray(inputs, float)
+    if inputs.ndim != 2 or not np.isfinite(inputs).all():
+        raise TheoryError("inputs must be a finite 2-d array (one input per row)")
+    return sigma_w2 * inputs @ inputs.T / inputs.shape[1] + sigma_b2
+
+
+class _CMapInterpolant:
+    """E[φ(u₁)φ(u₂)] at fixed variance q as a Chebyshev series in s = √(1 − c), s ∈ [0, √2]."""
+
+    def __init__(self, step: FCStep, q: float) -> None:
+        self.step, self.q = step, q
+        self.series = self._build()
+
+    def _values(self, s: np.ndarray) -> np.ndarray:
+        c = np.clip(1 - s * s, -1.0, 1.0)
+        return expect(self.step.phi, self.step.phi, self.q, c * self.q, self.q, F64)
+
+    def _build(self) -> chebyshev.Chebyshev | None:
+        domain = [0.0, np.sqrt(2.0)]
+        previous = chebyshev.Chebyshev.interpolate(self._values, 16, domain=domain)
+        probe = np.linspace(0, np.sqrt(2.0), 97)
+        degree = 32
+        while degree <= MAX_DEGREE:
+            current = chebyshev.Chebyshev.interpolate(self._values, degree, domain=domain)
+            scale = max(float(np.max(np.abs(current(probe)))), 1e-300)
+            if np.max(np.abs(current(probe) - previous(probe))) <= INTERPOLANT_TOLERANCE * scale:
+                return current
+            previous, degree = current, degree * 2
+        return None
+
+    def __call__(self, c: np.ndarray) -> np.ndarray:
+        return self.series(np.sqrt(np.clip(1 - c, 0.0, 2.0)))
+
+
+def _direct_step(step: FCStep, q: np.ndarray, pairs: np.ndarray, c: np.ndarray, ctx: Context):
+    sw2, sb2 = ctx.num(step.sigma_w2), ctx.num(step.sigma_b2)
+    qa, qb = q[pairs[:, 0]], q[pairs[:, 1]]
+    if ctx.name == "float64":
+        q_new = sw2 * expect(step.phi, step.phi, q, q, q, ctx) + sb2
+        cov = sw2 * expect(step.phi, step.phi, qa, c * np.sqrt(qa * qb), qb, ctx) + sb2
+        return q_new, cov / np.sqrt(q_new[pairs[:, 0]] * q_new[pairs[:, 1]])
+    with ctx.active():
+        q_new = [sw2 * expect(step.phi, step.phi, v, v, v, ctx) + sb2 for v in q]
+        out = []
+        for (a, b), corr in zip(pairs, c):
+            cov = corr * ctx.sqrt(q[a] * q[b])
+            k = sw2 * expect(step.phi, step.phi, q[a], cov, q[b], ctx) + sb2
+            out.append(k / ctx.sqrt(q_new[a] * q_new[b]))
+    return np.array(q_new, dtype=object), np.array(out, dtype=object)
+
+
+def evolve_kernel(
+    steps: Sequence[FCStep],
+    kernel: np.ndarray,
+    depth: int,
+    ctx: Context = F64,
+    progress: bool = False,
+) -> KernelEvolution:
+    """qˡ and cˡ for l = 0 … depth from the layer-0 kernel ``kernel`` (eqs. 3–7), stepping
+    through the cycle ``steps`` (layer l applies steps[l mod len])."""
+    from tqdm import tqdm
+
+    kernel = np.asarray(kernel, float if ctx.name == "float64" else object)
+    n = kernel.shape[0]
+    if kernel.shape != (n, n) or depth < 0:
+        raise TheoryError("the kernel must be a square matrix and the depth non-negative")
+    pairs = np.array([(a, b) for a in range(n) for b in range(a + 1, n)], dtype=int).reshape(-1, 2)
+    dtype = float if ctx.name == "float64" else object
+    q = np.empty((depth + 1, n), dtype=dtype)
+    c = np.empty((depth + 1, len(pairs)), dtype=dtype)
+    with ctx.active():
+        q[0] = [ctx.num(v) for v in np.diag(kernel)]
+        if (q[0] <= 0).any():
+            raise TheoryError("every input needs a positive variance q⁰ (a non-zero input)")
+        c[0] = [ctx.num(kernel[a, b]) / ctx.sqrt(q[0][a] * q[0][b]) for a, b in pairs] or np.empty(
+            0
+        )
+    notes: list[str] = []
+    interpolants: dict[int, _CMapInterpolant | None] = {}
+    frozen_q: dict[int, float] = {}
+    cycle = len(steps)
+    for layer in tqdm(range(depth), desc="kernel evolution", disable=not progress, leave=False):
+        j = layer % cycle
+        step = steps[j]
+        q_in = q[layer]
+        if ctx.name == "float64" and j in frozen_q and (q_in == q_in[0]).all():
+            interp = interpolants.get(j)
+            if interp is None and j not in interpolants:
+                interp = interpolants[j] = _CMapInterpolant(step, float(q_in[0]))
+                if interp.series is None:
+                    interpolants[j] = None
+                    notes.append(
+                        f"step {j}: c-map interpolant did not converge; integrated directly"
+                    )
+            if interpolants[j] is not None:
+                q_out = frozen_q[(j + 1) % cycle] if (j + 1) % cycle in frozen_q else None
+                if q_out is not None:
+                    sw2, sb2 = float(step.sigma_w2), float(step.sigma_b2)
+                    q[layer + 1] = q_out
+                    c[layer + 1] = (sw2 * interpolants[j](c[layer]) + sb2) / q_out
+                    continue
+        q[layer + 1], c[layer + 1] = _direct_step(step, q_in, pairs, c[layer], ctx)
+        if ctx.name == "float64":
+            _update_frozen(frozen_q, q, layer, cycle)
+    return KernelEvolution(q, c, pairs, notes)
+
+
+def _update_frozen(frozen_q: dict[int, float], q: np.ndarray, layer: int, cycle: int) -> None:
+    """Freeze the variance orbit once a whole cycle reproduces itself to rounding: from then on
+    qˡ is exactly periodic and every step's c-map is a fixed function of c."""
+    if layer + 1 < cycle or frozen_q:
+        return
+    now, before = q[layer + 1], q[layer + 1 - cycle]
+    spread = np.abs(now - now[0]).max()
+    if spread <= FROZEN_TOLERANCE * now[0] and np.abs(now - before).max() <= (
+        FROZEN_TOLERANCE * now[0]
+    ):
+        for k in range(cycle):
+            q[layer + 1 - k] = q[layer + 1 - k][0]
+            frozen_q[(layer + 1 - k) % cycle] = float(q[layer + 1 - k][0])

@@ -1,0 +1,232 @@
+"""Fixed points, susceptibilities, depth scales and phase of a fully-connected cycle
+(pabari_zhou §3.1 eqs. 3–10; Poole et al. and Schoenholz et al. as summarised there).
+
+The attracting fixed point is found by iterating the map in float64 from q⁰ = 1 (normalised
+inputs), then polished by Newton's method in the requested precision. Without a finite fixed
+point (e.g. relu with σ_w² > 2) the result says so and gives the growth factor per cycle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from workbench.errors import TheoryError
+from workbench.gaussian import expect
+from workbench.precision import Context, Float64
+from workbench.solve import polish_root
+from workbench.theory.fc_maps import FCStep, c_map, chi_1, chi_c, chi_q, q_map, q_orbit
+
+F64 = Float64()
+MAX_ITERATIONS = 2000
+DIVERGENCE_THRESHOLD = 1e12
+ZERO_VARIANCE = 1e-280
+
+
+@dataclass
+class FixedPointAnalysis:
+    """Mean-field quantities of one repeat body. Depth scales count body iterations."""
+
+    path: str
+    q_star: Any
+    c_star: Any
+    chi_1: Any
+    chi_q: Any
+    chi_c: Any
+    xi_q: Any
+    xi_c: Any
+    phase: str
+    growth_rate: Any = None
+    notes: list[str] = field(default_factory=list)
+    ctx: Context = field(default=F64, repr=False)
+
+    def to_dict(self) -> dict:
+        def num(v: Any) -> Any:
+            return None if v is None else self.ctx.to_json(v)
+
+        out = {
+            "path": self.path,
+            "q_star": num(self.q_star),
+            "c_star": num(self.c_star),
+            "chi_1": num(self.chi_1),
+            "chi_q": num(self.chi_q),
+            "chi_c": num(self.chi_c),
+            "xi_q": num(self.xi_q),
+            "xi_c": num(self.xi_c),
+            "phase": self.phase,
+        }
+        if self.growth_rate is not None:
+            out["growth_rate"] = num(self.growth_rate)
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+def phase_of(chi1: Any, ctx: Context) -> str:
+    """ordered (χ₁ < 1), chaotic (χ₁ > 1) or critical (|χ₁ − 1| within the precision)."""
+    tol = 1e-10 if ctx.name == "float64" else ctx.eps * 10**6
+    if abs(chi1 - 1) <= tol:
+        return "critical"
+    return "ordered" if chi1 < 1 else "chaotic"
+
+
+def depth_scale(chi: Any, ctx: Context) -> Any:
+    """ξ = −1/log χ (eqs. 9–10); None where it diverges (χ ≥ 1 within the precision)."""
+    if chi is None:
+        return None
+    tol = 1e-10 if ctx.name == "float64" else ctx.eps * 10**6
+    if chi <= 0:
+        return ctx.num(0)
+    if chi >= 1 - tol:
+        return None
+    return -1 / ctx.log(chi)
+
+
+def explore_q(steps: Sequence[FCStep], q0: float = 1.0) -> tuple[str, float, float]:
+    """Iterate the q-map in float64: ('fixed', q, 0) | ('zero', 0, 0) | ('diverges', q, rate)."""
+    q = q0
+    for _ in range(MAX_ITERATIONS):
+        q_next = q_map(steps, q, F64)
+        if not math.isfinite(q_next) or q_next > DIVERGENCE_THRESHOLD:
+            rate = q_map(steps, DIVERGENCE_THRESHOLD, F64) / DIVERGENCE_THRESHOLD
+            return "diverges", q, rate
+        if q_next < ZERO_VARIANCE:
+            return "zero", 0.0, 0.0
+        if abs(q_next - q) <= 1e-15 * q_next:
+            return "fixed", q_next, 0.0
+        q = q_next
+    if q < 1e-6 * q0:
+        return "zero", 0.0, 0.0
+    return "fixed", q, 0.0
+
+
+def q_fixed_point(steps: Sequence[FCStep], ctx: Context, q0: float = 1.0) -> tuple[str, Any, Any]:
+    """The attracting fixed point q* of the cycle's q-map (eq. 23) in ``ctx``."""
+    status, q_est, rate = explore_q(steps, q0)
+    if status != "fixed":
+        return status, q_est, ctx.num(rate)
+
+    def residual(q: Any) -> Any:
+        return q_map(steps, q, ctx) - q
+
+    def slope(q: Any) -> Any:
+        return chi_q(steps, q, ctx) - 1
+
+    try:
+        q_star = polish_root(residual, q_est, ctx, derivative=slope, what="fixed point q*")
+    except TheoryError:
+        q_star = polish_root(residual, q_est, ctx, what="fixed point q*")
+    return "fixed", q_star, ctx.num(0)
+
+
+def explore_c(steps: Sequence[FCStep], orbit: Sequence[float]) -> float:
+    """The stable c* < 1 of the chaotic phase: iterate the float64 c-map from c = 0."""
+    c = 0.0
+    for _ in range(MAX_ITERATIONS):
+        c_next = c_map(steps, c, orbit, F64)
+        if abs(c_next - c) <= 1e-15:
+            return c_next
+        c = c_next
+    return c
+
+
+def analyze_cycle(
+    steps: Sequence[FCStep], ctx: Context = F64, path: str = ""
+) -> FixedPointAnalysis:
+    """q*, c*, χ₁, χ_q*, χ_c*, ξ_q, ξ_c and the phase of a cycle of FC steps."""
+    with ctx.active():
+        status, q_star, rate = q_fixed_point(steps, ctx)
+        notes: list[str] = []
+        if status == "diverges":
+            return _diverging(steps, ctx, path, rate)
+        if status == "zero":
+            return _zero_variance(steps, ctx, path)
+        orbit = q_orbit(steps, q_star, ctx)
+        chi1 = chi_1(steps, q_star, ctx)
+        chiq = chi_q(steps, q_star, ctx)
+        phase = phase_of(chi1, ctx)
+        if phase != "chaotic":
+            c_star, chic = ctx.num(1), chi1
+        else:
+            orbit64 = [float(q) for q in orbit]
+            c_est = explore_c(steps, orbit64)
+
+            def residual(c: Any) -> Any:
+                return c_map(steps, c, orbit, ctx) - c
+
+            def slope(c: Any) -> Any:
+                return chi_c(steps, c, orbit, ctx) - 1
+
+            c_star = polish_root(residual, c_est, ctx, derivative=slope, what="fixed point c*")
+            chic = chi_c(steps, c_star, orbit, ctx)
+        if phase == "critical":
+            notes.append("chi_1 = 1: the correlation depth scale xi_c diverges")
+        return FixedPointAnalysis(
+            path,
+            q_star,
+            c_star,
+            chi1,
+            chiq,
+            chic,
+            depth_scale(chiq, ctx),
+            depth_scale(chic, ctx),
+            phase,
+            None,
+            notes,
+            ctx,
+        )
+
+
+def _diverging(steps: Sequence[FCStep], ctx: Context, path: str, rate: Any) -> FixedPointAnalysis:
+    """No finite q*: q grows by ``rate`` per cycle; χ₁ is its large-q limit. For positively
+    homogeneous φ (relu, linear...) the correlation map has a scale-free limit: the c-map with
+    the biases dropped and each step normalised to unit variance gain."""
+    notes = [f"no finite fixed point: q grows by a factor {float(rate):.6g} per iteration"]
+    large_q = ctx.num(DIVERGENCE_THRESHOLD)
+    chi1 = chi_1(steps, large_q, ctx)
+    phase = phase_of(chi1, ctx)
+    if not all(s.phi.positive_homogeneity() == 1 for s in steps):
+        notes.append("c* is not defined while q diverges for this activation")
+        return FixedPointAnalysis(
+            path, None, None, chi1, None, None, None, None, phase, rate, notes, ctx
+        )
+    one = ctx.num(1)
+    unit = [FCStep(1 / expect(s.phi, s.phi, one, one, one, ctx), 0, s.phi) for s in steps]
+    orbit = [one] * len(steps)
+    c_star = one
+    if chi_c(unit, one, orbit, ctx) > 1 + (1e-10 if ctx.name == "float64" else ctx.eps):
+        c_star = polish_root(
+            lambda c: c_map(unit, c, orbit, ctx) - c,
+            explore_c(unit, [1.0] * len(steps)),
+            ctx,
+            what="fixed point c*",
+        )
+    chic = chi_c(unit, c_star, orbit, ctx)
+    notes.append("c* and chi_c are the q -> infinity limit, where the biases are negligible")
+    return FixedPointAnalysis(
+        path, None, c_star, chi1, None, chic, None, depth_scale(chic, ctx), phase, rate, notes, ctx
+    )
+
+
+def _zero_variance(steps: Sequence[FCStep], ctx: Context, path: str) -> FixedPointAnalysis:
+    """q* = 0: the signal dies out; χ₁ is its q → 0 limit σ_w² φ'(0)²."""
+    zero = ctx.num(0)
+    chi1 = chi_1(steps, zero, ctx)
+    chiq = chi_1(steps, zero, ctx)
+    notes = ["q* = 0: the variance vanishes with depth; c* is undefined at zero variance"]
+    return FixedPointAnalysis(
+        path,
+        zero,
+        None,
+        chi1,
+        chiq,
+        None,
+        depth_scale(chiq, ctx),
+        None,
+        phase_of(chi1, ctx),
+        None,
+        notes,
+        ctx,
+    )

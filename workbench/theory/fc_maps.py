@@ -1,0 +1,168 @@
+"""The fully-connected mean-field maps of a repeat body (pabari_zhou eqs. 3–10, 23–24;
+xiao_bahri §2).
+
+A body made of dense and act nodes is read as a cycle of steps h_j = W_j φ_j(h_{j-1}) + b_j,
+where φ_j composes the acts between dense j−1 and dense j (the acts after the last dense wrap
+around to the front). For one step with pre-activation variance q and correlation c:
+
+* q-map (eq. 3/23):   q' = σ_w² E[φ(u)²] + σ_b²,                 u ~ N(0, q)
+* c-map (eq. 5–7):    c' = (σ_w² E[φ(u₁)φ(u₂)] + σ_b²) / q'*,      corr(u₁, u₂) = c
+* χ₁ (eq. 8/24):      σ_w² E[φ'(u)²]
+* χ_q* (eq. 9):       dq'/dq = σ_w² E[φ'(u)² + φ(u)φ''(u)] = σ_w² E[u φ(u) φ'(u)] / q
+                      (the Stein form on the right needs no φ'' and so holds across kinks)
+* χ_c* (eq. 10):      dc'/dc = σ_w² E[φ'(u₁) φ'(u₂)]  (Schoenholz et al.; eq. 10 of the paper
+                      prints φ''·φ, a misprint: the derivative of the c-map is this product)
+
+Multi-step cycles compose the maps; their susceptibilities multiply around the cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+
+from workbench.activations import Activation, X, parse_activation
+from workbench.errors import UnsupportedError
+from workbench.gaussian import expect, expect1
+from workbench.precision import Context
+from workbench.spec.model import Act, Dense
+
+IDENTITY = Activation("linear", X)
+
+
+@dataclass(frozen=True)
+class FCStep:
+    """One dense layer fed by the activation φ: h' = W φ(h) + b, W ~ N(0, σ_w²/fan_in)."""
+
+    sigma_w2: Any
+    sigma_b2: Any
+    phi: Activation
+
+    @property
+    def dphi(self) -> Activation:
+        return self.phi.derivative()
+
+    @property
+    def stein_q(self) -> Activation:
+        """x φ(x) φ'(x): E[u φ φ'] / q is dE[φ(u)²]/dq (Stein's lemma)."""
+        return Activation(f"x·{self.phi.name}·{self.phi.name}'", X * self.phi.expr * self.dphi.expr)
+
+
+def _compose(outer: Activation, inner: Activation) -> Activation:
+    if inner.expr == X:
+        return outer
+    if outer.expr == X:
+        return inner
+    return outer.compose(inner)
+
+
+def body_steps(body: Sequence[Any]) -> tuple[FCStep, ...]:
+    """The cycle of FC steps of a repeat body of dense and act nodes."""
+    denses: list[Dense] = []
+    acts_between: list[Activation] = [IDENTITY]
+    for node in body:
+        if isinstance(node, Act):
+            acts_between[-1] = _compose(node.activation, acts_between[-1])
+        elif isinstance(node, Dense):
+            denses.append(node)
+            acts_between.append(IDENTITY)
+        else:
+            raise UnsupportedError(
+                f"{node.path or 'the block'}: node kind '{node.kind}' is not covered by the "
+                "fully-connected mean-field theory (dense and act only)",
+                hint="kernels of conv, bn, residual, pool and flatten come from `workbench kernel`",
+            )
+    if not denses:
+        raise UnsupportedError(
+            "a repeat body without a dense layer has no mean-field map",
+            hint="put at least one dense layer in the repeated body",
+        )
+    # acts after the last dense run before the first dense of the next iteration
+    lead = _compose(acts_between[0], acts_between[-1])
+    phis = [lead, *acts_between[1:-1]]
+    return tuple(FCStep(d.sigma_w2, d.sigma_b2, phi) for d, phi in zip(denses, phis))
+
+
+def single_step(activation: str | Activation, sigma_w2: Any, sigma_b2: Any) -> tuple[FCStep, ...]:
+    """The one-step cycle [dense, act] of a plain deep FC network."""
+    phi = activation if isinstance(activation, Activation) else parse_activation(activation)
+    return (FCStep(sigma_w2, sigma_b2, phi),)
+
+
+def step_q(step: FCStep, q: Any, ctx: Context) -> Any:
+    """Eq. 3: the variance after the step."""
+    return ctx.num(step.sigma_w2) * expect(step.phi, step.phi, q, q, q, ctx) + ctx.num(
+        step.sigma_b2
+    )
+
+
+def q_orbit(steps: Sequence[FCStep], q: Any, ctx: Context) -> list[Any]:
+    """Variances after each step of one pass of the cycle, starting from ``q``."""
+    orbit = []
+    for step in steps:
+        q = step_q(step, q, ctx)
+        orbit.append(q)
+    return orbit
+
+
+def q_map(steps: Sequence[FCStep], q: Any, ctx: Context) -> Any:
+    return q_orbit(steps, q, ctx)[-1]
+
+
+def chi_q(steps: Sequence[FCStep], q: Any, ctx: Context) -> Any:
+    """Eq. 9: d q-map / dq along the orbit from ``q`` (product over the cycle)."""
+    total = ctx.num(1)
+    for step in steps:
+        total = total * ctx.num(step.sigma_w2) * expect1(step.stein_q, q, ctx) / q
+        q = step_q(step, q, ctx)
+    return total
+
+
+def chi_1(steps: Sequence[FCStep], q: Any, ctx: Context) -> Any:
+    """Eq. 8/24: σ_w² E[φ'(u)²] multiplied around the cycle."""
+    total = ctx.num(1)
+    for step in steps:
+        d = step.dphi
+        total = total * ctx.num(step.sigma_w2) * expect(d, d, q, q, q, ctx)
+        q = step_q(step, q, ctx)
+    return total
+
+
+def c_map(steps: Sequence[FCStep], c: Any, orbit: Sequence[Any], ctx: Context) -> Any:
+    """Eqs. 5–7: the correlation after one pass, at the variance orbit ``orbit`` (q after each
+    step; the cycle starts from orbit[-1])."""
+    q_prev = orbit[-1]
+    for step, q_next in zip(steps, orbit):
+        cov = c * q_prev
+        q12 = ctx.num(step.sigma_w2) * expect(step.phi, step.phi, q_prev, cov, q_prev, ctx)
+        c = (q12 + ctx.num(step.sigma_b2)) / q_next
+        q_prev = q_next
+    return c
+
+
+def chi_c(steps: Sequence[FCStep], c: Any, orbit: Sequence[Any], ctx: Context) -> Any:
+    """Eq. 10: d c-map / dc at correlation ``c`` on the orbit."""
+    total = ctx.num(1)
+    q_prev = orbit[-1]
+    for step, q_next in zip(steps, orbit):
+        d = step.dphi
+        cov = c * q_prev
+        total = total * ctx.num(step.sigma_w2) * expect(d, d, q_prev, cov, q_prev, ctx)
+        q12 = ctx.num(step.sigma_w2) * expect(step.phi, step.phi, q_prev, cov, q_prev, ctx)
+        c = (q12 + ctx.num(step.sigma_b2)) / q_next
+        q_prev = q_next
+    return total
+
+
+def symbolic_q_map(step: FCStep) -> sp.Eq:
+    """Eq. 3 as a sympy equation, for reports."""
+    from workbench.gaussian import expect_symbolic
+
+    q_next = sp.Symbol("q^{l+1}")
+    sw2, sb2 = sp.symbols("sigma_w^2 sigma_b^2", positive=True)
+    square = Activation(step.phi.name + "²", step.phi.expr**2)
+    integral = expect_symbolic(square).subs(sp.Symbol("q", positive=True), sp.Symbol("q^l"))
+    return sp.Eq(q_next, sw2 * integral + sb2)
