@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
@@ -18,21 +17,6 @@ from workbench.spec import Dense, Repeat, Spec, load_spec, spec_from_text
 from workbench.spec.summary import summarize, total_depth
 
 SPECS = Path(__file__).parent / "specs"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _activations():
-    """Use the real workbench.activations when present, else the stand-in from tests/specs."""
-    with pytest.MonkeyPatch.context() as mp:
-        try:
-            import workbench.activations  # noqa: F401
-        except ImportError:
-            path = SPECS / "activations_standin.py"
-            spec = importlib.util.spec_from_file_location("workbench.activations", path)
-            module = importlib.util.module_from_spec(spec)
-            mp.setitem(sys.modules, "workbench.activations", module)
-            spec.loader.exec_module(module)
-        yield
 
 
 def deep_text(times: int) -> str:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,21 +19,6 @@ from workbench.spec.summary import summarize, total_depth
 SPECS = Path(__file__).parent / "specs"
 ACTIVATIONS = ("tanh", "relu", "erf")
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _activations():
-    """Use the real workbench.activations when present, else the stand-in from tests/specs."""
-    with pytest.MonkeyPatch.context() as mp:
-        try:
-            import workbench.activations  # noqa: F401
-        except ImportError:
-            path = SPECS / "activations_standin.py"
-            spec = importlib.util.spec_from_file_location("workbench.activations", path)
-            module = importlib.util.module_from_spec(spec)
-            mp.setitem(sys.modules, "workbench.activations", module)
-            spec.loader.exec_module(module)
-        yield
 
 
 # ---------------------------------------------------------------- valid specs

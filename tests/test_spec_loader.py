@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,21 +30,6 @@ from workbench.spec import (
 )
 
 SPECS = Path(__file__).parent / "specs"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _activations():
-    """Use the real workbench.activations when present, else the stand-in from tests/specs."""
-    with pytest.MonkeyPatch.context() as mp:
-        try:
-            import workbench.activations  # noqa: F401
-        except ImportError:
-            path = SPECS / "activations_standin.py"
-            spec = importlib.util.spec_from_file_location("workbench.activations", path)
-            module = importlib.util.module_from_spec(spec)
-            mp.setitem(sys.modules, "workbench.activations", module)
-            spec.loader.exec_module(module)
-        yield
 
 
 def test_fc_tanh_yaml():
