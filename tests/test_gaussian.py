@@ -111,3 +111,18 @@ def test_symbolic_form_is_an_integral():
     integral = expect_symbolic(act("tanh"), act("tanh"))
     assert isinstance(integral, sp.Integral)
     assert integral.has(sp.tanh)
+
+
+@pytest.mark.parametrize("name", ["tanh", "sigmoid", "softsign", "swish"])
+def test_vectorised_variances_match_mpmath(name):
+    """A batch of perfectly correlated covariances q11 = q12 = q22 over eleven decades (the
+    one-point rule serving the q-map and the critical line) against 30-digit mpmath, for φ and
+    φ′ (softsign's slow 1/x tails are the hard case at large q)."""
+    import numpy as np
+
+    qs = np.geomspace(1e-6, 1e5, 12)
+    for h in (act(name), act(name).derivative()):
+        batch = expect(h, h, qs, qs, qs)
+        for q, value in zip(qs, batch):
+            ref = expect(h, h, mpmath.mpf(q), mpmath.mpf(q), mpmath.mpf(q), Mp(30))
+            assert value == pytest.approx(float(ref), rel=1e-13, abs=1e-300), (h.name, q)

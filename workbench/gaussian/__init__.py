@@ -94,7 +94,9 @@ def expect(f: Activation, g: Activation, q11: Any, q12: Any, q22: Any, ctx: Cont
             if value is None:
                 value = expect2_mpmath(f.mpmath, g.mpmath, q11, q12, q22, f.kinks, g.kinks)
         else:
-            value = expect2_float64(f.numpy, g.numpy, q11, q12, q22, f.kinks, g.kinks)
+            value = expect2_float64(
+                f.numpy, g.numpy, q11, q12, q22, f.kinks, g.kinks, _distance(f, g)
+            )
     return _finite(value, what, ctx)
 
 
@@ -115,13 +117,7 @@ def _expect_array(
     out = np.empty(q11.shape)
     if positive.any():
         args = q11[positive], q12[positive], q22[positive]
-        if exact is not None:
-            out[positive] = exact(*args)
-        else:
-            q12c = np.clip(args[1], -np.sqrt(args[0] * args[2]), np.sqrt(args[0] * args[2]))
-            out[positive] = expect2_float64(
-                f.numpy, g.numpy, args[0], q12c, args[2], f.kinks, g.kinks
-            )
+        out[positive] = exact(*args) if exact is not None else _quadrature_array(f, g, *args)
     for index in zip(*np.nonzero(~positive)):
         out[index] = expect(f, g, q11[index], q12[index], q22[index], ctx)
     if not np.isfinite(out).all():
@@ -131,6 +127,32 @@ def _expect_array(
             hint="the activation grows too fast for these variances; lower sigma_w2 or q",
         )
     return out
+
+
+def _quadrature_array(
+    f: Activation, g: Activation, q11: np.ndarray, q12: np.ndarray, q22: np.ndarray
+) -> np.ndarray:
+    """Quadrature for positive variances: perfectly correlated pairs, v = k u with k = q12/q11,
+    by the vectorised one-point rule for E[f(u) g(k u)]; the rest by the two-point rule."""
+    bound = np.sqrt(q11 * q22)
+    q12 = np.clip(q12, -bound, bound)
+    degenerate = 1 - np.abs(q12) / bound < DEGENERATE_CORRELATION
+    out = np.empty(q11.shape)
+    if degenerate.any() and set((*f.kinks, *g.kinks)) <= {0}:
+        k = (q12[degenerate] / q11[degenerate])[:, None]
+        out[degenerate] = expect1_float64(lambda x: f.numpy(x) * g.numpy(k * x), q11[degenerate])
+    else:
+        degenerate[:] = False
+    rest = ~degenerate
+    if rest.any():
+        out[rest] = expect2_float64(
+            f.numpy, g.numpy, q11[rest], q12[rest], q22[rest], f.kinks, g.kinks, _distance(f, g)
+        )
+    return out
+
+
+def _distance(f: Activation, g: Activation) -> float:
+    return min(f.singularity_distance, g.singularity_distance)
 
 
 def _at_zero(h: Activation, ctx: Context) -> Any:

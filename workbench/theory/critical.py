@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import brentq
 
 from workbench.activations import Activation
 from workbench.errors import TheoryError
@@ -64,29 +63,111 @@ def _gap(phi: Activation, sigma_b2: Any, q: Any, ctx: Context) -> Any:
 
 def critical_point(phi: Activation, sigma_b2: Any, ctx: Context = F64) -> CriticalPoint:
     """The critical (σ_w², q*) at bias variance σ_b² (eqs. 23–24)."""
-    if sigma_b2 < 0:
-        raise TheoryError(f"sigma_b2 must be >= 0, got {sigma_b2}")
+    return critical_line(phi, [sigma_b2], ctx)[0]
+
+
+def critical_line(
+    phi: Activation, sigma_b2_values: Sequence[Any], ctx: Context = F64, progress: bool = False
+) -> list[CriticalPoint]:
+    """Critical points over a grid of σ_b² (the phase diagram's boundary). The float64 roots of
+    G come from one vectorised solve for the whole grid; other precisions polish each of them."""
+    from tqdm import tqdm
+
+    for sb2 in sigma_b2_values:
+        if not sb2 >= 0:
+            raise TheoryError(f"sigma_b2 must be >= 0, got {sb2}")
+    homogeneous = phi.positive_homogeneity() == 1
+    seeds = [None] * len(sigma_b2_values)
+    if not homogeneous:
+        seeds = _first_roots(phi, np.array([float(v) for v in sigma_b2_values]))
+    values = tqdm(
+        list(zip(sigma_b2_values, seeds)),
+        desc="critical line",
+        disable=not progress,
+        leave=False,
+    )
+    points = []
     with ctx.active():
-        sb2 = ctx.num(sigma_b2)
-        if phi.positive_homogeneity() == 1:
-            return _homogeneous(phi, sb2, ctx)
-        q64 = _first_root(phi, float(sigma_b2))
-        if q64 is None:
-            return _zero_limit(phi, sb2, ctx)
-        q_star = polish_root(lambda q: _gap(phi, sb2, q, ctx), q64, ctx, what="critical q*")
-        sigma_w2 = 1 / _moments(phi, q_star, ctx)[1]
-        return CriticalPoint(phi.name, sb2, sigma_w2, q_star, None, ctx)
+        for sigma_b2, q64 in values:
+            sb2 = ctx.num(sigma_b2)
+            if homogeneous:
+                points.append(_homogeneous(phi, sb2, ctx))
+            elif np.isnan(q64):
+                points.append(_zero_limit(phi, sb2, ctx))
+            else:
+                points.append(_from_root(phi, sb2, q64, ctx))
+    return points
 
 
-def _first_root(phi: Activation, sigma_b2: float) -> float | None:
-    """The smallest q > 0 where G changes sign, refined by Brent's method in float64."""
+def _from_root(phi: Activation, sb2: Any, q64: float, ctx: Context) -> CriticalPoint:
+    q_star = ctx.num(q64)
+    if ctx.name != "float64":
+        q_star = polish_root(lambda q: _gap(phi, sb2, q, ctx), q_star, ctx, what="critical q*")
+    sigma_w2 = 1 / _moments(phi, q_star, ctx)[1]
+    return CriticalPoint(phi.name, sb2, sigma_w2, q_star, None, ctx)
+
+
+def _first_roots(phi: Activation, sigma_b2: np.ndarray) -> np.ndarray:
+    """The smallest q > 0 where G changes sign, for every σ_b² at once (NaN where there is
+    none): a scan of E[φ²]/E[φ′²] on a log grid, then vectorised Illinois regula falsi."""
+    ratio_grid = _ratio(phi, Q_GRID)
+    gaps = ratio_grid[None, :] + sigma_b2[:, None] - Q_GRID[None, :]
     # below the rounding floor the sign of G says nothing: count such points as zero
-    gaps = [_gap(phi, sigma_b2, q, F64) for q in Q_GRID]
-    gaps = [0.0 if abs(g) <= 1e-13 * (q + sigma_b2) else g for q, g in zip(Q_GRID, gaps)]
-    for (qa, ga), (qb, gb) in zip(zip(Q_GRID, gaps), zip(Q_GRID[1:], gaps[1:])):
-        if ga > 0 > gb:
-            return brentq(lambda q: _gap(phi, sigma_b2, q, F64), qa, qb, xtol=1e-300, rtol=1e-15)
-    return None
+    gaps[np.abs(gaps) <= 1e-13 * (Q_GRID[None, :] + sigma_b2[:, None])] = 0.0
+    crossing = (gaps[:, :-1] > 0) & (gaps[:, 1:] < 0)
+    found = crossing.any(axis=1)
+    first = np.argmax(crossing, axis=1)
+    roots = np.full(len(sigma_b2), np.nan)
+    if found.any():
+        rows = np.nonzero(found)[0]
+        cols = first[rows]
+        roots[rows] = _illinois(
+            lambda q, rows_now: _ratio(phi, q) + sigma_b2[rows_now] - q,
+            Q_GRID[cols],
+            Q_GRID[cols + 1],
+            gaps[rows, cols],
+            gaps[rows, cols + 1],
+            rows,
+        )
+    return roots
+
+
+def _ratio(phi: Activation, q: np.ndarray) -> np.ndarray:
+    e_phi2, e_dphi2 = _moments(phi, q, F64)
+    if (e_dphi2 == 0).any():
+        raise TheoryError(f"E[{phi.name}'(u)^2] = 0 for some q: no critical point")
+    return e_phi2 / e_dphi2
+
+
+def _illinois(func, lo, hi, f_lo, f_hi, rows, max_iter: int = 200) -> np.ndarray:
+    """Roots of func inside the brackets [lo, hi] (f_lo > 0 > f_hi), all brackets together;
+    ``func(q, rows)`` evaluates the rows still iterating. Stops at a zero residual or when the
+    estimate moves by less than 2 ulp."""
+    lo, hi, f_lo, f_hi = (np.array(v, float) for v in (lo, hi, f_lo, f_hi))
+    x = (lo + hi) / 2
+    side = np.zeros(len(x), int)
+    active = np.ones(len(x), bool)
+    for _ in range(max_iter):
+        idx = np.nonzero(active)[0]
+        if not len(idx):
+            return x
+        new = (lo[idx] * f_hi[idx] - hi[idx] * f_lo[idx]) / (f_hi[idx] - f_lo[idx])
+        new = np.clip(new, np.minimum(lo[idx], hi[idx]), np.maximum(lo[idx], hi[idx]))
+        f_new = func(new, rows[idx])
+        done = (f_new == 0) | (np.abs(new - x[idx]) <= 2 * np.finfo(float).eps * np.abs(new))
+        x[idx] = new
+        keep_hi = f_new < 0  # the new point replaces hi; else lo
+        for mask, this, f_this, f_other, mark in (
+            (keep_hi, hi, f_hi, f_lo, 1),
+            (~keep_hi, lo, f_lo, f_hi, -1),
+        ):
+            sel = idx[mask]
+            this[sel], f_this[sel] = new[mask], f_new[mask]
+            stale = sel[side[sel] == mark]  # same side twice: halve the other end's value
+            f_other[stale] /= 2
+            side[sel] = mark
+        active[idx[done]] = False
+    raise TheoryError("the critical-line solve did not converge")
 
 
 def _zero_limit(phi: Activation, sb2: Any, ctx: Context) -> CriticalPoint:
@@ -117,13 +198,3 @@ def _homogeneous(phi: Activation, sb2: Any, ctx: Context) -> CriticalPoint:
             hint="use sigma_b2 = 0 for the critical point of a positively homogeneous activation",
         )
     return CriticalPoint(phi.name, sb2, sigma_w2, None, "every q is a fixed point", ctx)
-
-
-def critical_line(
-    phi: Activation, sigma_b2_values: Sequence[float], ctx: Context = F64, progress: bool = False
-) -> list[CriticalPoint]:
-    """Critical points over a grid of σ_b² (the phase diagram's boundary)."""
-    from tqdm import tqdm
-
-    values = tqdm(sigma_b2_values, desc="critical line", disable=not progress, leave=False)
-    return [critical_point(phi, sb2, ctx) for sb2 in values]

@@ -8,9 +8,10 @@ The result records qˡ_a = Kˡ_aa and cˡ_ab = Kˡ_ab / √(qˡ_a qˡ_b) for eve
 
 Speed (float64): once every variance sits on the fixed-point orbit (to rounding) the c-map
 of each step no longer changes, so it is interpolated once — by Chebyshev series in
-s = √(1 − c), which keeps the (1 − c)^{3/2} behaviour of kinked activations smooth — and the
-interpolant, verified against the next-higher degree to 1e-13, carries the remaining layers.
-Before that (or when the check fails) every pair is integrated directly, vectorised.
+θ = arccos c, which keeps the (1 ∓ c)^{3/2} behaviour of kinked activations smooth, converged
+to 1e-14 of its largest coefficient — and the interpolant carries the remaining layers. Before
+that (or when it does not converge) every pair is integrated directly, vectorised. Once the
+state repeats exactly under the interpolated maps, the later layers are that repetition.
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ from workbench.gaussian import expect
 from workbench.precision import F64, Context
 from workbench.theory.fc_maps import FCStep
 
-INTERPOLANT_TOLERANCE = 1e-12
-MAX_DEGREE = 256
+INTERPOLANT_TOLERANCE = 1e-14
+MAX_DEGREE = 512
+PANELS = 64
+PANEL_DEGREE = 12
+DOMAIN = (0.0, float(np.pi))
 FROZEN_TOLERANCE = 4 * np.finfo(float).eps
 
 
@@ -74,31 +78,61 @@ def input_kernel(inputs: np.ndarray, sigma_w2: float, sigma_b2: float) -> np.nda
 
 
 class _CMapInterpolant:
-    """E[φ(u₁)φ(u₂)] at fixed variance q as a Chebyshev series in s = √(1 − c), s ∈ [0, √2]."""
+    """E[φ(u₁)φ(u₂)] at fixed variance q as a function of the angle θ = arccos c ∈ [0, π]
+    (kinks make it behave like (1 ∓ c)^{3/2} at both ends: analytic in θ).
+
+    Built as one Chebyshev series, its degree doubled until the last coefficients fall below
+    INTERPOLANT_TOLERANCE of the largest; then re-expanded on PANELS equal panels of low
+    degree, checked against the series, so an evaluation costs a few vector operations."""
 
     def __init__(self, step: FCStep, q: float) -> None:
         self.step, self.q = step, q
-        self.series = self._build()
+        series = self._series()
+        self.panels = None if series is None else self._panels(series)
 
-    def _values(self, s: np.ndarray) -> np.ndarray:
-        c = np.clip(1 - s * s, -1.0, 1.0)
+    def _values(self, theta: np.ndarray) -> np.ndarray:
+        c = np.cos(theta)
         return expect(self.step.phi, self.step.phi, self.q, c * self.q, self.q, F64)
 
-    def _build(self) -> chebyshev.Chebyshev | None:
-        domain = [0.0, np.sqrt(2.0)]
-        previous = chebyshev.Chebyshev.interpolate(self._values, 16, domain=domain)
-        probe = np.linspace(0, np.sqrt(2.0), 97)
+    def _series(self) -> chebyshev.Chebyshev | None:
         degree = 32
         while degree <= MAX_DEGREE:
-            current = chebyshev.Chebyshev.interpolate(self._values, degree, domain=domain)
-            scale = max(float(np.max(np.abs(current(probe)))), 1e-300)
-            if np.max(np.abs(current(probe) - previous(probe))) <= INTERPOLANT_TOLERANCE * scale:
-                return current
-            previous, degree = current, degree * 2
+            series = chebyshev.Chebyshev.interpolate(self._values, degree, domain=DOMAIN)
+            coef = np.abs(series.coef)
+            if coef[-8:].max() <= INTERPOLANT_TOLERANCE * max(coef.max(), 1e-300):
+                return series
+            degree *= 2
         return None
 
+    def _panels(self, series: chebyshev.Chebyshev) -> np.ndarray | None:
+        """Coefficients (PANELS, PANEL_DEGREE + 1) of the per-panel Chebyshev interpolants."""
+        width = DOMAIN[1] / PANELS
+        nodes = np.cos(np.pi * (np.arange(PANEL_DEGREE + 1) + 0.5) / (PANEL_DEGREE + 1))
+        theta = (np.arange(PANELS)[:, None] + (nodes[None, :] + 1) / 2) * width
+        coefs = chebyshev.chebfit(nodes, series(theta).T, PANEL_DEGREE).T
+        self.panels = coefs
+        probe = np.linspace(0, DOMAIN[1], 4001)
+        scale = max(float(np.abs(series.coef).max()), 1e-300)
+        if np.abs(self._evaluate(probe) - series(probe)).max() > INTERPOLANT_TOLERANCE * scale:
+            return None
+        return coefs
+
+    def _evaluate(self, theta: np.ndarray) -> np.ndarray:
+        position = theta * (PANELS / DOMAIN[1])
+        index = np.minimum(position.astype(int), PANELS - 1)
+        t = 2 * (position - index) - 1
+        coef = self.panels[index]
+        b1 = b2 = np.zeros_like(t)
+        for k in range(PANEL_DEGREE, 0, -1):  # Clenshaw
+            b1, b2 = coef[:, k] + 2 * t * b1 - b2, b1
+        return coef[:, 0] + t * b1 - b2
+
+    @property
+    def ok(self) -> bool:
+        return self.panels is not None
+
     def __call__(self, c: np.ndarray) -> np.ndarray:
-        return self.series(np.sqrt(np.clip(1 - c, 0.0, 2.0)))
+        return self._evaluate(np.arccos(np.clip(c, -1.0, 1.0)))
 
 
 def _direct_step(step: FCStep, q: np.ndarray, pairs: np.ndarray, c: np.ndarray, ctx: Context):
@@ -148,30 +182,54 @@ def evolve_kernel(
     interpolants: dict[int, _CMapInterpolant | None] = {}
     frozen_q: dict[int, float] = {}
     cycle = len(steps)
-    for layer in tqdm(range(depth), desc="kernel evolution", disable=not progress, leave=False):
+    interpolated_run = 0  # consecutive layers done by the (deterministic) interpolants
+    bar = tqdm(total=depth, desc="kernel evolution", disable=not progress, leave=False)
+    for layer in range(depth):
+        bar.update()
         j = layer % cycle
-        step = steps[j]
-        q_in = q[layer]
-        if ctx.name == "float64" and j in frozen_q and (q_in == q_in[0]).all():
-            interp = interpolants.get(j)
-            if interp is None and j not in interpolants:
-                interp = interpolants[j] = _CMapInterpolant(step, float(q_in[0]))
-                if interp.series is None:
-                    interpolants[j] = None
-                    notes.append(
-                        f"step {j}: c-map interpolant did not converge; integrated directly"
-                    )
-            if interpolants[j] is not None:
-                q_out = frozen_q[(j + 1) % cycle] if (j + 1) % cycle in frozen_q else None
-                if q_out is not None:
-                    sw2, sb2 = float(step.sigma_w2), float(step.sigma_b2)
-                    q[layer + 1] = q_out
-                    c[layer + 1] = (sw2 * interpolants[j](c[layer]) + sb2) / q_out
-                    continue
-        q[layer + 1], c[layer + 1] = _direct_step(step, q_in, pairs, c[layer], ctx)
-        if ctx.name == "float64":
-            _update_frozen(frozen_q, q, layer, cycle)
+        interp = _frozen_interpolant(steps, j, q[layer], frozen_q, interpolants, notes, ctx)
+        if interp is None:
+            interpolated_run = 0
+            q[layer + 1], c[layer + 1] = _direct_step(steps[j], q[layer], pairs, c[layer], ctx)
+            if ctx.name == "float64":
+                _update_frozen(frozen_q, q, layer, cycle)
+            continue
+        q_out = frozen_q[(j + 1) % cycle]
+        q[layer + 1] = q_out
+        sw2, sb2 = float(steps[j].sigma_w2), float(steps[j].sigma_b2)
+        c[layer + 1] = (sw2 * interp(c[layer]) + sb2) / q_out
+        interpolated_run += 1
+        if interpolated_run >= cycle and np.array_equal(c[layer + 1], c[layer + 1 - cycle]):
+            # the state repeats exactly under the same maps: every later layer repeats it too
+            for later in range(layer + 2, depth + 1):
+                q[later], c[later] = q[later - cycle], c[later - cycle]
+            bar.update(depth - layer - 1)
+            break
+    bar.close()
     return KernelEvolution(q, c, pairs, notes)
+
+
+def _frozen_interpolant(
+    steps: Sequence[FCStep],
+    j: int,
+    q_in: np.ndarray,
+    frozen_q: dict[int, float],
+    interpolants: dict[int, _CMapInterpolant | None],
+    notes: list[str],
+    ctx: Context,
+) -> _CMapInterpolant | None:
+    """Step j's c-map interpolant once the variance orbit is frozen (float64 only); None when
+    the layer must be integrated directly."""
+    if ctx.name != "float64" or j not in frozen_q or (j + 1) % len(steps) not in frozen_q:
+        return None
+    if not (q_in == q_in[0]).all():
+        return None
+    if j not in interpolants:
+        interp = _CMapInterpolant(steps[j], float(q_in[0]))
+        interpolants[j] = interp if interp.ok else None
+        if not interp.ok:
+            notes.append(f"step {j}: c-map interpolant did not converge; integrated directly")
+    return interpolants[j]
 
 
 def _update_frozen(frozen_q: dict[int, float], q: np.ndarray, layer: int, cycle: int) -> None:
