@@ -96,6 +96,11 @@ class Activation:
         return _is_odd(self.expr)
 
     @property
+    def parity(self) -> int:
+        """+1 when φ(−x) = φ(x), −1 when φ(−x) = −φ(x), proved symbolically; 0 otherwise."""
+        return _parity(self.expr)
+
+    @property
     def latex(self) -> str:
         return sp.latex(self.expr)
 
@@ -328,6 +333,16 @@ def _probe_points() -> list[sp.Rational]:
 
 
 @functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1024)
+def _parity(expr: sp.Expr) -> int:
+    mirrored = expr.xreplace({X: -X})
+    for sign in (1, -1):
+        difference = mirrored - sign * expr
+        if difference == 0 or sp.expand(difference) == 0:
+            return sign
+    return 0
+
+
 def _is_odd(expr: sp.Expr) -> bool:
     """Symbolic when φ(-x) + φ(x) cancels on expansion, else by 30-digit evaluation."""
     total = expr.xreplace({X: -X}) + expr

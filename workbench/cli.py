@@ -46,7 +46,7 @@ def _print_table(rows: list[dict], columns: Sequence[str]) -> None:
         return str(v)
 
     cells = [[fmt(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
@@ -120,10 +120,12 @@ def cmd_phase_diagram(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from workbench.activations import parse_activation
-    from workbench.plots import write_phase_diagram
+    from workbench.plots import check_phase_diagram_path, write_phase_diagram
     from workbench.precision import context
     from workbench.theory.critical import critical_line
 
+    if args.out:
+        check_phase_diagram_path(Path(args.out))
     a, b, n = args.sigma_b2
     grid = np.linspace(a, b, n)
     phi = parse_activation(args.activation)

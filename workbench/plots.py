@@ -13,27 +13,38 @@ from workbench.theory.critical import CriticalPoint
 TABLE_COLUMNS = ("sigma_b2", "sigma_w2", "q_star")
 
 
+def check_phase_diagram_path(out: Path) -> None:
+    """Refuse an unknown file type before any work is done."""
+    if out.suffix.lower() not in WRITERS:
+        raise WorkbenchError(
+            f"cannot write a phase diagram to '{out}': unknown file type '{out.suffix}'",
+            hint="use " + ", ".join(WRITERS),
+        )
+
+
 def write_phase_diagram(points: Sequence[CriticalPoint], out: Path) -> Path:
     """The critical line in the (σ_w², σ_b²) plane coloured by q* (.png/.pdf), or its table
     (.csv/.json)."""
-    suffix = out.suffix.lower()
-    rows = [p.to_dict() for p in points]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if suffix == ".csv":
-        with out.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-    elif suffix == ".json":
-        out.write_text(json.dumps(rows, indent=2))
-    elif suffix in (".png", ".pdf"):
-        _plot_phase_diagram(points, out)
-    else:
+    check_phase_diagram_path(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        WRITERS[out.suffix.lower()](points, out)
+    except OSError as err:
         raise WorkbenchError(
-            f"cannot write a phase diagram to '{out}': unknown file type '{suffix}'",
-            hint="use .png, .pdf, .csv or .json",
-        )
+            f"cannot write '{out}': {err.strerror or err}", hint="choose a writable path"
+        ) from None
     return out
+
+
+def _write_csv(points: Sequence[CriticalPoint], out: Path) -> None:
+    with out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=TABLE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(p.to_dict() for p in points)
+
+
+def _write_json(points: Sequence[CriticalPoint], out: Path) -> None:
+    out.write_text(json.dumps([p.to_dict() for p in points], indent=2))
 
 
 def _plot_phase_diagram(points: Sequence[CriticalPoint], out: Path) -> None:
@@ -62,3 +73,11 @@ def _plot_phase_diagram(points: Sequence[CriticalPoint], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
+
+
+WRITERS = {
+    ".png": _plot_phase_diagram,
+    ".pdf": _plot_phase_diagram,
+    ".csv": _write_csv,
+    ".json": _write_json,
+}

@@ -45,7 +45,7 @@ def expect1(h: Activation, q: Any, ctx: Context = F64) -> Any:
         raise TheoryError(f"a variance must be non-negative, got q = {q}")
     with ctx.active():
         if ctx.name == "mpmath":
-            value = expect1_mpmath(h.mpmath, mpmath.mpf(q), h.kinks)
+            value = expect1_mpmath(h.mpmath, mpmath.mpf(q), h.kinks, h.parity == 1)
         else:
             value = expect1_float64(h.numpy, float(q), h.kinks)
     return _finite(value, f"E[{h.name}(u)]", ctx)
@@ -75,10 +75,17 @@ def expect(f: Activation, g: Activation, q11: Any, q12: Any, q22: Any, ctx: Cont
         if 1 - abs(corr) < DEGENERATE_CORRELATION:
             # v = (q12 / q11) u exactly: a one-point expectation of f(x) g(k x)
             k = q12 / q11
-            fn, gn = (f.mpmath, g.mpmath) if ctx.name == "mpmath" else (f.numpy, g.numpy)
             kinks = (*f.kinks, *(kink / float(k) for kink in g.kinks))
-            one_point = expect1_mpmath if ctx.name == "mpmath" else expect1_float64
-            return _finite(one_point(lambda x: fn(x) * gn(k * x), q11, kinks), what, ctx)
+            if ctx.name == "mpmath":
+                fn, gn = f.mpmath, g.mpmath
+                if f.expr == g.expr and k == 1:
+                    product = lambda x: fn(x) ** 2  # noqa: E731
+                else:
+                    product = lambda x: fn(x) * gn(k * x)  # noqa: E731
+                even = f.parity * g.parity == 1
+                return _finite(expect1_mpmath(product, q11, kinks, even), what, ctx)
+            product = lambda x: f.numpy(x) * g.numpy(k * x)  # noqa: E731
+            return _finite(expect1_float64(product, q11, kinks), what, ctx)
         if ctx.name == "mpmath":
             value = None
             if not (*f.kinks, *g.kinks) or set((*f.kinks, *g.kinks)) == {0}:

@@ -240,15 +240,17 @@ def _radial_rule_batch(scale: np.ndarray, n: int = 8) -> tuple[np.ndarray, np.nd
     return (lo + half * (x + 1)).reshape(len(scale), -1), (half * w).reshape(len(scale), -1)
 
 
-def expect1_mpmath(h: Callable, q: Any, kinks: tuple = ()) -> Any:
-    """E[h(u)], u ~ N(0, q), by tanh–sinh at the current mpmath precision."""
+def expect1_mpmath(h: Callable, q: Any, kinks: tuple = (), even: bool = False) -> Any:
+    """E[h(u)], u ~ N(0, q), by tanh–sinh at the current mpmath precision (``even``: h is
+    known to be even, so the folded integrand is 2 h(√q r))."""
     if q == 0:
         return h(mpmath.mpf(0))
     s = mpmath.sqrt(q)
     pts = [mpmath.mpf(0)] + sorted({abs(mpmath.mpf(k)) / s for k in kinks if k != 0}) + [mpmath.inf]
 
     def integrand(r):
-        return (h(s * r) + h(-s * r)) * mpmath.exp(-r * r / 2)
+        folded = 2 * h(s * r) if even else h(s * r) + h(-s * r)
+        return folded * mpmath.exp(-r * r / 2)
 
     return mpmath.quad(integrand, pts) / mpmath.sqrt(2 * mpmath.pi)
 

@@ -1,0 +1,20 @@
+"""The benchmark command runs and reports what it promises (times are printed, not asserted:
+speed is judged from the printed ratios, never by timed unit tests)."""
+
+from __future__ import annotations
+
+import json
+
+from workbench.bench import main
+
+
+def test_critical_benchmark_reports_every_target(capsys):
+    assert main(["critical", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert len(results) == 3
+    for result in results:
+        timing = result.get("seconds", result.get("seconds_per_point"))
+        baseline = result.get("baseline_seconds", result.get("baseline_seconds_per_point"))
+        assert timing > 0 and baseline > 0
+    # the 10,000-layer evolution at criticality: correlations creep towards 1 like 1 - O(1/l)
+    assert 0.99 < results[2]["final_mean_correlation"] < 1

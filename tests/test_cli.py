@@ -1,0 +1,129 @@
+"""The `workbench` command line: exit codes, JSON shapes, --digits, files written, and hostile
+input refused without side effects or tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from workbench.cli import main
+
+SPECS = Path(__file__).parent / "specs"
+FLAGSHIP = Path(__file__).parents[1] / "derivations" / "tanh-fc-critical.yaml"
+
+
+def run_json(capsys, *argv: str) -> dict:
+    assert main([*argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_check_summarises_every_stage(capsys):
+    result = run_json(capsys, "check", str(FLAGSHIP))
+    assert result["depth"] == 1 + 10_000 + 1
+    kinds = [stage["kind"] for stage in result["stages"]]
+    assert kinds[:3] == ["dense", "act", "repeat"]
+
+
+def test_analyze_reports_one_block_per_repeat(capsys):
+    result = run_json(capsys, "analyze", str(FLAGSHIP))
+    (block,) = result["blocks"]
+    assert block["path"] == "layers[2]"
+    assert set(block) >= {"q_star", "c_star", "chi_1", "chi_q", "chi_c", "xi_q", "xi_c", "phase"}
+    # σ_w² = 1.76 sits just below tanh's critical 1.7609…: ordered, with χ₁ just below 1
+    assert block["phase"] == "ordered" and 0.999 < block["chi_1"] < 1
+
+
+def test_digits_give_decimal_strings(capsys):
+    low = run_json(capsys, "critical", "--activation", "tanh", "--sigma-b2", "0.05")
+    high = run_json(
+        capsys, "critical", "--activation", "tanh", "--sigma-b2", "0.05", "--digits", "25"
+    )
+    for key in ("sigma_w2", "q_star"):
+        assert isinstance(high[key], str) and isinstance(low[key], float)
+        digits = Decimal(high[key]).as_tuple().digits
+        assert len(digits) == 25
+        assert float(high[key]) == pytest.approx(low[key], rel=1e-12)
+
+
+def test_phase_diagram_writes_png_and_csv(tmp_path, capsys):
+    png, table = tmp_path / "line.png", tmp_path / "line.csv"
+    for out in (png, table):
+        result = run_json(
+            capsys,
+            "phase-diagram",
+            "--activation",
+            "erf",
+            "--sigma-b2",
+            "0:0.2:5",
+            "--out",
+            str(out),
+        )
+        assert len(result["points"]) == 5
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    rows = table.read_text().splitlines()
+    assert rows[0] == "sigma_b2,sigma_w2,q_star" and len(rows) == 6
+
+
+def test_unknown_output_type_fails_before_computing(tmp_path, capsys):
+    assert main(["phase-diagram", "--activation", "tanh", "--out", str(tmp_path / "x.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown file type" in err and "critical line" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["critical", "--activation", "tanhh", "--sigma-b2", "0.1"], "did you mean"),
+        (["critical", "--activation", "tanh", "--sigma-b2", "-1"], "sigma_b2"),
+        (["critical", "--activation", "relu", "--sigma-b2", "0.1"], "no critical point"),
+        (["check", "no/such/spec.yaml"], "not found"),
+        (["analyze", str(SPECS / "conv1d.yaml")], "skipped"),
+    ],
+)
+def test_errors_are_one_line_with_exit_2(argv, message, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    text = captured.err + captured.out
+    assert message in text
+    assert "Traceback" not in text
+    if message != "skipped":
+        assert code == 2 and captured.err.startswith("error:")
+
+
+def test_bad_spec_names_file_line_and_path(tmp_path, capsys):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("name: x\ninput: {shape: [8]}\nlayers:\n  - dense: {widht: 4}\n")
+    assert main(["check", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and ":4" in err and "layers[0].dense" in err and "width" in err
+
+
+HOSTILE = "__import__('os').system('touch {marker}')"
+
+
+def test_hostile_expression_is_refused_end_to_end(tmp_path):
+    """Through the installed console script (a fresh interpreter): exit 2, one error line, no
+    traceback, and the command inside the string never runs."""
+    marker = tmp_path / "pwned"
+    expression = HOSTILE.format(marker=marker)
+    spec = tmp_path / "hostile.yaml"
+    spec.write_text(
+        "name: hostile\ninput: {shape: [4]}\nlayers:\n"
+        f'  - dense: {{width: 4}}\n  - act: {{expr: "{expression}"}}\n'
+    )
+    commands = [
+        ["critical", "--activation", expression, "--sigma-b2", "0.1"],
+        ["check", str(spec)],
+    ]
+    for argv in commands:
+        proc = subprocess.run(
+            [sys.executable, "-m", "workbench", *argv], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+        assert not marker.exists()

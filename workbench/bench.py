@@ -1,0 +1,146 @@
+"""Benchmarks: ``python -m workbench.bench critical [--json]``.
+
+Each line prints a time, its target, and a baseline timed in the same run (these machines are
+noisy, so ratios against same-run baselines are what to compare between runs):
+
+* 200 points of tanh's critical line in float64 (target ≤ 1 s); baseline: the same points
+  solved one call at a time.
+* seconds per critical point at 30 significant digits (target ≤ 0.5 s).
+* a 10,000-layer qˡ/cˡ evolution of 32 inputs through tanh (a quadrature activation) at its
+  critical point, inputs normalised so that q⁰ = q* as in the mean-field literature (target
+  ≤ 2 s); baseline: direct integration of every pair, timed over a few layers and scaled to
+  10,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from workbench.activations import parse_activation
+from workbench.precision import F64, Mp
+from workbench.theory.critical import critical_line, critical_point
+from workbench.theory.evolution import _direct_step, evolve_kernel, input_kernel
+from workbench.theory.fc_maps import single_step
+
+TANH_SIGMA_B2 = 0.05
+
+
+def _timed(work: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = work()
+    return time.perf_counter() - start, result
+
+
+def bench_critical_line(points: int = 200) -> dict:
+    phi = parse_activation("tanh")
+    grid = np.linspace(0.005, 1.0, points)
+    critical_line(phi, grid[:2])  # warm the activation's compiled forms
+    seconds, line = _timed(lambda: critical_line(phi, grid))
+    subset = grid[:: max(points // 20, 1)]
+    loop_seconds, loop = _timed(lambda: [critical_point(phi, v) for v in subset])
+    for fast, slow in zip(line[:: max(points // 20, 1)], loop):
+        agree = abs(fast.sigma_w2 - slow.sigma_w2) <= 1e-13 * slow.sigma_w2
+        assert agree, "vectorised and one-at-a-time solves disagree"
+    baseline = loop_seconds * points / len(subset)
+    return {
+        "name": f"critical line, {points} points, float64 (tanh)",
+        "seconds": seconds,
+        "target_seconds": 1.0,
+        "baseline": "one critical_point call per point",
+        "baseline_seconds": baseline,
+        "speedup": baseline / seconds,
+    }
+
+
+def bench_critical_digits(digits: int = 30, points: int = 4) -> dict:
+    phi = parse_activation("tanh")
+    grid = np.linspace(0.02, 0.5, points)
+    ctx = Mp(digits)
+    f64_seconds, _ = _timed(lambda: critical_line(phi, grid))
+    seconds, line = _timed(lambda: critical_line(phi, grid, ctx))
+    for point in line:
+        assert len(ctx.to_json(point.sigma_w2).replace(".", "").lstrip("0")) >= digits - 1
+    return {
+        "name": f"critical point at {digits} digits (tanh)",
+        "seconds_per_point": seconds / points,
+        "target_seconds_per_point": 0.5,
+        "baseline": "float64 seconds per point",
+        "baseline_seconds_per_point": f64_seconds / points,
+        "ratio": seconds / f64_seconds,
+    }
+
+
+def bench_evolution(depth: int = 10_000, inputs: int = 32, direct_layers: int = 3) -> dict:
+    phi = parse_activation("tanh")
+    point = critical_point(phi, TANH_SIGMA_B2)
+    sigma_w2, q_star = float(point.sigma_w2), float(point.q_star)
+    steps = single_step(phi, sigma_w2, TANH_SIGMA_B2)
+    dim = 784
+    x = np.random.default_rng(0).standard_normal((inputs, dim))
+    x *= np.sqrt((q_star - TANH_SIGMA_B2) / sigma_w2 * dim) / np.linalg.norm(
+        x, axis=1, keepdims=True
+    )
+    kernel = input_kernel(x, sigma_w2, TANH_SIGMA_B2)
+    seconds, evolution = _timed(lambda: evolve_kernel(steps, kernel, depth))
+
+    def direct() -> None:
+        q, c = evolution.q[0], evolution.c[0]
+        for _ in range(direct_layers):
+            q, c = _direct_step(steps[0], q, evolution.pairs, c, F64)
+
+    direct_seconds, _ = _timed(direct)
+    baseline = direct_seconds / direct_layers * depth
+    return {
+        "name": f"{depth}-layer q/c evolution, {inputs} inputs, tanh at criticality (q0 = q*)",
+        "seconds": seconds,
+        "target_seconds": 2.0,
+        "baseline": "direct integration of every pair at every layer (extrapolated)",
+        "baseline_seconds": baseline,
+        "speedup": baseline / seconds,
+        "final_mean_correlation": float(evolution.c[-1].mean()),
+    }
+
+
+SUITES = {"critical": (bench_critical_line, bench_critical_digits, bench_evolution)}
+
+
+def _line(result: dict) -> str:
+    if "seconds" in result:
+        main = f"{result['seconds']:.3f} s (target ≤ {result['target_seconds']} s)"
+        base = f"{result['baseline']}: {result['baseline_seconds']:.2f} s, x{result['speedup']:.0f}"
+    else:
+        main = (
+            f"{result['seconds_per_point']:.3f} s/point "
+            f"(target ≤ {result['target_seconds_per_point']} s)"
+        )
+        base = (
+            f"{result['baseline']}: {result['baseline_seconds_per_point']:.4f} s, "
+            f"ratio {result['ratio']:.0f}"
+        )
+    return f"{result['name']}: {main}; {base}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workbench.bench", description=__doc__)
+    parser.add_argument("suite", choices=sorted(SUITES))
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    results = []
+    for bench in SUITES[args.suite]:
+        result = bench()
+        results.append(result)
+        if not args.json:
+            print(_line(result), flush=True)
+    if args.json:
+        print(json.dumps({"suite": args.suite, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
