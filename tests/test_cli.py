@@ -127,3 +127,12 @@ def test_hostile_expression_is_refused_end_to_end(tmp_path):
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
         assert not marker.exists()
+
+
+def test_python_api_exports_resolve():
+    import workbench
+
+    for name in workbench.__all__:
+        assert callable(getattr(workbench, name)) or name == "F64", name
+    point = workbench.critical_point(workbench.parse_activation("erf"), 0.0)
+    assert point.sigma_w2 == pytest.approx(3.14159265358979 / 4, rel=1e-12)  # 1/erf′(0)²
