@@ -80,6 +80,11 @@ class Activation:
         return _mpmath_function(self.expr)
 
     @property
+    def torch(self) -> Callable[[Any], Any]:
+        """φ on torch tensors, for the simulator (same expression as the theory's φ)."""
+        return _torch_function(self.expr)
+
+    @property
     def singularity_distance(self) -> float:
         """A lower bound on the distance from the real axis to the nearest complex singularity
         of φ (it sets quadrature panel widths at high precision); see ``_singularity_distance``."""
@@ -253,6 +258,58 @@ def _numpy_function(expr: sp.Expr) -> Callable[[Any], np.ndarray]:
         if bad.any() and np.count_nonzero(bad) <= _FALLBACK_LIMIT:
             out[bad] = [_float_at(exact, v) for v in xs[bad]]
         return out
+
+    return evaluate
+
+
+def _torch_namespace() -> dict[str, Any]:
+    """Names the plain lambdify printer emits, bound to torch functions (sympy's own torch
+    printer rejects Python-number arguments and unknown placeholders)."""
+    import torch
+
+    F64 = torch.float64
+
+    def tensors(fn: Callable) -> Callable:
+        """Numbers become 0-d float64 tensors (which do not upcast float32 arguments)."""
+
+        def call(*args: Any) -> Any:
+            return fn(
+                *(a if torch.is_tensor(a) else torch.tensor(float(a), dtype=F64) for a in args)
+            )
+
+        return call
+
+    def fold(fn: Callable) -> Callable:
+        return tensors(lambda *args: functools.reduce(fn, args))
+
+    names = {
+        "sqrt": torch.sqrt, "exp": torch.exp, "log": torch.log, "sin": torch.sin,
+        "cos": torch.cos, "tan": torch.tan, "tanh": torch.tanh, "sinh": torch.sinh,
+        "cosh": torch.cosh, "atan": torch.atan, "erf": torch.special.erf,
+        "erfc": torch.special.erfc, "abs": torch.abs, "wb_sign": torch.sign,
+        "wb_erfc": torch.special.erfc,
+        "wb_softplus": lambda a: torch.logaddexp(torch.zeros_like(a), a),
+        "wb_step": lambda a, h0: torch.heaviside(a, torch.full_like(a, float(h0))),
+    }  # fmt: skip
+    return {
+        **{name: tensors(fn) for name, fn in names.items()},
+        "max": fold(torch.maximum),
+        "min": fold(torch.minimum),
+    }
+
+
+@functools.lru_cache(maxsize=1024)
+def _torch_function(expr: sp.Expr) -> Callable[[Any], Any]:
+    """φ on torch tensors (autograd-friendly), from the same stable form as the numpy path,
+    constants folded to 30-digit floats."""
+    import torch
+
+    folded = _stable_form(expr).evalf(30).replace(sp.sign, sp.Function("wb_sign"))
+    raw = sp.lambdify(X, folded, modules=[_torch_namespace()])
+
+    def evaluate(x: Any) -> Any:
+        out = raw(x)
+        return out if torch.is_tensor(out) else torch.full_like(x, float(out))
 
     return evaluate
 
