@@ -141,6 +141,30 @@ def cmd_phase_diagram(args: argparse.Namespace) -> dict:
     return result
 
 
+def cmd_validate(args: argparse.Namespace) -> dict:
+    from workbench.validation.runner import run_suite
+
+    suite = run_suite(args.suite, args.device, args.quick, progress=not args.json)
+    result = suite.to_dict()
+    if not args.json:
+        print(f"{suite.name} on {suite.device}{' (quick)' if suite.quick else ''}")
+        rows = [
+            {
+                "check": c.name,
+                "theory": f"{c.theory:.6g}",
+                "monte-carlo": f"{c.mc_mean:.6g} ± {c.mc_ci:.2g}",
+                "allowance": f"{c.allowance:.2g}",
+                "passed": "pass" if c.passed else "FAIL",
+                "seconds": f"{c.seconds:.1f}",
+            }
+            for c in suite.checks
+        ]
+        _print_table(rows, ["check", "theory", "monte-carlo", "allowance", "passed", "seconds"])
+        print("all checks passed" if suite.passed else "some checks FAILED")
+    args.exit_code = 0 if suite.passed else 1
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench", description="Mean-field theory of deep networks at initialization."
@@ -169,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma-b2", type=_grid, default=(0.0, 0.3, 31), help="a:b:n grid")
     p.add_argument("--digits", type=_digits)
     p.add_argument("--out", help="FILE.png, FILE.pdf, FILE.csv or FILE.json")
+    p = add("validate", cmd_validate, "run a validation suite: theory against Monte-Carlo")
+    p.add_argument("suite", type=Path)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--quick", action="store_true", help="the small version CI runs")
     return parser
 
 
@@ -184,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     if args.json:
         print(json.dumps(result, indent=2))
-    return 0
+    return getattr(args, "exit_code", 0)
 
 
 if __name__ == "__main__":

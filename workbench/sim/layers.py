@@ -199,12 +199,12 @@ def build_layers(
 
 
 def last_weight_node(nodes: Sequence[Node]) -> Any:
-    """The spec's last dense or conv node (searching into repeat and residual bodies)."""
+    """The readout: the spec's last top-level node when it is a dense or conv layer (found
+    past acts, pools and flattens); None when the spec ends inside a repeat or residual block,
+    whose every layer is then hidden."""
     for node in reversed(nodes):
         if isinstance(node, Dense | Conv):
             return node
         if isinstance(node, Repeat | Residual):
-            found = last_weight_node(node.body)
-            if found is not None:
-                return found
+            return None
     return None

@@ -223,11 +223,14 @@ def moments(net: Network, x: torch.Tensor, noise: float = 1e-3, seed: int = 0) -
 
 def jacobian_singular_values(net: Network, x: torch.Tensor) -> torch.Tensor:
     """Singular values of the input-output Jacobian ∂f(x)/∂x at one input x (shape
-    input_shape), per member: (E, min(out, in)). Works for dense and conv networks alike."""
+    input_shape), per member: (E, min(out, in)); dense and conv alike. One forward-mode pass
+    with the input repeated once per input coordinate and the identity as tangents (the batch
+    must not interact, so batch norm has no per-input Jacobian here)."""
     x = x.to(dtype=net.dtype, device=net.device)
-
-    def f(inp: torch.Tensor) -> torch.Tensor:
-        return net(inp.unsqueeze(0)).reshape(net.ensemble, -1)
-
-    jac = jacrev(f)(x).reshape(net.ensemble, -1, x.numel())
-    return torch.linalg.svdvals(jac.detach())
+    n_in = x.numel()
+    batch = x.unsqueeze(0).expand(n_in, *x.shape).contiguous()
+    basis = torch.eye(n_in, dtype=x.dtype, device=x.device).reshape(n_in, *x.shape)
+    with torch.no_grad():
+        _, tangents = jvp(net, (batch,), (basis,))
+    jac = tangents.reshape(net.ensemble, n_in, -1).transpose(1, 2)  # (E, out, in)
+    return torch.linalg.svdvals(jac)

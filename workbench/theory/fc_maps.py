@@ -18,7 +18,7 @@ Multi-step cycles compose the maps; their susceptibilities multiply around the c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,7 @@ from workbench.activations import Activation, X, parse_activation
 from workbench.errors import UnsupportedError
 from workbench.gaussian import expect, expect1
 from workbench.precision import Context
-from workbench.spec.model import Act, Dense
+from workbench.spec.model import Act, Dense, Repeat, Spec
 
 IDENTITY = Activation("linear", X)
 
@@ -166,3 +166,28 @@ def symbolic_q_map(step: FCStep) -> sp.Eq:
     square = Activation(step.phi.name + "²", step.phi.expr**2)
     integral = expect_symbolic(square).subs(sp.Symbol("q", positive=True), sp.Symbol("q^l"))
     return sp.Eq(q_next, sw2 * integral + sb2)
+
+
+def fc_chain(spec: Spec) -> tuple[Dense, tuple[FCStep, ...]]:
+    """A whole fully-connected spec as its first dense layer (fed by the raw input) and one
+    FCStep per later dense layer, repeats unrolled (eqs. 3–7 applied layer by layer); acts after
+    the last dense layer do not change any pre-activation kernel and are dropped."""
+    flat = list(_unrolled(spec.layers))
+    dense_at = [i for i, node in enumerate(flat) if isinstance(node, Dense)]
+    if not dense_at or any(not isinstance(n, Dense | Act) for n in flat) or dense_at[0] != 0:
+        raise UnsupportedError(
+            f"{spec.name}: the layer-by-layer FC recursion needs a spec of dense and act "
+            "layers that starts with a dense layer",
+            hint="conv, bn, residual, pool and flatten kernels come from `workbench kernel`",
+        )
+    rest = flat[1 : dense_at[-1] + 1]
+    return flat[0], body_steps(rest) if rest else ()
+
+
+def _unrolled(nodes: Sequence[Any]) -> Iterator[Any]:
+    for node in nodes:
+        if isinstance(node, Repeat):
+            for _ in range(node.times):
+                yield from _unrolled(node.body)
+        else:
+            yield node

@@ -1,0 +1,219 @@
+"""Quantities a validation check can compare: each returns the theory value and one Monte-Carlo
+sample per simulated network (so the interval comes from independent networks).
+
+* ``q``, ``c`` — mean qˡ over the inputs, mean cˡ over input pairs at weight layer ``layer``
+  (pabari_zhou eqs. 3–7, the spine's recursion on the same inputs).
+* ``jacobian_sv2_mean``, ``jacobian_sv2_var`` — mean and variance of the squared singular
+  values of the input-output Jacobian, against free probability (Pennington, Schoenholz &
+  Ganguli 2017, summarised in xiao2018 §2.2.1 and pabari_zhou §3.2).
+* ``norm_ratio`` — ‖h⁰‖/‖x‖ of the first (bias-free) weight layer: √σ_w² for orthogonal and
+  Delta-Orthogonal kernels (xiao2018 Algorithms 1–2).
+* ``mode_retention`` — Fourier mode k of the pixel-correlation profile of a Delta-Orthogonal
+  CNN at weight layer ``layer``, relative to layer 0 (xiao2018 §2.4): the delta kernel makes the
+  theory the FC recursion on pixel pairs.
+* ``gradient_slope`` — the slope of log‖∂L/∂Wˡ‖² in l, theory −log χ₁ (xiao2018 Fig. S2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from workbench.activations import Activation
+from workbench.errors import UnsupportedError, WorkbenchError
+from workbench.gaussian import expect1
+from workbench.precision import F64
+from workbench.sim import probes
+from workbench.sim.network import Network
+from workbench.spec.model import Conv, Dense, Repeat, Spec
+from workbench.theory.evolution import evolve_kernel, input_kernel
+from workbench.theory.fc_fixed_points import analyze_cycle
+from workbench.theory.fc_maps import body_steps, fc_chain
+
+Quantity = Callable[..., tuple[float, np.ndarray]]
+
+
+def make_inputs(spec: Spec, inputs: dict) -> torch.Tensor:
+    """Inputs of the check. Flat (d,): ``count`` rows with ‖x‖²/d = ``scale`` and, when
+    ``correlation`` is given, exactly that pairwise correlation. Spatial (C, *S): one image per
+    ``count`` of Gaussian channels smoothed ``smooth`` times by a circular [1, 2, 1]/4 filter."""
+    count, scale = int(inputs.get("count", 4)), float(inputs.get("scale", 1.0))
+    gen = torch.Generator().manual_seed(int(inputs.get("seed", 0)))
+    shape = spec.input_shape
+    if len(shape) == 1:
+        d = shape[0]
+        if count > d:
+            raise WorkbenchError(f"{count} inputs do not fit in dimension {d}")
+        basis, _ = torch.linalg.qr(torch.randn(d, count, generator=gen, dtype=torch.float64))
+        rho = float(inputs.get("correlation", 0.0))
+        gram = (1 - rho) * torch.eye(count, dtype=torch.float64) + rho
+        x = torch.linalg.cholesky(gram) @ basis.T * (scale * d) ** 0.5
+        return x
+    x = torch.randn(count, *shape, generator=gen, dtype=torch.float64)
+    for _ in range(int(inputs.get("smooth", 0))):
+        for axis in range(2, x.dim()):
+            x = (x.roll(1, axis) + 2 * x + x.roll(-1, axis)) / 4
+    per_pixel = x.pow(2).mean(dim=1, keepdim=True).mean(dim=tuple(range(2, x.dim())), keepdim=True)
+    return x * (scale / per_pixel).sqrt()
+
+
+def _fc_theory(spec: Spec, x: torch.Tensor, layer: int):
+    first, steps = fc_chain(_pointwise(spec))
+    depth = len(steps) if layer < 0 else layer
+    kernel = input_kernel(x.numpy(), first.sigma_w2, first.sigma_b2)
+    return evolve_kernel(steps, kernel, depth, F64)
+
+
+def q_quantity(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
+    theory = _fc_theory(check.spec, x, check.layer).q[-1].mean()
+    measured = probes.layer_kernels(net, x).q[:, check.layer].mean(dim=1)
+    return float(theory), measured.cpu().numpy()
+
+
+def c_quantity(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
+    theory = _fc_theory(check.spec, x, check.layer).c[-1].mean()
+    c = probes.layer_kernels(net, x).c[:, check.layer]
+    rows, cols = torch.triu_indices(c.shape[-1], c.shape[-1], 1)
+    return float(theory), c[:, rows, cols].mean(dim=1).cpu().numpy()
+
+
+def _jacobian_theory(check, x: torch.Tensor) -> tuple[float, float]:
+    """Free multiplicative convolution of the layers' factors: with W square, a factor
+    σ_w² W̃W̃ᵀ has mean σ_w² and normalised variance s_W = 1 (Gaussian, Marchenko–Pastur) or 0
+    (orthogonal); a factor D² = φ′(h)² has mean μ₁ = E[φ′²] and normalised variance
+    μ₂/μ₁² − 1 with μ₂ = E[φ′⁴] at that layer's q. Means multiply, normalised variances add."""
+    spec = check.spec
+    first, steps = fc_chain(spec)
+    evolution = evolve_kernel(steps, input_kernel(x[:1].numpy(), first.sigma_w2, first.sigma_b2),
+                              len(steps), F64)  # fmt: skip
+    denses = [n for n in _flat(spec.layers) if isinstance(n, Dense)]
+    mean, spread = 1.0, 0.0
+    for dense in denses:
+        mean *= dense.sigma_w2
+        spread += 0.0 if dense.init == "orthogonal" else 1.0
+    for step, q in zip(steps, evolution.q[:-1, 0]):
+        d = step.phi.derivative()
+        mu1, mu2 = _moment(d, q, 2), _moment(d, q, 4)
+        mean *= mu1
+        spread += mu2 / mu1**2 - 1
+    return mean, mean**2 * spread
+
+
+def _moment(d: Activation, q: float, power: int) -> float:
+    """E[φ′(h)^power], h ~ N(0, q)."""
+    return expect1(Activation(f"({d.name})^{power}", d.expr**power), q)
+
+
+def _jacobian_sv2(check, net: Network, x: torch.Tensor) -> np.ndarray:
+    sv2 = probes.jacobian_singular_values(net, x[0]).pow(2)
+    return sv2.cpu().numpy()
+
+
+def jacobian_sv2_mean(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
+    return _jacobian_theory(check, x)[0], _jacobian_sv2(check, net, x).mean(axis=1)
+
+
+def jacobian_sv2_var(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
+    return _jacobian_theory(check, x)[1], _jacobian_sv2(check, net, x).var(axis=1)
+
+
+def norm_ratio(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
+    first = next(n for n in _flat(check.spec.layers) if isinstance(n, Dense | Conv))
+    if first.sigma_b2 != 0:
+        raise WorkbenchError("norm_ratio needs sigma_b2 = 0 on the first layer")
+    with torch.no_grad(), net.tape() as tape:
+        net(x)
+    h = next(t for _, kind, t in tape.entries if kind in probes.WEIGHT_KINDS)
+    ratio = h.flatten(2).norm(dim=2) / x.to(h).flatten(1).norm(dim=1)
+    return first.sigma_w2**0.5, ratio.mean(dim=1).cpu().numpy()
+
+
+def _mode_profile(corr: np.ndarray, mode: int) -> float:
+    """Fourier mode k of ρ(δ) = mean_α c(α, α + δ) (periodic 1D pixels)."""
+    n = corr.shape[-1]
+    rho = np.array([np.mean([corr[a, (a + s) % n] for a in range(n)]) for s in range(n)])
+    return float(np.real(np.sum(rho * np.exp(-2j * np.pi * mode * np.arange(n) / n))))
+
+
+def mode_retention(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
+    if len(check.spec.input_shape) != 2 or x.shape[0] != 1:
+        raise WorkbenchError("mode_retention takes one 1D image: input (C, n), inputs.count 1")
+    mode = int(check.options.get("mode", 1))
+    pixels = x[0].T  # (n, C): pixels as inputs, channels as features
+    evolution = _fc_theory(check.spec, pixels, check.layer)
+    start = _mode_profile(evolution.correlation(0), mode)
+    theory = _mode_profile(evolution.correlation(evolution.depth), mode) / start
+    with torch.no_grad(), net.tape() as tape:
+        net(x)
+    h = [t for _, kind, t in tape.entries if kind == "conv"][check.layer][:, 0]  # (E, C, n)
+    k = torch.einsum("eca,ecb->eab", h, h) / h.shape[1]
+    q = torch.diagonal(k, dim1=1, dim2=2)
+    corr = (k / torch.sqrt(q.unsqueeze(2) * q.unsqueeze(1))).cpu().numpy()
+    return theory, np.array([_mode_profile(c, mode) / start for c in corr])
+
+
+def gradient_slope(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
+    block = next(n for n in check.spec.layers if isinstance(n, Repeat))
+    steps = body_steps([_as_dense(n) for n in block.body])
+    chi1 = analyze_cycle(steps, F64).chi_1
+    lo, hi = check.options.get("fit_layers", [10, -10])
+    _, norms = probes.gradient_norms(net, x)
+    logs = norms.log().cpu().numpy()[:, lo:hi]
+    layers = np.arange(logs.shape[1])
+    slopes = np.polyfit(layers, logs.T, 1)[0]
+    return float(-np.log(float(chi1))), slopes
+
+
+QUANTITIES: dict[str, Quantity] = {
+    "q": q_quantity,
+    "c": c_quantity,
+    "jacobian_sv2_mean": jacobian_sv2_mean,
+    "jacobian_sv2_var": jacobian_sv2_var,
+    "norm_ratio": norm_ratio,
+    "mode_retention": mode_retention,
+    "gradient_slope": gradient_slope,
+}
+
+
+def _flat(nodes):
+    for node in nodes:
+        if isinstance(node, Repeat):
+            for _ in range(node.times):
+                yield from _flat(node.body)
+        else:
+            yield node
+
+
+def _as_dense(node):
+    """A conv acts on the per-pixel variance like a dense layer of its σ's (the diagonal of
+    xiao2018 eq. 2.3 at a translation-invariant state); other nodes pass through."""
+    if isinstance(node, Conv):
+        return Dense(node.channels, node.sigma_w2, node.sigma_b2, path=node.path)
+    return node
+
+
+def _pointwise(spec: Spec) -> Spec:
+    """Delta-kernel convs (init delta_orthogonal, or a one-hot variance vector) act on every
+    pixel as a dense layer: the spec with them replaced, for the FC recursion on pixel pairs."""
+    from dataclasses import replace
+
+    def convert(nodes):
+        out = []
+        for node in nodes:
+            if isinstance(node, Repeat):
+                out.append(replace(node, body=tuple(convert(node.body))))
+            elif isinstance(node, Conv):
+                one_hot = node.variance is not None and sorted(node.variance)[-1] == 1.0
+                if node.init != "delta_orthogonal" and not one_hot:
+                    raise UnsupportedError(
+                        f"{node.path}: only delta-kernel convs reduce to the FC recursion",
+                        hint="use init: delta_orthogonal (or a one-hot variance vector)",
+                    )
+                out.append(_as_dense(node))
+            else:
+                out.append(node)
+        return out
+
+    return replace(spec, layers=tuple(convert(spec.layers)))

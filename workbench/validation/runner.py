@@ -1,0 +1,91 @@
+"""Run a validation suite: theory against Monte-Carlo, check by check, with a progress bar."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from workbench.errors import WorkbenchError
+from workbench.sim.network import build_network, resolve_device
+from workbench.validation.quantities import QUANTITIES, make_inputs
+from workbench.validation.suite import Check, load_suite
+
+
+@dataclass
+class CheckResult:
+    name: str
+    quantity: str
+    theory: float
+    mc_mean: float
+    mc_ci: float  # half-width of the Monte-Carlo interval at the check's confidence
+    allowance: float  # stated finite-width allowance
+    passed: bool
+    width: int
+    samples: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SuiteResult:
+    name: str
+    device: str
+    quick: bool
+    checks: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {
+            "suite": self.name,
+            "device": self.device,
+            "quick": self.quick,
+            "checks": [c.to_dict() for c in self.checks],
+            "passed": self.passed,
+        }
+
+
+def run_check(check: Check, device: str, dtype: str = "float64", seed: int = 0) -> CheckResult:
+    """Simulate ``check.samples`` networks of width ``check.width`` and compare."""
+    if check.quantity not in QUANTITIES:
+        raise WorkbenchError(
+            f"check '{check.name}': unknown quantity '{check.quantity}'",
+            hint="one of " + ", ".join(sorted(QUANTITIES)),
+        )
+    start = time.perf_counter()
+    x = make_inputs(check.spec, check.inputs)
+    net = build_network(check.spec, check.width, check.samples, seed, dtype, device)
+    theory, samples = QUANTITIES[check.quantity](check, net, x)
+    samples = np.asarray(samples, float)
+    if not np.isfinite(samples).all() or not np.isfinite(theory):
+        raise WorkbenchError(f"check '{check.name}': non-finite theory or Monte-Carlo values")
+    mean = float(samples.mean())
+    n = len(samples)
+    sem = float(samples.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
+    ci = float(stats.t.ppf(0.5 + check.confidence / 2, max(n - 1, 1)) * sem)
+    allowance = check.relative * abs(theory) + check.absolute
+    passed = abs(mean - theory) <= ci + allowance
+    seconds = time.perf_counter() - start
+    return CheckResult(check.name, check.quantity, float(theory), mean, ci, allowance, passed,
+                       check.width, check.samples, seconds)  # fmt: skip
+
+
+def run_suite(
+    path: str | Path, device: str = "auto", quick: bool = False, progress: bool = True
+) -> SuiteResult:
+    from tqdm import tqdm
+
+    suite = load_suite(path, quick)
+    resolved = str(resolve_device(device))
+    result = SuiteResult(suite.name, resolved, quick)
+    for check in tqdm(suite.checks, desc=suite.name, disable=not progress, leave=False):
+        result.checks.append(run_check(check, resolved))
+    return result
