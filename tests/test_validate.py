@@ -1,0 +1,66 @@
+"""Validation suites: every shipped suite passes in its --quick form, the JSON has the promised
+shape, failing checks give a non-zero exit, malformed suites give typed errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.cli import main
+from workbench.validation import quantities
+
+SUITES = sorted((Path(__file__).parents[1] / "validate").glob("*.yaml"))
+
+
+def test_four_suites_are_shipped():
+    names = {p.stem for p in SUITES}
+    assert {"fc-tanh-qc", "dynamical-isometry", "conv-orthogonal", "gradient-norms-cnn"} <= names
+
+
+@pytest.mark.parametrize("suite", SUITES, ids=[p.stem for p in SUITES])
+def test_suite_passes_quick(suite, capsys):
+    code = main(["validate", str(suite), "--quick", "--json", "--device", "cpu"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0, [c for c in result["checks"] if not c["passed"]]
+    assert result["passed"] is True and result["quick"] is True
+    for check in result["checks"]:
+        assert {"name", "theory", "mc_mean", "mc_ci", "passed"} <= set(check)
+        assert np.isfinite([check["theory"], check["mc_mean"], check["mc_ci"]]).all()
+
+
+def test_a_failing_check_exits_non_zero(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(
+        quantities.QUANTITIES, "biased", lambda check, net, x: (1.0, np.array([2.0, 2.1, 1.9]))
+    )
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: s\nchecks:\n  - name: biased\n    quantity: biased\n    width: 4\n    samples: 3\n"
+        "    spec: {name: t, input: {shape: [8]}, defaults: {sigma_w2: 1, sigma_b2: 0},\n"
+        "           layers: [{dense: {width: 4}}]}\n"
+    )
+    assert main(["validate", str(suite), "--device", "cpu"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: s\nchecks:\n  - name: a\n    quantiy: q\n", "unknown check key 'quantiy'"),
+        ("name: s\nchecks:\n  - name: a\n    quantity: q\n", "missing required key"),
+        ("name: s\nchecks: 3\n", "a list `checks`"),
+        (
+            "name: s\nchecks:\n  - name: a\n    quantity: q\n    width: 4\n    samples: 2\n"
+            "    spec: {name: t, input: {shape: [3]}, layers: [{dense: {widht: 4}}]}\n",
+            "unknown key 'widht'",
+        ),
+    ],
+)
+def test_malformed_suites_are_typed_errors(tmp_path, capsys, text, message):
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(text)
+    assert main(["validate", str(suite)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "bad.yaml" in err and "Traceback" not in err
