@@ -18,3 +18,13 @@ def test_critical_benchmark_reports_every_target(capsys):
         assert timing > 0 and baseline > 0
     # the 10,000-layer evolution at criticality: correlations creep towards 1 like 1 - O(1/l)
     assert 0.99 < results[2]["final_mean_correlation"] < 1
+
+
+def test_simulator_benchmark_runs_small():
+    from workbench.bench import bench_simulator_build, bench_simulator_forward
+
+    forward = bench_simulator_forward(width=64, depth=3, ensemble=2, batch=8, repeats=1)
+    build = bench_simulator_build(width=32, depth=20)
+    for result in (forward, build):
+        assert result["seconds"] > 0 and result["baseline_seconds"] > 0
+        assert result["throughput_ratio"] > 0

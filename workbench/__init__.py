@@ -32,6 +32,10 @@ _EXPORTS = {
     "critical_line": "workbench.theory.critical",
     "evolve_kernel": "workbench.theory.evolution",
     "input_kernel": "workbench.theory.evolution",
+    "build_network": "workbench.sim.network",
+    "init_linear_": "workbench.sim.init",
+    "init_conv_": "workbench.sim.init",
+    "run_suite": "workbench.validation.runner",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m workbench.bench critical [--json]``.
+"""Benchmarks: ``python -m workbench.bench critical|simulator [--json]``.
 
 Each line prints a time, its target, and a baseline timed in the same run (these machines are
 noisy, so ratios against same-run baselines are what to compare between runs):
@@ -10,6 +10,9 @@ noisy, so ratios against same-run baselines are what to compare between runs):
   critical point, inputs normalised so that q⁰ = q* as in the mean-field literature (target
   ≤ 2 s); baseline: direct integration of every pair, timed over a few layers and scaled to
   10,000.
+* simulator: forward throughput of an ensemble of deep tanh networks against plain torch
+  matmuls of the same shapes (target ≥ 50%), and the build time of a 1,000-layer network
+  against sampling its weights with torch.randn.
 """
 
 from __future__ import annotations
@@ -107,11 +110,92 @@ def bench_evolution(depth: int = 10_000, inputs: int = 32, direct_layers: int = 
     }
 
 
-SUITES = {"critical": (bench_critical_line, bench_critical_digits, bench_evolution)}
+def _fc_spec(width: int, depth: int):
+    from workbench.spec import spec_from_dict
+
+    return spec_from_dict(
+        {
+            "name": "bench-fc",
+            "input": {"shape": [width]},
+            "defaults": {"sigma_w2": 1.76, "sigma_b2": 0.05},
+            "layers": [
+                {"repeat": {"times": depth, "body": [{"dense": {"width": width}}, {"act": "tanh"}]}}
+            ],
+        }
+    )
+
+
+def _best_of(work: Callable[[], Any], repeats: int) -> float:
+    work()  # warm-up
+    return min(_timed(work)[0] for _ in range(repeats))
+
+
+def bench_simulator_forward(width=1024, depth=20, ensemble=8, batch=256, repeats=5) -> dict:
+    """Forward passes of the simulator against the same matmuls and tanh in plain torch."""
+    import torch
+
+    from workbench.sim.network import build_network
+
+    net = build_network(_fc_spec(width, depth), ensemble=ensemble, dtype="float32", device="cpu")
+    x = torch.randn(ensemble, batch, width)
+    weights = [layer.weight.detach() for layer in net.modules() if hasattr(layer, "ntk_scale")]
+    biases = [layer.bias.detach() for layer in net.modules() if hasattr(layer, "ntk_scale")]
+
+    def plain() -> None:
+        h = x
+        for w, b in zip(weights, biases):
+            h = torch.tanh(torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)))
+
+    with torch.no_grad():
+        sim = _best_of(lambda: net(x), repeats)
+        base = _best_of(plain, repeats)
+    flops = 2 * ensemble * batch * width * width * depth
+    return {
+        "name": f"simulator forward, {ensemble} x {depth}-layer tanh nets of width {width}, "
+        f"batch {batch}, float32",
+        "seconds": sim,
+        "gflops": flops / sim / 1e9,
+        "baseline": "plain torch baddbmm + tanh, same shapes",
+        "baseline_seconds": base,
+        "throughput_ratio": base / sim,
+        "target_ratio": 0.5,
+    }
+
+
+def bench_simulator_build(width=512, depth=1000) -> dict:
+    """Building a 1,000-layer network against sampling the same weights with torch.randn."""
+    import torch
+
+    from workbench.sim.network import build_network
+
+    seconds, _ = _timed(
+        lambda: build_network(_fc_spec(width, depth), dtype="float32", device="cpu")
+    )
+    base, _ = _timed(lambda: [torch.randn(width, width) for _ in range(depth)])
+    return {
+        "name": f"build a {depth}-layer width-{width} network (float32)",
+        "seconds": seconds,
+        "baseline": "torch.randn of the same weights",
+        "baseline_seconds": base,
+        "throughput_ratio": base / seconds,
+        "target_ratio": 0.5,
+    }
+
+
+SUITES = {
+    "critical": (bench_critical_line, bench_critical_digits, bench_evolution),
+    "simulator": (bench_simulator_forward, bench_simulator_build),
+}
 
 
 def _line(result: dict) -> str:
-    if "seconds" in result:
+    if "throughput_ratio" in result:
+        main = f"{result['seconds']:.3f} s"
+        base = (
+            f"{result['baseline']}: {result['baseline_seconds']:.3f} s; throughput ratio "
+            f"{result['throughput_ratio']:.2f} (target ≥ {result['target_ratio']})"
+        )
+    elif "seconds" in result:
         main = f"{result['seconds']:.3f} s (target ≤ {result['target_seconds']} s)"
         base = f"{result['baseline']}: {result['baseline_seconds']:.2f} s, x{result['speedup']:.0f}"
     else:
