@@ -172,7 +172,7 @@ def fc_chain(spec: Spec) -> tuple[Dense, tuple[FCStep, ...]]:
     """A whole fully-connected spec as its first dense layer (fed by the raw input) and one
     FCStep per later dense layer, repeats unrolled (eqs. 3–7 applied layer by layer); acts after
     the last dense layer do not change any pre-activation kernel and are dropped."""
-    flat = list(_unrolled(spec.layers))
+    flat = list(unrolled(spec.layers))
     dense_at = [i for i, node in enumerate(flat) if isinstance(node, Dense)]
     if not dense_at or any(not isinstance(n, Dense | Act) for n in flat) or dense_at[0] != 0:
         raise UnsupportedError(
@@ -184,10 +184,11 @@ def fc_chain(spec: Spec) -> tuple[Dense, tuple[FCStep, ...]]:
     return flat[0], body_steps(rest) if rest else ()
 
 
-def _unrolled(nodes: Sequence[Any]) -> Iterator[Any]:
+def unrolled(nodes: Sequence[Any]) -> Iterator[Any]:
+    """The nodes in network order with every repeat block written out."""
     for node in nodes:
         if isinstance(node, Repeat):
             for _ in range(node.times):
-                yield from _unrolled(node.body)
+                yield from unrolled(node.body)
         else:
             yield node

@@ -30,7 +30,7 @@ from workbench.sim.network import Network
 from workbench.spec.model import Conv, Dense, Repeat, Spec
 from workbench.theory.evolution import evolve_kernel, input_kernel
 from workbench.theory.fc_fixed_points import analyze_cycle
-from workbench.theory.fc_maps import body_steps, fc_chain
+from workbench.theory.fc_maps import body_steps, fc_chain, unrolled
 
 Quantity = Callable[..., tuple[float, np.ndarray]]
 
@@ -88,7 +88,7 @@ def _jacobian_theory(check, x: torch.Tensor) -> tuple[float, float]:
     first, steps = fc_chain(spec)
     evolution = evolve_kernel(steps, input_kernel(x[:1].numpy(), first.sigma_w2, first.sigma_b2),
                               len(steps), F64)  # fmt: skip
-    denses = [n for n in _flat(spec.layers) if isinstance(n, Dense)]
+    denses = [n for n in unrolled(spec.layers) if isinstance(n, Dense)]
     mean, spread = 1.0, 0.0
     for dense in denses:
         mean *= dense.sigma_w2
@@ -120,7 +120,7 @@ def jacobian_sv2_var(check, net: Network, x: torch.Tensor) -> tuple[float, np.nd
 
 
 def norm_ratio(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
-    first = next(n for n in _flat(check.spec.layers) if isinstance(n, Dense | Conv))
+    first = next(n for n in unrolled(check.spec.layers) if isinstance(n, Dense | Conv))
     if first.sigma_b2 != 0:
         raise WorkbenchError("norm_ratio needs sigma_b2 = 0 on the first layer")
     with torch.no_grad(), net.tape() as tape:
@@ -175,15 +175,6 @@ QUANTITIES: dict[str, Quantity] = {
     "mode_retention": mode_retention,
     "gradient_slope": gradient_slope,
 }
-
-
-def _flat(nodes):
-    for node in nodes:
-        if isinstance(node, Repeat):
-            for _ in range(node.times):
-                yield from _flat(node.body)
-        else:
-            yield node
 
 
 def _as_dense(node):
