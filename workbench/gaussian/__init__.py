@@ -40,7 +40,14 @@ def _finite(value: Any, what: str, ctx: Context) -> Any:
 
 
 def expect1(h: Activation, q: Any, ctx: Context = F64) -> Any:
-    """E[h(u)], u ~ N(0, q)."""
+    """E[h(u)], u ~ N(0, q); in float64 q may be an array (one vectorised rule)."""
+    if isinstance(q, np.ndarray):
+        if ctx.name != "float64" or (q < 0).any():
+            raise TheoryError("array variances must be non-negative and in float64")
+        values = expect1_float64(h.numpy, q, h.kinks)
+        if not np.isfinite(values).all():
+            raise TheoryError(f"the Gaussian expectation E[{h.name}(u)] is not finite")
+        return values
     if q < 0:
         raise TheoryError(f"a variance must be non-negative, got q = {q}")
     with ctx.active():
@@ -179,3 +186,26 @@ def expect_symbolic(f: Activation, g: Activation | None = None) -> sp.Expr:
     dens = sp.exp(-(z1**2 + z2**2) / 2) / (2 * sp.pi)
     integrand = f.expr.subs(X, u) * g.expr.subs(X, v) * dens
     return sp.Integral(integrand, (z1, -sp.oo, sp.oo), (z2, -sp.oo, sp.oo))
+
+
+def expect_normalized_outer(cov: np.ndarray) -> np.ndarray:
+    """E[z zᵀ / ‖z‖²] for z ~ N(0, cov) (the second moments of a batch-normalised vector;
+    the mean-field batch norm integral). With cov = U Λ Uᵀ and 1/‖z‖² = ∫₀^∞ e^{−t‖z‖²} dt,
+    E = U diag(f) Uᵀ, f_i = ∫₀^∞ λ_i (1 + 2tλ_i)^{−1} Π_j (1 + 2tλ_j)^{−1/2} dt, integrated
+    in s = log t (float64, adaptive vector quadrature)."""
+    from scipy.integrate import quad_vec
+
+    cov = np.asarray(cov, float)
+    lam, vec = np.linalg.eigh((cov + cov.T) / 2)
+    lam = np.clip(lam, 0.0, None)
+    if lam.max() <= 0:
+        raise TheoryError("the batch has no variance to normalise")
+    lam = lam / lam.max()  # E[zzᵀ/‖z‖²] is scale-free
+
+    def integrand(s: float) -> np.ndarray:
+        t = np.exp(s)
+        one = 1 + 2 * t * lam
+        return t * lam / one * np.exp(-0.5 * np.log(one).sum())
+
+    f, _ = quad_vec(integrand, -60.0, 60.0, epsabs=1e-14, epsrel=1e-12, limit=500)
+    return (vec * f) @ vec.T

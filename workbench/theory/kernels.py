@@ -1,0 +1,406 @@
+"""NNGP kernel Σ/K and NTK Θ of m inputs through every node kind of a spec.
+
+The state after a node holds the second moments E[y_a y_b] of its output over the m inputs
+(``nngp``), the NTK (``ntk``), the per-input mean of the output (``mean``: the same for every
+channel in the wide limit) and, when the output is φ(h) of a Gaussian field h, that field's
+kernels and φ (applied lazily, so consecutive activations compose). Shapes: (m, m) for flat
+features; (m, m, *S, *S) for spatial features in ``full`` mode; (m, m, *S) in ``diagonal`` mode
+(same-pixel pairs only, enough for a flatten readout: xiao2018 eq. 2.5, xiao_bahri eq. 18).
+
+Rules (σ's of the node; v the conv's variance vector; T, Ṫ the dual kernels of φ):
+* dense  (xiao_bahri eq. 6): K' = σ_w² T(K) + σ_b²; Θ' = K' + σ_w² Ṫ(K) ⊙ Θ (``ntk``) or
+  Θ' = fan_in T(K) + 1 + σ_w² Ṫ(K) ⊙ Θ (``standard``: gradients w.r.t. W itself).
+* conv   (xiao2018 eqs. 2.2–2.5; xiao_bahri eq. 31): the same with T(K) replaced by A_v ⋆ T(K),
+  [A_v ⋆ X](α, α') = Σ_β v_β X(α + β, α' + β) on the periodic grid.
+* pool / flatten (xiao_bahri eq. 18): the mean over all pixel pairs / over same-pixel pairs.
+* residual: K_y = K_x + s (m_x m_bᵀ + m_b m_xᵀ) + s² K_b — the cross terms of the stream and
+  the body reduce to products of means (the body's last field is independent of the stream at
+  infinite width), so bodies ending in a nonlinearity are covered.
+* bn: see ``_batch_norm``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from itertools import product
+from typing import Any
+
+import numpy as np
+
+from workbench.activations import Activation, X
+from workbench.errors import TheoryError, UnsupportedError
+from workbench.gaussian import expect, expect1, expect_normalized_outer
+from workbench.spec.model import (
+    Act,
+    BatchNorm,
+    Conv,
+    Dense,
+    Flatten,
+    Node,
+    Pool,
+    Repeat,
+    Residual,
+    Spec,
+)
+
+IDENTITY = Activation("linear", X)
+PARAMETERIZATIONS = ("ntk", "standard")
+
+
+@dataclass
+class KernelState:
+    nngp: np.ndarray
+    ntk: np.ndarray | None
+    mean: np.ndarray  # (m,) or (m, *S)
+    mode: str  # flat | full | diagonal
+    spatial: tuple[int, ...] = ()
+    channels: int = 0
+    # the Gaussian field this output is φ of (None: the output is itself the field / realized)
+    field_nngp: np.ndarray | None = None
+    field_ntk: np.ndarray | None = None
+    phi: Activation | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def m(self) -> int:
+        return self.nngp.shape[0]
+
+
+def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool) -> KernelState:
+    """The inputs' own second moments: X of shape (m, C) or (m, C, *S), averaged over channels
+    (the 1/fan_in of the first layer's weights)."""
+    x = np.asarray(inputs, float)
+    m, channels, spatial = x.shape[0], x.shape[1], x.shape[2:]
+    if not np.isfinite(x).all():
+        raise TheoryError("inputs must be finite")
+    if not spatial:
+        nngp = x @ x.T / channels
+        mean = x.mean(axis=1)
+        mode = "flat"
+    else:
+        flat = x.reshape(m, channels, -1)
+        if mode == "full":
+            nngp = np.einsum("acp,bcq->abpq", flat, flat) / channels
+            nngp = nngp.reshape(m, m, *spatial, *spatial)
+        else:
+            nngp = np.einsum("acp,bcp->abp", flat, flat).reshape(m, m, *spatial) / channels
+        mean = x.mean(axis=1)
+    ntk = np.zeros_like(nngp) if want_ntk else None
+    return KernelState(nngp, ntk, mean, mode, tuple(spatial), channels)
+
+
+def propagate(
+    nodes: tuple[Node, ...], state: KernelState, parameterization: str = "ntk"
+) -> KernelState:
+    """Run the state through ``nodes`` (repeat blocks iterate their body, never unrolled)."""
+    for node in nodes:
+        if isinstance(node, Repeat):
+            for _ in range(node.times):
+                state = propagate(node.body, state, parameterization)
+        elif isinstance(node, Act):
+            state = _activation(node, state)
+        elif isinstance(node, Dense | Conv):
+            state = _linear(node, _realized(state), parameterization)
+        elif isinstance(node, Residual):
+            state = _residual(node, state, parameterization)
+        elif isinstance(node, Pool | Flatten):
+            state = _readout(node, _realized(state))
+        elif isinstance(node, BatchNorm):
+            state = _batch_norm(node, _realized(state))
+        else:  # pragma: no cover - the loader admits no other kinds
+            raise UnsupportedError(f"no kernel rule for {node!r}")
+        _check_finite(state, node)
+    return state
+
+
+def _check_finite(state: KernelState, node: Node) -> None:
+    for name in ("nngp", "ntk", "field_nngp", "field_ntk"):
+        value = getattr(state, name)
+        if value is not None and not np.isfinite(value).all():
+            raise TheoryError(
+                f"{node.path}: the {name.split('_')[-1]} kernel overflowed float64",
+                hint="the network is deep in the chaotic phase; use fewer layers or a smaller "
+                "sigma_w2",
+            )
+
+
+# --- activations -------------------------------------------------------------------------
+
+
+def _activation(node: Act, state: KernelState) -> KernelState:
+    """φ of the current field (composed with a pending φ); evaluated lazily."""
+    if state.phi is not None:
+        phi = node.activation if state.phi.expr == X else node.activation.compose(state.phi)
+        return replace(state, phi=phi)
+    if np.any(np.abs(state.mean) > 1e-12 * (1 + np.abs(state.nngp).max())):
+        raise UnsupportedError(
+            f"{node.path}: the activation's input has a non-zero mean (a residual sum with a "
+            "nonlinear body, or a batch norm with beta != 0), so it is not a centred Gaussian "
+            "field",
+            hint="put a dense or conv layer before the activation",
+        )
+    return replace(state, field_nngp=state.nngp, field_ntk=state.ntk, phi=node.activation)
+
+
+def _pairs(mode: str, m: int, spatial: tuple[int, ...]):
+    """Index arrays (of the flattened kernel) of the variance of each side of every entry."""
+    if mode == "flat":
+        a, b = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
+        return (a, a), (b, b)
+    grid = np.indices((m, m, *spatial, *spatial) if mode == "full" else (m, m, *spatial))
+    d = len(spatial)
+    if mode == "full":
+        left = (grid[0], grid[0], *grid[2 : 2 + d], *grid[2 : 2 + d])
+        right = (grid[1], grid[1], *grid[2 + d :], *grid[2 + d :])
+    else:
+        left = (grid[0], grid[0], *grid[2:])
+        right = (grid[1], grid[1], *grid[2:])
+    return left, right
+
+
+def _dual(f: Activation, g: Activation, kernel: np.ndarray, mode: str, spatial) -> np.ndarray:
+    """E[f(u) g(v)] entrywise with Var u, Var v read off the kernel's diagonal."""
+    left, right = _pairs(mode, kernel.shape[0], spatial)
+    q1, q2 = kernel[left], kernel[right]
+    cov = np.clip(kernel, -np.sqrt(q1 * q2), np.sqrt(q1 * q2))
+    return expect(f, g, q1, cov, q2)
+
+
+def _realized(state: KernelState) -> KernelState:
+    """Apply a pending activation: second moments T(K), NTK Ṫ(K) ⊙ Θ, means E[φ(u)]."""
+    if state.phi is None:
+        return state
+    phi, k = state.phi, state.field_nngp
+    nngp = _dual(phi, phi, k, state.mode, state.spatial)
+    ntk = None
+    if state.field_ntk is not None:
+        d = phi.derivative()
+        ntk = _dual(d, d, k, state.mode, state.spatial) * state.field_ntk
+    variances = _own_variances(k, state.mode, state.spatial)
+    mean = expect1(phi, variances) if variances.size else variances
+    return replace(state, nngp=nngp, ntk=ntk, mean=np.asarray(mean), field_nngp=None,
+                   field_ntk=None, phi=None)  # fmt: skip
+
+
+def _own_variances(kernel: np.ndarray, mode: str, spatial: tuple[int, ...]) -> np.ndarray:
+    """Var of each input (and pixel): shape (m,) or (m, *S)."""
+    m = kernel.shape[0]
+    diag = kernel[np.arange(m), np.arange(m)]
+    if mode == "full":
+        n = int(np.prod(spatial))
+        flat = diag.reshape(m, n, n)
+        return flat[:, np.arange(n), np.arange(n)].reshape(m, *spatial)
+    return diag
+
+
+# --- linear layers -----------------------------------------------------------------------
+
+
+def _shift_sum(kernel: np.ndarray, node: Conv, mode: str, weights: np.ndarray) -> np.ndarray:
+    """Σ_β w_β X(α + β − c, α' + β − c) (full) or X(α + β − c) (diagonal), periodic."""
+    d = len(node.kernel)
+    out = np.zeros_like(kernel)
+    for tap, w in zip(product(*(range(k) for k in node.kernel)), weights):
+        if w == 0:
+            continue
+        offsets = [-(t - (k - 1) // 2) for t, k in zip(tap, node.kernel)]
+        axes = list(range(2, 2 + d))
+        shifts = offsets
+        if mode == "full":
+            axes += list(range(2 + d, 2 + 2 * d))
+            shifts = offsets + offsets
+        out += w * np.roll(kernel, shifts, axis=axes)
+    return out
+
+
+def _linear(node: Dense | Conv, state: KernelState, parameterization: str) -> KernelState:
+    """Dense: xiao_bahri eq. 6; conv: xiao2018 eq. 2.3 and xiao_bahri eq. 31."""
+    sw2, sb2 = node.sigma_w2, node.sigma_b2
+    if isinstance(node, Dense):
+        if state.mode != "flat":
+            raise UnsupportedError(f"{node.path}: dense after a spatial layer needs a flatten")
+        mixed, plain, fan_in, channels = state.nngp, state.nngp, state.channels, node.width
+        theta_mixed = None if state.ntk is None else state.ntk
+    else:
+        if state.mode == "flat":
+            raise UnsupportedError(f"{node.path}: conv needs a spatial input")
+        taps = int(np.prod(node.kernel))
+        v = np.full(taps, 1 / taps) if node.variance is None else np.asarray(node.variance)
+        mixed = _shift_sum(state.nngp, node, state.mode, v)
+        plain = _shift_sum(state.nngp, node, state.mode, np.ones(taps))
+        fan_in, channels = state.channels, node.channels
+        theta_mixed = None if state.ntk is None else _shift_sum(state.ntk, node, state.mode, v)
+    nngp = sw2 * mixed + sb2
+    ntk = None
+    if state.ntk is not None:
+        if parameterization == "ntk":
+            ntk = nngp + sw2 * theta_mixed
+        else:
+            ntk = fan_in * plain + 1.0 + sw2 * theta_mixed
+    mean = np.zeros_like(state.mean)
+    return replace(state, nngp=nngp, ntk=ntk, mean=mean, channels=channels)
+
+
+# --- readouts, residual, batch norm --------------------------------------------------------
+
+
+def _readout(node: Pool | Flatten, state: KernelState) -> KernelState:
+    """xiao_bahri eq. 18: pooling averages every pixel pair, flattening the same-pixel pairs."""
+    if state.mode == "flat":
+        raise UnsupportedError(f"{node.path}: {node.kind} needs a spatial input")
+    n = int(np.prod(state.spatial))
+    m = state.m
+
+    def reduce(k: np.ndarray | None) -> np.ndarray | None:
+        if k is None:
+            return None
+        if isinstance(node, Pool):
+            if state.mode != "full":
+                raise UnsupportedError(
+                    f"{node.path}: pooling needs the full pixel-pixel kernel",
+                    hint="use the full spatial mode (the default)",
+                )
+            return k.reshape(m, m, n * n).mean(axis=2)
+        if state.mode == "full":
+            k = k.reshape(m, m, n, n)[:, :, np.arange(n), np.arange(n)]
+        return k.reshape(m, m, n).mean(axis=2)
+
+    channels = state.channels if isinstance(node, Pool) else state.channels * n
+    mean = state.mean.reshape(m, -1).mean(axis=1)
+    return replace(state, nngp=reduce(state.nngp), ntk=reduce(state.ntk), mean=mean,
+                   mode="flat", spatial=(), channels=channels)  # fmt: skip
+
+
+def _outer_mean(a: np.ndarray, b: np.ndarray, mode: str, spatial) -> np.ndarray:
+    """E[x_a] E[y_b] arranged like a kernel of the given mode."""
+    m = a.shape[0]
+    if mode == "flat":
+        return np.outer(a, b)
+    if mode == "full":
+        n = int(np.prod(spatial))
+        out = np.einsum("ap,bq->abpq", a.reshape(m, n), b.reshape(m, n))
+        return out.reshape(m, m, *spatial, *spatial)
+    return np.einsum("ap,bp->abp", a.reshape(m, -1), b.reshape(m, -1)).reshape(m, m, *spatial)
+
+
+def _residual(node: Residual, state: KernelState, parameterization: str) -> KernelState:
+    """y = x + s·b(x): K_y = K_x + s (m_x m_bᵀ + m_b m_xᵀ) + s² K_b, because the body's last
+    weights make b_i independent of x_i in the wide limit, so E[x_i b_i] = m_x m_b. The NTK:
+    gradients through the skip and the body, Θ_y = Θ_x + s² Θ_b with Θ_b propagated from Θ_x
+    (its J_b Θ_x J_bᵀ part); the skip-body cross terms ⟨∂x_i, (J_b ∂x)_i⟩ average the diagonal
+    of the body's Jacobian, which has mean zero for centred weights. Hence a weight layer is
+    required in the body."""
+    if not any(isinstance(n, Dense | Conv) for n in _walk(node.body)):
+        raise UnsupportedError(
+            f"{node.path}: a residual body needs a dense or conv layer for the wide-limit rule",
+            hint="a weight-free body (e.g. only an activation) is not a residual block",
+        )
+    s = node.scale
+    stream = _realized(state)
+    body = _realized(propagate(node.body, stream, parameterization))
+    if body.nngp.shape != stream.nngp.shape:
+        raise UnsupportedError(f"{node.path}: the residual body changes the kernel's shape")
+    cross = _outer_mean(stream.mean, body.mean, stream.mode, stream.spatial)
+    nngp = stream.nngp + s * (cross + np.swapaxes(cross, 0, 1)) + s * s * body.nngp
+    ntk = None if stream.ntk is None else stream.ntk + s * s * body.ntk
+    mean = stream.mean + s * body.mean
+    return replace(stream, nngp=nngp, ntk=ntk, mean=mean, channels=body.channels)
+
+
+def _batch_norm(node: BatchNorm, state: KernelState) -> KernelState:
+    """Batch norm over the m inputs (and pixels) in the wide limit (mean_field_batchnorm §3).
+    Each channel's batch vector h ~ N(0, K) is centred (G, over the batch and pixels) and
+    divided by its own batch standard deviation, so with N samples
+    K_bn = γ² N E[z zᵀ/‖z‖²] + β², z ~ N(0, G K G) — exact for any batch (the engine's
+    ``expect_normalized_outer``). For equicorrelated inputs it is γ² G/(tr G/N) + β²: unit
+    variance and no correlation between distinct inputs at large N, Claims 6.1/6.3.
+    NTK (approximation, stated): Θ_bn = γ² G Θ G / (tr(G K G)/N), i.e. the variance's own
+    derivative and its fluctuations are ignored. Spatial batch norm needs the full mode."""
+    if state.mode == "diagonal":
+        raise UnsupportedError(f"{node.path}: spatial batch norm needs the full kernel mode")
+    m = state.m
+    size = m * int(np.prod(state.spatial)) if state.spatial else m
+    n = size // m
+
+    def as_matrix(k: np.ndarray) -> np.ndarray:
+        if state.mode == "flat":
+            return k
+        return k.reshape(m, m, n, n).transpose(0, 2, 1, 3).reshape(size, size)
+
+    def back(k: np.ndarray) -> np.ndarray:
+        if state.mode == "flat":
+            return k
+        return k.reshape(m, n, m, n).transpose(0, 2, 1, 3).reshape(state.nngp.shape)
+
+    centre = np.eye(size) - 1.0 / size
+    kernel = centre @ as_matrix(state.nngp) @ centre
+    scale = np.trace(kernel) / size
+    if scale <= 0:
+        raise TheoryError(f"{node.path}: the batch has no variance to normalise")
+    nngp = back(node.gamma**2 * size * expect_normalized_outer(kernel) + node.beta**2)
+    ntk = None
+    if state.ntk is not None:
+        ntk = back(node.gamma**2 * centre @ as_matrix(state.ntk) @ centre / scale)
+    mean = np.full_like(state.mean, node.beta)
+    return replace(state, nngp=nngp, ntk=ntk, mean=mean)
+
+
+# --- the whole network ------------------------------------------------------------------------
+
+
+@dataclass
+class NetworkKernels:
+    nngp: np.ndarray
+    ntk: np.ndarray | None
+    parameterization: str
+    mode: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shape": list(self.nngp.shape),
+            "parameterization": self.parameterization,
+            "mode": self.mode,
+            "nngp_diagonal_mean": float(np.mean(np.diagonal(self.nngp, axis1=0, axis2=1))),
+            "notes": list(self.notes),
+        }
+
+
+def network_kernels(
+    spec: Spec,
+    inputs: np.ndarray,
+    ntk: bool = True,
+    parameterization: str = "ntk",
+    mode: str = "auto",
+) -> NetworkKernels:
+    """NNGP and NTK of the spec's output for the inputs (m, *input_shape), channels first.
+    ``mode``: ``full`` pixel-pixel kernels, ``diagonal`` same-pixel only (enough when the
+    spatial part ends in a flatten), ``auto`` picks diagonal when no pool or batch norm needs
+    the full kernel and the spec ends flat."""
+    if parameterization not in PARAMETERIZATIONS:
+        raise UnsupportedError(f"parameterization must be one of {PARAMETERIZATIONS}")
+    inputs = np.asarray(inputs, float)
+    if inputs.shape[1:] != tuple(spec.input_shape):
+        raise TheoryError(
+            f"inputs of shape {inputs.shape} do not match the spec's input shape "
+            f"{list(spec.input_shape)} (expected (m, {', '.join(map(str, spec.input_shape))}))"
+        )
+    if mode == "auto":
+        mode = "diagonal" if _diagonal_is_enough(spec) else "full"
+    state = initial_state(inputs, mode, ntk)
+    state = _realized(propagate(spec.layers, state, parameterization))
+    return NetworkKernels(state.nngp, state.ntk, parameterization, state.mode, state.notes)
+
+
+def _diagonal_is_enough(spec: Spec) -> bool:
+    if len(spec.input_shape) == 1:
+        return False
+    kinds = {n.kind for n in _walk(spec.layers)}
+    last_spatial = not any(k in kinds for k in ("flatten", "pool"))
+    return not ({"pool", "bn"} & kinds) and not last_spatial
+
+
+def _walk(nodes):
+    for node in nodes:
+        yield node
+        yield from _walk(getattr(node, "body", ()))
