@@ -165,6 +165,111 @@ def cmd_validate(args: argparse.Namespace) -> dict:
     return result
 
 
+def cmd_kernel(args: argparse.Namespace) -> dict:
+    import statistics
+    import time
+
+    import numpy as np
+
+    from workbench.spec import load_spec
+    from workbench.theory.kernels import network_kernels
+
+    spec = load_spec(args.spec)
+    x = _load_array(args.inputs, "--inputs")
+    m = x.shape[0]
+    if args.x2 is not None:
+        x = np.concatenate([x, _load_array(args.x2, "--x2")])
+    get = {g.strip() for g in args.get.split(",") if g.strip()}
+    if not get <= {"nngp", "ntk"} or not get:
+        raise WorkbenchError(f"--get takes nngp and/or ntk, got {args.get!r}")
+    out_path = Path(args.out)
+    if out_path.suffix != ".npz":
+        raise WorkbenchError(f"--out must be a .npz file, got {out_path}")
+    times, result = [], None
+    for _ in range(args.repeat):
+        start = time.perf_counter()
+        result = network_kernels(spec, x, "ntk" in get, args.parameterization, digits=args.digits)
+        times.append(time.perf_counter() - start)
+    arrays = {"nngp": result.nngp, "ntk": result.ntk}
+    saved = {}
+    for name in sorted(get):
+        k = arrays[name]
+        if args.x2 is not None:
+            saved[f"{name}_x2_x2"] = k[m:, m:]
+            saved[f"{name}_x1_x2"] = k[:m, m:]
+            k = k[:m, :m]
+        saved[name] = k
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(out_path, **{k: np.asarray(v, dtype=float) for k, v in saved.items()})
+    except OSError as err:
+        raise WorkbenchError(f"cannot write '{out_path}': {err.strerror or err}") from None
+    summary = {
+        "spec": spec.name,
+        "out": str(out_path),
+        "arrays": {k: list(v.shape) for k, v in saved.items()},
+        "parameterization": args.parameterization,
+        "mode": result.mode,
+        "seconds": statistics.median(times),
+        "repeat": args.repeat,
+    }
+    if args.digits:
+        summary["digits"] = args.digits
+        summary["note"] = "the npz holds float64 roundings of the high-precision kernels"
+    if not args.json:
+        shapes = ", ".join(f"{k} {v}" for k, v in summary["arrays"].items())
+        print(f"{spec.name}: wrote {out_path} ({shapes})")
+        print(f"median of {args.repeat}: {summary['seconds']:.4f} s")
+    return summary
+
+
+def _load_array(path: Path, flag: str):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise WorkbenchError(f"{flag} {path}: cannot read a .npy array ({err})") from None
+
+
+def cmd_modes(args: argparse.Namespace) -> dict:
+    from workbench.spec import load_spec
+    from workbench.theory.spectrum import conv_modes
+
+    tables = conv_modes(load_spec(args.spec))
+    result = {"blocks": [t.to_dict() for t in tables]}
+    if not args.json:
+        for table in tables:
+            print(f"{table.path}: chi_c* = {table.chi_c:.10g}")
+            _print_table(table.modes, ["frequency", "lambda", "xi"])
+    return result
+
+
+def cmd_ntk_spectrum(args: argparse.Namespace) -> dict:
+    from workbench.spec import load_spec
+    from workbench.theory.spectrum import ntk_spectrum
+
+    try:
+        depths = [int(d) for d in args.depths.split(",")]
+    except ValueError:
+        raise WorkbenchError(
+            f"--depths takes integers like 1,10,100, got {args.depths!r}"
+        ) from None
+    result = ntk_spectrum(load_spec(args.spec), args.m, args.c0, depths).to_dict()
+    if not args.json:
+        print(
+            f"{result['architecture']} in the {result['phase']} phase: q* = {result['q_star']:.6g},"
+            f" chi_1 = {result['chi_1']:.6g}, xi_1 = {result['xi_1']}, xi_* = {result['xi_star']}"
+        )
+        rows = [
+            {**{k: r[k] for k in ("depth", "lambda_max", "lambda_rest", "kappa", "eta_max")},
+             **{f"{k} (asymptotic)": v for k, v in r["asymptotic"].items()}}
+            for r in result["depths"]
+        ]  # fmt: skip
+        _print_table(rows, list(rows[0]))
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench", description="Mean-field theory of deep networks at initialization."
@@ -193,6 +298,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma-b2", type=_grid, default=(0.0, 0.3, 31), help="a:b:n grid")
     p.add_argument("--digits", type=_digits)
     p.add_argument("--out", help="FILE.png, FILE.pdf, FILE.csv or FILE.json")
+    p = add("kernel", cmd_kernel, "NNGP and NTK of the spec's output for given inputs")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--inputs", type=Path, required=True, help="X.npy, shape (m, *input.shape)")
+    p.add_argument("--x2", type=Path, help="a second set of inputs (cross kernels saved too)")
+    p.add_argument("--get", default="nngp,ntk")
+    p.add_argument("--parameterization", default="ntk", choices=["ntk", "standard"])
+    p.add_argument("--digits", type=_digits)
+    p.add_argument("--repeat", type=int, default=1, help="time R evaluations (median)")
+    p.add_argument("--out", required=True, help="K.npz")
+    p = add("modes", cmd_modes, "CNN depth scales per Fourier mode of each conv repeat block")
+    p.add_argument("spec", type=Path)
+    p = add("ntk-spectrum", cmd_ntk_spectrum, "NTK eigenvalues, condition number, max rate")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--m", type=int, required=True, help="number of inputs")
+    p.add_argument("--c0", type=float, required=True, help="their pairwise correlation")
+    p.add_argument("--depths", default="1,10,100")
     p = add("validate", cmd_validate, "run a validation suite: theory against Monte-Carlo")
     p.add_argument("suite", type=Path)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

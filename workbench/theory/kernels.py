@@ -30,6 +30,7 @@ import numpy as np
 from workbench.activations import Activation, X
 from workbench.errors import TheoryError, UnsupportedError
 from workbench.gaussian import expect, expect1, expect_normalized_outer
+from workbench.precision import F64, Context
 from workbench.spec.model import (
     Act,
     BatchNorm,
@@ -44,6 +45,7 @@ from workbench.spec.model import (
 )
 
 IDENTITY = Activation("linear", X)
+OVERFLOW_GUARD = 1e150  # beyond this, products of two kernel entries overflow float64
 PARAMETERIZATIONS = ("ntk", "standard")
 
 
@@ -60,19 +62,23 @@ class KernelState:
     field_ntk: np.ndarray | None = None
     phi: Activation | None = None
     notes: list[str] = field(default_factory=list)
+    ctx: Context = F64
 
     @property
     def m(self) -> int:
         return self.nngp.shape[0]
 
 
-def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool) -> KernelState:
+def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool, ctx: Context = F64) -> KernelState:
     """The inputs' own second moments: X of shape (m, C) or (m, C, *S), averaged over channels
-    (the 1/fan_in of the first layer's weights)."""
+    (the 1/fan_in of the first layer's weights). At high precision the arrays hold mpf."""
     x = np.asarray(inputs, float)
     m, channels, spatial = x.shape[0], x.shape[1], x.shape[2:]
     if not np.isfinite(x).all():
         raise TheoryError("inputs must be finite")
+    if ctx.name != "float64":
+        with ctx.active():
+            x = np.vectorize(ctx.num, otypes=[object])(x)
     if not spatial:
         nngp = x @ x.T / channels
         mean = x.mean(axis=1)
@@ -86,7 +92,7 @@ def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool) -> KernelState:
             nngp = np.einsum("acp,bcp->abp", flat, flat).reshape(m, m, *spatial) / channels
         mean = x.mean(axis=1)
     ntk = np.zeros_like(nngp) if want_ntk else None
-    return KernelState(nngp, ntk, mean, mode, tuple(spatial), channels)
+    return KernelState(nngp, ntk, mean, mode, tuple(spatial), channels, ctx=ctx)
 
 
 def propagate(
@@ -116,7 +122,14 @@ def propagate(
 def _check_finite(state: KernelState, node: Node) -> None:
     for name in ("nngp", "ntk", "field_nngp", "field_ntk"):
         value = getattr(state, name)
-        if value is not None and not np.isfinite(value).all():
+        if value is None:
+            continue
+        finite = (
+            np.isfinite(value).all() and np.abs(value).max() < OVERFLOW_GUARD
+            if state.ctx.name == "float64"
+            else all(state.ctx.isfinite(v) for v in value.ravel())
+        )
+        if not finite:
             raise TheoryError(
                 f"{node.path}: the {name.split('_')[-1]} kernel overflowed float64",
                 hint="the network is deep in the chaotic phase; use fewer layers or a smaller "
@@ -158,12 +171,26 @@ def _pairs(mode: str, m: int, spatial: tuple[int, ...]):
     return left, right
 
 
-def _dual(f: Activation, g: Activation, kernel: np.ndarray, mode: str, spatial) -> np.ndarray:
-    """E[f(u) g(v)] entrywise with Var u, Var v read off the kernel's diagonal."""
-    left, right = _pairs(mode, kernel.shape[0], spatial)
+def _dual(f: Activation, g: Activation, state: KernelState, kernel: np.ndarray) -> np.ndarray:
+    """E[f(u) g(v)] entrywise with Var u, Var v read off the kernel's diagonal (vectorised in
+    float64; entry by entry, each distinct covariance once, at high precision)."""
+    left, right = _pairs(state.mode, kernel.shape[0], state.spatial)
     q1, q2 = kernel[left], kernel[right]
-    cov = np.clip(kernel, -np.sqrt(q1 * q2), np.sqrt(q1 * q2))
-    return expect(f, g, q1, cov, q2)
+    ctx = state.ctx
+    if ctx.name == "float64":
+        cov = np.clip(kernel, -np.sqrt(q1 * q2), np.sqrt(q1 * q2))
+        return expect(f, g, q1, cov, q2)
+    cache: dict = {}
+    out = np.empty(kernel.shape, dtype=object)
+    with ctx.active():
+        for index in np.ndindex(kernel.shape):
+            key = (q1[index], kernel[index], q2[index])
+            if key not in cache:
+                bound = ctx.sqrt(key[0] * key[2])
+                cov = min(max(key[1], -bound), bound)
+                cache[key] = expect(f, g, key[0], cov, key[2], ctx)
+            out[index] = cache[key]
+    return out
 
 
 def _realized(state: KernelState) -> KernelState:
@@ -171,13 +198,18 @@ def _realized(state: KernelState) -> KernelState:
     if state.phi is None:
         return state
     phi, k = state.phi, state.field_nngp
-    nngp = _dual(phi, phi, k, state.mode, state.spatial)
+    nngp = _dual(phi, phi, state, k)
     ntk = None
     if state.field_ntk is not None:
         d = phi.derivative()
-        ntk = _dual(d, d, k, state.mode, state.spatial) * state.field_ntk
+        ntk = _dual(d, d, state, k) * state.field_ntk
     variances = _own_variances(k, state.mode, state.spatial)
-    mean = expect1(phi, variances) if variances.size else variances
+    if state.ctx.name == "float64":
+        mean = expect1(phi, variances) if variances.size else variances
+    else:
+        with state.ctx.active():
+            one = np.vectorize(lambda q: expect1(phi, q, state.ctx), otypes=[object])
+            mean = one(variances)
     return replace(state, nngp=nngp, ntk=ntk, mean=np.asarray(mean), field_nngp=None,
                    field_ntk=None, phi=None)  # fmt: skip
 
@@ -318,6 +350,8 @@ def _batch_norm(node: BatchNorm, state: KernelState) -> KernelState:
     derivative and its fluctuations are ignored. Spatial batch norm needs the full mode."""
     if state.mode == "diagonal":
         raise UnsupportedError(f"{node.path}: spatial batch norm needs the full kernel mode")
+    if state.ctx.name != "float64":
+        raise UnsupportedError(f"{node.path}: batch norm kernels are float64 only")
     m = state.m
     size = m * int(np.prod(state.spatial)) if state.spatial else m
     n = size // m
@@ -372,11 +406,13 @@ def network_kernels(
     ntk: bool = True,
     parameterization: str = "ntk",
     mode: str = "auto",
+    digits: int | None = None,
 ) -> NetworkKernels:
     """NNGP and NTK of the spec's output for the inputs (m, *input_shape), channels first.
     ``mode``: ``full`` pixel-pixel kernels, ``diagonal`` same-pixel only (enough when the
     spatial part ends in a flatten), ``auto`` picks diagonal when no pool or batch norm needs
-    the full kernel and the spec ends flat."""
+    the full kernel and the spec ends flat. ``digits``: evaluate with mpmath at N significant
+    digits (the arrays then hold mpf)."""
     if parameterization not in PARAMETERIZATIONS:
         raise UnsupportedError(f"parameterization must be one of {PARAMETERIZATIONS}")
     inputs = np.asarray(inputs, float)
@@ -387,9 +423,35 @@ def network_kernels(
         )
     if mode == "auto":
         mode = "diagonal" if _diagonal_is_enough(spec) else "full"
-    state = initial_state(inputs, mode, ntk)
+    from workbench.precision import context
+
+    state = initial_state(inputs, mode, ntk, context(digits))
     state = _realized(propagate(spec.layers, state, parameterization))
+    for name in ("nngp", "ntk"):
+        if getattr(state, name) is not None:
+            _check_psd(getattr(state, name), state, name)
     return NetworkKernels(state.nngp, state.ntk, parameterization, state.mode, state.notes)
+
+
+def _check_psd(kernel: np.ndarray, state: KernelState, name: str) -> None:
+    """A kernel over m inputs (× pixels in full mode) must be positive semi-definite."""
+    m = state.m
+    if state.mode == "diagonal":
+        n = int(np.prod(state.spatial))
+        blocks = [kernel.reshape(m, m, n)[:, :, i] for i in range(n)]
+    elif state.mode == "full":
+        n = int(np.prod(state.spatial))
+        blocks = [kernel.reshape(m, m, n, n).transpose(0, 2, 1, 3).reshape(m * n, m * n)]
+    else:
+        blocks = [kernel]
+    for block in blocks:
+        block = np.asarray(block, float)
+        eig = np.linalg.eigvalsh((block + block.T) / 2)
+        if eig[0] < -1e-9 * max(abs(eig[-1]), 1e-300):
+            raise TheoryError(
+                f"the {name} kernel is not positive semi-definite (eigenvalue {eig[0]:.3g})",
+                hint="this indicates a numerical problem; please report the spec",
+            )
 
 
 def _diagonal_is_enough(spec: Spec) -> bool:

@@ -1,0 +1,275 @@
+"""Large-depth analyses of the kernels: CNN depth scales per Fourier mode (xiao2018
+§2.1.5–2.1.6) and the NTK spectrum, maximal learning rate and mean predictor (xiao_bahri §3
+and its appendix table).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from itertools import product
+from typing import Any
+
+import numpy as np
+
+from workbench.errors import TheoryError, UnsupportedError
+from workbench.precision import F64
+from workbench.spec.model import Conv, Dense, Flatten, Pool, Repeat, Spec
+from workbench.theory.fc_fixed_points import analyze_cycle
+from workbench.theory.fc_maps import body_steps
+from workbench.theory.kernels import KernelState, _readout, _realized, propagate
+
+
+def _as_dense(node: Any) -> Any:
+    """A conv acts on a translation-invariant per-pixel variance like a dense layer."""
+    if isinstance(node, Conv):
+        return Dense(node.channels, node.sigma_w2, node.sigma_b2, path=node.path)
+    return node
+
+
+def block_analysis(block: Repeat):
+    """The FC fixed-point analysis of a (dense or conv) repeat body: q*, c*, χ₁, χ_c*."""
+    return analyze_cycle(body_steps([_as_dense(n) for n in block.body]), F64, block.path)
+
+
+def _repeat_blocks(spec: Spec) -> list[Repeat]:
+    return [n for n in spec.layers if isinstance(n, Repeat)]
+
+
+# --- Fourier modes -----------------------------------------------------------------------
+
+
+@dataclass
+class ModeTable:
+    path: str
+    chi_c: float
+    modes: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "chi_c": self.chi_c, "modes": self.modes}
+
+
+def conv_modes(spec: Spec) -> list[ModeTable]:
+    """For each conv repeat block: λ_k, the DFT of the variance vector v on the spatial grid
+    (the eigenvalues of A_v ⋆ on a mode of total frequency k), and ξ_k = −1/log|χ_c* λ_k|
+    (xiao2018 eqs. 2.11–2.13); ``None`` where the depth scale is infinite."""
+    tables = []
+    spatial = tuple(spec.input_shape[1:])
+    for block in _repeat_blocks(spec):
+        convs = [n for n in block.body if isinstance(n, Conv)]
+        if not convs:
+            continue
+        if len(convs) > 1:
+            raise UnsupportedError(f"{block.path}: modes are defined for one conv per body")
+        conv = convs[0]
+        analysis = block_analysis(block)
+        chi_c = float(analysis.chi_c)
+        taps = int(np.prod(conv.kernel))
+        v = np.full(taps, 1 / taps) if conv.variance is None else np.asarray(conv.variance)
+        v = v.reshape(conv.kernel)
+        table = ModeTable(block.path, chi_c)
+        for freq in product(*(range(n) for n in spatial)):
+            lam = 0j
+            for tap in product(*(range(k) for k in conv.kernel)):
+                shift = [t - (k - 1) // 2 for t, k in zip(tap, conv.kernel)]
+                phase = sum(f * s / n for f, s, n in zip(freq, shift, spatial))
+                lam += v[tap] * np.exp(-2j * np.pi * phase)
+            value = float(lam.real) if abs(lam.imag) < 1e-12 else float(abs(lam))
+            value = 0.0 if abs(value) < 1e-12 else value
+            rate = abs(chi_c * value)
+            xi = None if rate >= 1 else 0.0 if rate == 0 else -1 / math.log(rate)
+            table.modes.append(
+                {"frequency": list(freq) if len(freq) > 1 else freq[0], "lambda": value, "xi": xi}
+            )
+        tables.append(table)
+    if not tables:
+        raise UnsupportedError("the spec has no repeat block with a conv layer")
+    return tables
+
+
+# --- NTK spectrum ------------------------------------------------------------------------
+
+
+@dataclass
+class SpectrumRow:
+    depth: int
+    lambda_max: float
+    lambda_rest: float
+    kappa: float
+    eta_max: float
+    asymptotic: dict
+
+
+@dataclass
+class NTKSpectrum:
+    architecture: str  # FC, CNN-F or CNN-P
+    phase: str
+    q_star: float
+    chi_1: float
+    chi_c: float
+    xi_1: float | None
+    xi_star: float | None
+    m: int
+    c0: float
+    pixels: int
+    rows: list[SpectrumRow]
+
+    def to_dict(self) -> dict:
+        return {
+            "architecture": self.architecture,
+            "phase": self.phase,
+            "q_star": self.q_star,
+            "chi_1": self.chi_1,
+            "chi_c": self.chi_c,
+            "xi_1": self.xi_1,
+            "xi_star": self.xi_star,
+            "m": self.m,
+            "c0": self.c0,
+            "depths": [
+                {
+                    "depth": r.depth,
+                    "lambda_max": r.lambda_max,
+                    "lambda_rest": r.lambda_rest,
+                    "kappa": r.kappa,
+                    "eta_max": r.eta_max,
+                    "asymptotic": r.asymptotic,
+                }
+                for r in self.rows
+            ],
+        }
+
+
+def _architecture(spec: Spec, block: Repeat) -> tuple[str, Pool | Flatten | None]:
+    if not any(isinstance(n, Conv) for n in block.body):
+        return "FC", None
+    after = spec.layers[spec.layers.index(block) + 1 :]
+    readout = next((n for n in after if isinstance(n, Pool | Flatten)), None)
+    if readout is None:
+        raise UnsupportedError("a CNN spectrum needs a pool or flatten readout after the block")
+    return ("CNN-P" if isinstance(readout, Pool) else "CNN-F"), readout
+
+
+def _asymptotic(
+    phase: str, arch: str, m: int, d: int, q: float, chi1: float, chic: float, c_star: float,
+    depth: int,
+) -> dict:  # fmt: skip
+    """xiao_bahri eqs. 9–17 and §3.4 (CNN-P divides λ_rest by d, multiplies κ's m by d)."""
+    if phase == "critical":
+        md, scale = (m * d, d) if arch == "CNN-P" else (m, 1)
+        return {
+            "lambda_max": (md + 2) * q * depth / (3 * scale),
+            "lambda_rest": 2 * q * depth / (3 * scale),
+            "kappa": (md + 2) / 2,
+        }
+    if phase == "ordered":
+        return {"lambda_max": m * q / (1 - chi1), "lambda_rest": 0.0, "kappa": math.inf}
+    diag = q * (chi1 ** (depth + 1) - 1) / (chi1 - 1)
+    off = q * c_star / (1 - chic) if chic < 1 else math.inf
+    if arch == "CNN-P":
+        diag = diag / d + off * (1 - 1 / d)
+    return {"lambda_max": diag + (m - 1) * off, "lambda_rest": diag - off, "kappa": 1.0}
+
+
+def ntk_spectrum(spec: Spec, m: int, c0: float, depths: list[int]) -> NTKSpectrum:
+    """λ_max, λ_rest = mean of the other eigenvalues, κ = λ_max/λ_min and η_max = 2/λ_max of
+    the NTK after ``depth`` iterations of the spec's first repeat block (plus its readout), for
+    m inputs of variance q* and pairwise correlation c0 (every pixel pair of a CNN likewise),
+    beside the asymptotic formulas of the phase (xiao_bahri §3, appendix table)."""
+    blocks = _repeat_blocks(spec)
+    if not blocks:
+        raise UnsupportedError("the spec has no repeat block")
+    if m < 2 or not -1 / (m - 1) < c0 < 1:
+        raise TheoryError("need m >= 2 inputs and -1/(m-1) < c0 < 1")
+    block = blocks[0]
+    analysis = block_analysis(block)
+    if analysis.q_star is None:
+        raise TheoryError(f"{block.path}: no finite fixed point q*, so no spectrum asymptotics")
+    q, chi1, chic = float(analysis.q_star), float(analysis.chi_1), float(analysis.chi_c)
+    c_star = float(analysis.c_star)
+    arch, readout = _architecture(spec, block)
+    spatial = tuple(spec.input_shape[1:]) if arch != "FC" else ()
+    d = int(np.prod(spatial)) if spatial else 1
+    state = _initial(m, c0, q, spatial, "full" if arch == "CNN-P" else "diagonal")
+    rows, done = [], 0
+    for depth in sorted(set(int(x) for x in depths)):
+        if depth < 1:
+            raise TheoryError("depths must be positive")
+        for _ in range(depth - done):
+            state = propagate(block.body, state, "ntk")
+        done = depth
+        final = _realized(state)
+        if readout is not None:
+            final = _readout(readout, final)
+        eig = np.linalg.eigvalsh((final.ntk + final.ntk.T) / 2)
+        lam_max, lam_min = float(eig[-1]), float(eig[0])
+        rows.append(
+            SpectrumRow(
+                depth,
+                lam_max,
+                float(eig[:-1].mean()),
+                lam_max / lam_min if lam_min > 0 else math.inf,
+                2 / lam_max,
+                _asymptotic(analysis.phase, arch, m, d, q, chi1, chic, c_star, depth),
+            )
+        )
+    xi_1 = -1 / math.log(chi1) if chi1 < 1 else None
+    gap = math.log(chic) - math.log(chi1) if chic > 0 else -math.inf
+    xi_star = -1 / gap if gap < 0 else None
+    return NTKSpectrum(arch, analysis.phase, q, chi1, chic, xi_1, xi_star, m, c0, d, rows)
+
+
+def _initial(m: int, c0: float, q: float, spatial: tuple[int, ...], mode: str) -> KernelState:
+    """Pre-activations with variance q and correlation c0 between every other input (and
+    pixel); Θ = K as for a first layer in the NTK parameterisation."""
+    if not spatial:
+        k = q * ((1 - c0) * np.eye(m) + c0)
+        return replace(_state(k, mode="flat"), mean=np.zeros(m))
+    n = int(np.prod(spatial))
+    if mode == "full":
+        k = q * ((1 - c0) * np.eye(m * n) + c0)
+        k = k.reshape(m, n, m, n).transpose(0, 2, 1, 3).reshape(m, m, *spatial, *spatial)
+    else:
+        k = q * ((1 - c0) * np.eye(m) + c0)[:, :, None] * np.ones(n)
+        k = k.reshape(m, m, *spatial)
+    return replace(_state(k, mode=mode, spatial=spatial), mean=np.zeros((m, *spatial)))
+
+
+def _state(k: np.ndarray, mode: str, spatial: tuple[int, ...] = ()) -> KernelState:
+    return KernelState(k, k.copy(), np.zeros(k.shape[0]), mode, spatial, channels=1)
+
+
+# --- predictors ----------------------------------------------------------------------------
+
+
+def mean_predictor(
+    theta_test_train: np.ndarray,
+    theta_train_train: np.ndarray,
+    y_train: np.ndarray,
+    time: float | None = None,
+    eta: float = 1.0,
+) -> np.ndarray:
+    """xiao_bahri eq. 5: μ(X_test) = Θ_te,tr Θ_tr,tr⁻¹ (I − e^{−η Θ_tr,tr t}) Y_tr (t = ∞ when
+    ``time`` is None)."""
+    theta = (theta_train_train + theta_train_train.T) / 2
+    lam, vec = np.linalg.eigh(theta)
+    if lam[0] <= 0:
+        raise TheoryError("Θ(train, train) is singular; add a ridge or use fewer layers")
+    decay = np.ones_like(lam) if time is None else 1 - np.exp(-eta * lam * time)
+    return theta_test_train @ (vec * (decay / lam)) @ vec.T @ np.asarray(y_train, float)
+
+
+def prediction_gap(
+    theta_test_train: np.ndarray,
+    theta_train_train: np.ndarray,
+    theta_star_test_train: np.ndarray,
+    theta_star_train_train: np.ndarray,
+    y_train: np.ndarray,
+    ridge: float = 0.0,
+) -> np.ndarray:
+    """xiao_bahri eq. 7: Δˡ Y = (Θˡ_te,tr (Θˡ_tr,tr + σI)⁻¹ − Θ*_te,tr (Θ*_tr,tr + σI)⁻¹) Y,
+    with the ridge σ the paper inserts where Θ* is singular (ordered phase)."""
+    eye = np.eye(theta_train_train.shape[0])
+    y = np.asarray(y_train, float)
+    now = theta_test_train @ np.linalg.solve(theta_train_train + ridge * eye, y)
+    limit = theta_star_test_train @ np.linalg.solve(theta_star_train_train + ridge * eye, y)
+    return now - limit
