@@ -182,13 +182,116 @@ def bench_simulator_build(width=512, depth=1000) -> dict:
     }
 
 
+KERNEL_SIGMAS = (1.5, 0.05)
+
+
+def _kernel_specs(fc_depth: int = 100, cnn_depth: int = 20) -> dict:
+    from workbench.spec import spec_from_dict
+
+    sw2, sb2 = KERNEL_SIGMAS
+    defaults = {"sigma_w2": sw2, "sigma_b2": sb2}
+
+    def fc(act: str):
+        body = [{"act": act}, {"dense": {"width": 512}}]
+        layers = [{"dense": {"width": 512}}, {"repeat": {"times": fc_depth - 1, "body": body}}]
+        return spec_from_dict({"name": f"fc-{act}", "input": {"shape": [32]},
+                               "defaults": defaults, "layers": layers})  # fmt: skip
+
+    def cnn(readout: object):
+        conv = {"conv": {"channels": 64, "kernel": 3}}
+        layers = [conv, {"repeat": {"times": cnn_depth - 1, "body": [{"act": "relu"}, conv]}},
+                  {"act": "relu"}, readout, {"dense": {"width": 1}}]  # fmt: skip
+        return spec_from_dict({"name": "cnn", "input": {"shape": [3, 16]},
+                               "defaults": defaults, "layers": layers})  # fmt: skip
+
+    return {
+        "fc_erf": fc("erf"),
+        "fc_relu": fc("relu"),
+        "cnn_p": cnn({"pool": "global_avg"}),
+        "cnn_f": cnn("flatten"),
+    }
+
+
+def bench_kernels(compare_python: str | None = None, repeats: int = 3) -> list[dict]:
+    """NNGP+NTK of FC (depth 100, 256 inputs, erf and relu) and 1D CNN-P/CNN-F (n = 16, 16
+    inputs, depth 20), beside neural-tangents' jitted analytic kernels (float64, compile
+    excluded) when an interpreter with neural-tangents is given or importable."""
+    import importlib.util
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from workbench.theory.kernels import network_kernels
+
+    rng = np.random.default_rng(0)
+    inputs = {"fc": rng.standard_normal((256, 32)), "cnn": rng.standard_normal((16, 3, 16))}
+    ours, kernels = {}, {}
+    for name, spec in _kernel_specs().items():
+        x = inputs[name.split("_")[0]]
+        network_kernels(spec, x[:4])  # warm the activation's compiled forms
+        times = []
+        for _ in range(repeats):
+            seconds, result = _timed(lambda spec=spec, x=x: network_kernels(spec, x))
+            times.append(seconds)
+        ours[name], kernels[name] = sorted(times)[repeats // 2], result
+    python = compare_python
+    if python is None and importlib.util.find_spec("neural_tangents") is not None:
+        python = sys.executable
+    reference: dict = {}
+    agreement: dict = {}
+    note = "neural-tangents not available: pass --compare-python PATH to an interpreter with it"
+    if python:
+        with tempfile.TemporaryDirectory() as tmp:
+            data, out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+            np.savez(data, fc_x=inputs["fc"], cnn_x=inputs["cnn"], sigma_w2=KERNEL_SIGMAS[0],
+                     sigma_b2=KERNEL_SIGMAS[1], fc_depth=100, cnn_depth=20)  # fmt: skip
+            script = Path(__file__).with_name("nt_reference.py")
+            proc = subprocess.run([python, str(script), str(data), str(out)], capture_output=True,
+                                  text=True, timeout=1200)  # fmt: skip
+            if proc.returncode == 0:
+                reference = json.loads(proc.stdout.strip().splitlines()[-1])
+                saved = np.load(out)
+                for name, result in kernels.items():
+                    diffs = []
+                    for kind in ("nngp", "ntk"):
+                        ref = saved[f"{name}_{kind}"].reshape(getattr(result, kind).shape)
+                        diffs.append(np.abs(getattr(result, kind) - ref).max() / np.abs(ref).max())
+                    agreement[name] = float(max(diffs))
+                note = f"neural-tangents via {python}"
+            else:
+                note = f"neural-tangents run failed: {proc.stderr.strip().splitlines()[-1:]}"
+    rows = []
+    for name, seconds in ours.items():
+        row = {"name": f"kernels {name} (NNGP + NTK)", "seconds": seconds, "reference": note}
+        if name in reference:
+            row.update(
+                neural_tangents_seconds=reference[name],
+                ratio=seconds / reference[name],
+                target_ratio=0.5,
+                max_relative_difference=agreement.get(name),
+            )
+        rows.append(row)
+    return rows
+
+
 SUITES = {
     "critical": (bench_critical_line, bench_critical_digits, bench_evolution),
     "simulator": (bench_simulator_forward, bench_simulator_build),
+    "kernels": (bench_kernels,),
 }
 
 
 def _line(result: dict) -> str:
+    if "reference" in result:
+        text = f"{result['name']}: {result['seconds']:.3f} s"
+        if "ratio" in result:
+            text += (
+                f"; neural-tangents {result['neural_tangents_seconds']:.3f} s; ratio "
+                f"{result['ratio']:.2f} (target ≤ {result['target_ratio']}); max relative "
+                f"difference {result['max_relative_difference']:.1e}"
+            )
+        return text + f" [{result['reference']}]"
     if "throughput_ratio" in result:
         main = f"{result['seconds']:.3f} s"
         base = (
@@ -214,13 +317,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workbench.bench", description=__doc__)
     parser.add_argument("suite", choices=sorted(SUITES))
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--compare-python", help="kernels: an interpreter with neural-tangents for the baseline"
+    )
     args = parser.parse_args(argv)
     results = []
     for bench in SUITES[args.suite]:
-        result = bench()
-        results.append(result)
-        if not args.json:
-            print(_line(result), flush=True)
+        out = bench(args.compare_python) if bench is bench_kernels else bench()
+        for result in out if isinstance(out, list) else [out]:
+            results.append(result)
+            if not args.json:
+                print(_line(result), flush=True)
     if args.json:
         print(json.dumps({"suite": args.suite, "results": results}, indent=2))
     return 0

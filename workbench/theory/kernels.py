@@ -155,42 +155,56 @@ def _activation(node: Act, state: KernelState) -> KernelState:
     return replace(state, field_nngp=state.nngp, field_ntk=state.ntk, phi=node.activation)
 
 
-def _pairs(mode: str, m: int, spatial: tuple[int, ...]):
-    """Index arrays (of the flattened kernel) of the variance of each side of every entry."""
+def _as_matrices(kernel: np.ndarray, mode: str) -> np.ndarray:
+    """The kernel as a stack of symmetric matrices over (input[, pixel]) pairs:
+    flat (1, m, m); full (1, m·n, m·n); diagonal (n, m, m), one per pixel."""
+    m = kernel.shape[0]
     if mode == "flat":
-        a, b = np.meshgrid(np.arange(m), np.arange(m), indexing="ij")
-        return (a, a), (b, b)
-    grid = np.indices((m, m, *spatial, *spatial) if mode == "full" else (m, m, *spatial))
-    d = len(spatial)
+        return kernel[None]
+    n = int(np.prod(kernel.shape[2:])) if mode == "diagonal" else int(np.sqrt(kernel[0, 0].size))
     if mode == "full":
-        left = (grid[0], grid[0], *grid[2 : 2 + d], *grid[2 : 2 + d])
-        right = (grid[1], grid[1], *grid[2 + d :], *grid[2 + d :])
-    else:
-        left = (grid[0], grid[0], *grid[2:])
-        right = (grid[1], grid[1], *grid[2:])
-    return left, right
+        return kernel.reshape(m, m, n, n).transpose(0, 2, 1, 3).reshape(1, m * n, m * n)
+    return np.moveaxis(kernel.reshape(m, m, n), 2, 0)
+
+
+def _from_matrices(stack: np.ndarray, like: np.ndarray, mode: str) -> np.ndarray:
+    m = like.shape[0]
+    if mode == "flat":
+        return stack[0]
+    if mode == "full":
+        n = stack.shape[1] // m
+        return stack[0].reshape(m, n, m, n).transpose(0, 2, 1, 3).reshape(like.shape)
+    return np.moveaxis(stack, 0, 2).reshape(like.shape)
 
 
 def _dual(f: Activation, g: Activation, state: KernelState, kernel: np.ndarray) -> np.ndarray:
-    """E[f(u) g(v)] entrywise with Var u, Var v read off the kernel's diagonal (vectorised in
-    float64; entry by entry, each distinct covariance once, at high precision)."""
-    left, right = _pairs(state.mode, kernel.shape[0], state.spatial)
-    q1, q2 = kernel[left], kernel[right]
+    """E[f(u) g(v)] for every entry, Var u and Var v read off the diagonal: each symmetric
+    matrix's upper triangle once (vectorised in float64; each distinct covariance once at
+    high precision). f and g must be the same function (the kernels are symmetric)."""
+    stack = _as_matrices(kernel, state.mode)
+    size = stack.shape[1]
+    rows, cols = np.triu_indices(size)
+    var = np.diagonal(stack, axis1=1, axis2=2)
+    q1, q2, cov = var[:, rows], var[:, cols], stack[:, rows, cols]
     ctx = state.ctx
     if ctx.name == "float64":
-        cov = np.clip(kernel, -np.sqrt(q1 * q2), np.sqrt(q1 * q2))
-        return expect(f, g, q1, cov, q2)
-    cache: dict = {}
-    out = np.empty(kernel.shape, dtype=object)
-    with ctx.active():
-        for index in np.ndindex(kernel.shape):
-            key = (q1[index], kernel[index], q2[index])
-            if key not in cache:
-                bound = ctx.sqrt(key[0] * key[2])
-                cov = min(max(key[1], -bound), bound)
-                cache[key] = expect(f, g, key[0], cov, key[2], ctx)
-            out[index] = cache[key]
-    return out
+        bound = np.sqrt(q1 * q2)
+        upper = expect(f, g, q1, np.clip(cov, -bound, bound), q2)
+    else:
+        cache: dict = {}
+        upper = np.empty(cov.shape, dtype=object)
+        with ctx.active():
+            for index in np.ndindex(cov.shape):
+                key = (q1[index], cov[index], q2[index])
+                if key not in cache:
+                    bound = ctx.sqrt(key[0] * key[2])
+                    clipped = min(max(key[1], -bound), bound)
+                    cache[key] = expect(f, g, key[0], clipped, key[2], ctx)
+                upper[index] = cache[key]
+    out = np.empty(stack.shape, dtype=upper.dtype)
+    out[:, rows, cols] = upper
+    out[:, cols, rows] = upper
+    return _from_matrices(out, kernel, state.mode)
 
 
 def _realized(state: KernelState) -> KernelState:
@@ -204,7 +218,9 @@ def _realized(state: KernelState) -> KernelState:
         d = phi.derivative()
         ntk = _dual(d, d, state, k) * state.field_ntk
     variances = _own_variances(k, state.mode, state.spatial)
-    if state.ctx.name == "float64":
+    if phi.parity == -1:  # odd φ: E[φ(u)] = 0 exactly
+        mean = np.zeros(variances.shape, dtype=variances.dtype)
+    elif state.ctx.name == "float64":
         mean = expect1(phi, variances) if variances.size else variances
     else:
         with state.ctx.active():

@@ -1,0 +1,62 @@
+"""Reference timings from neural-tangents (run in an environment that has it, e.g.
+``python -m workbench.nt_reference IN.npz OUT.npz``): the same FC and 1D CNN networks as
+``workbench.bench kernels``, jitted analytic kernels in float64, compile excluded. Kept free of
+workbench imports so that it runs in neural-tangents' own virtual environment."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def main(argv: list[str]) -> int:
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+    from neural_tangents import stax
+
+    data = np.load(argv[0])
+    sw, sb = float(data["sigma_w2"]) ** 0.5, float(data["sigma_b2"]) ** 0.5
+    acts = {"erf": stax.Erf, "relu": stax.Relu}
+    results, kernels = {}, {}
+    for name in ("fc_erf", "fc_relu"):
+        act = acts[name.split("_")[1]]
+        layers = [stax.Dense(512, W_std=sw, b_std=sb)]
+        for _ in range(int(data["fc_depth"]) - 1):
+            layers += [act(), stax.Dense(512, W_std=sw, b_std=sb)]
+        results[name], kernels[name] = _time(stax.serial(*layers)[2], data["fc_x"])
+    for name, readout in (("cnn_p", stax.GlobalAvgPool()), ("cnn_f", stax.Flatten())):
+        conv = dict(padding="CIRCULAR", W_std=sw, b_std=sb)
+        layers = [stax.Conv(64, (3,), **conv)]
+        for _ in range(int(data["cnn_depth"]) - 1):
+            layers += [stax.Relu(), stax.Conv(64, (3,), **conv)]
+        layers += [stax.Relu(), readout, stax.Dense(1, W_std=sw, b_std=sb)]
+        x = np.transpose(data["cnn_x"], (0, 2, 1))  # channels last
+        results[name], kernels[name] = _time(stax.serial(*layers)[2], x)
+    np.savez(argv[1], **{f"{k}_{t}": v[t] for k, v in kernels.items() for t in ("nngp", "ntk")})
+    print(json.dumps(results))
+    return 0
+
+
+def _time(kernel_fn, x, repeats: int = 3):
+    import jax
+    import numpy as np
+
+    fn = jax.jit(kernel_fn, static_argnames="get")
+    out = fn(x, None, get=("nngp", "ntk"))
+    jax.block_until_ready(out)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(x, None, get=("nngp", "ntk")))
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2], {
+        "nngp": np.asarray(out.nngp),
+        "ntk": np.asarray(out.ntk),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
