@@ -20,8 +20,9 @@ from workbench.theory.fc_maps import body_steps
 from workbench.theory.kernels import KernelState, _readout, _realized, propagate
 
 
-def _as_dense(node: Any) -> Any:
-    """A conv acts on a translation-invariant per-pixel variance like a dense layer."""
+def as_dense(node: Any) -> Any:
+    """A conv acts on a translation-invariant per-pixel variance like a dense layer of its σ's
+    (the diagonal of xiao2018 eq. 2.3); other nodes pass through."""
     if isinstance(node, Conv):
         return Dense(node.channels, node.sigma_w2, node.sigma_b2, path=node.path)
     return node
@@ -29,7 +30,7 @@ def _as_dense(node: Any) -> Any:
 
 def block_analysis(block: Repeat):
     """The FC fixed-point analysis of a (dense or conv) repeat body: q*, c*, χ₁, χ_c*."""
-    return analyze_cycle(body_steps([_as_dense(n) for n in block.body]), F64, block.path)
+    return analyze_cycle(body_steps([as_dense(n) for n in block.body]), F64, block.path)
 
 
 def _repeat_blocks(spec: Spec) -> list[Repeat]:

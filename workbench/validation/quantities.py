@@ -31,6 +31,7 @@ from workbench.spec.model import Conv, Dense, Repeat, Spec
 from workbench.theory.evolution import evolve_kernel, input_kernel
 from workbench.theory.fc_fixed_points import analyze_cycle
 from workbench.theory.fc_maps import body_steps, fc_chain, unrolled
+from workbench.theory.spectrum import as_dense
 
 Quantity = Callable[..., tuple[float, np.ndarray]]
 
@@ -156,7 +157,7 @@ def mode_retention(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndar
 
 def gradient_slope(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
     block = next(n for n in check.spec.layers if isinstance(n, Repeat))
-    steps = body_steps([_as_dense(n) for n in block.body])
+    steps = body_steps([as_dense(n) for n in block.body])
     chi1 = analyze_cycle(steps, F64).chi_1
     lo, hi = check.options.get("fit_layers", [10, -10])
     _, norms = probes.gradient_norms(net, x)
@@ -177,14 +178,6 @@ QUANTITIES: dict[str, Quantity] = {
 }
 
 
-def _as_dense(node):
-    """A conv acts on the per-pixel variance like a dense layer of its σ's (the diagonal of
-    xiao2018 eq. 2.3 at a translation-invariant state); other nodes pass through."""
-    if isinstance(node, Conv):
-        return Dense(node.channels, node.sigma_w2, node.sigma_b2, path=node.path)
-    return node
-
-
 def _pointwise(spec: Spec) -> Spec:
     """Delta-kernel convs (init delta_orthogonal, or a one-hot variance vector) act on every
     pixel as a dense layer: the spec with them replaced, for the FC recursion on pixel pairs."""
@@ -202,7 +195,7 @@ def _pointwise(spec: Spec) -> Spec:
                         f"{node.path}: only delta-kernel convs reduce to the FC recursion",
                         hint="use init: delta_orthogonal (or a one-hot variance vector)",
                     )
-                out.append(_as_dense(node))
+                out.append(as_dense(node))
             else:
                 out.append(node)
         return out
