@@ -210,6 +210,7 @@ def cmd_kernel(args: argparse.Namespace) -> dict:
         "arrays": {k: list(v.shape) for k, v in saved.items()},
         "parameterization": args.parameterization,
         "mode": result.mode,
+        "notes": result.notes,
         "seconds": statistics.median(times),
         "repeat": args.repeat,
     }

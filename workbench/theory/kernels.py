@@ -44,7 +44,6 @@ from workbench.spec.model import (
     Spec,
 )
 
-IDENTITY = Activation("linear", X)
 OVERFLOW_GUARD = 1e150  # beyond this, products of two kernel entries overflow float64
 PARAMETERIZATIONS = ("ntk", "standard")
 
@@ -391,6 +390,10 @@ def _batch_norm(node: BatchNorm, state: KernelState) -> KernelState:
     ntk = None
     if state.ntk is not None:
         ntk = back(node.gamma**2 * centre @ as_matrix(state.ntk) @ centre / scale)
+        state.notes.append(
+            f"{node.path}: the NTK through batch norm ignores the derivative of the batch "
+            "variance (approximation)"
+        )
     mean = np.full_like(state.mean, node.beta)
     return replace(state, nngp=nngp, ntk=ntk, mean=mean)
 
@@ -437,7 +440,9 @@ def network_kernels(
             f"inputs of shape {inputs.shape} do not match the spec's input shape "
             f"{list(spec.input_shape)} (expected (m, {', '.join(map(str, spec.input_shape))}))"
         )
-    if mode == "auto":
+    if len(spec.input_shape) == 1:
+        mode = "flat"
+    elif mode == "auto":
         mode = "diagonal" if _diagonal_is_enough(spec) else "full"
     from workbench.precision import context
 
@@ -446,7 +451,7 @@ def network_kernels(
     for name in ("nngp", "ntk"):
         if getattr(state, name) is not None:
             _check_psd(getattr(state, name), state, name)
-    return NetworkKernels(state.nngp, state.ntk, parameterization, state.mode, state.notes)
+    return NetworkKernels(state.nngp, state.ntk, parameterization, mode, state.notes)
 
 
 def _check_psd(kernel: np.ndarray, state: KernelState, name: str) -> None:
