@@ -153,6 +153,12 @@ def closed_form(f_expr: sp.Expr, g_expr: sp.Expr, ctx: Any) -> Callable[..., Any
                 )
 
         return evaluate
+    return _float64_closed_form(ff, gf)
+
+
+@lru_cache(maxsize=512)
+def _float64_closed_form(ff: Family, gf: Family) -> Callable[..., Any]:
+    """The float64 formula with the families' parameters converted once."""
     numeric = _pair_formula(_numeric(ff, float), _numeric(gf, float))
     return lambda q11, q12, q22: numeric(
         np.asarray(q11, float), np.asarray(q12, float), np.asarray(q22, float), np
