@@ -86,9 +86,8 @@ def _jacobian_theory(check, x: torch.Tensor) -> tuple[float, float]:
     (orthogonal); a factor D² = φ′(h)² has mean μ₁ = E[φ′²] and normalised variance
     μ₂/μ₁² − 1 with μ₂ = E[φ′⁴] at that layer's q. Means multiply, normalised variances add."""
     spec = check.spec
-    first, steps = fc_chain(spec)
-    evolution = evolve_kernel(steps, input_kernel(x[:1].numpy(), first.sigma_w2, first.sigma_b2),
-                              len(steps), F64)  # fmt: skip
+    steps = fc_chain(spec)[1]
+    evolution = _fc_theory(spec, x[:1], -1)
     denses = [n for n in unrolled(spec.layers) if isinstance(n, Dense)]
     mean, spread = 1.0, 0.0
     for dense in denses:
@@ -107,17 +106,16 @@ def _moment(d: Activation, q: float, power: int) -> float:
     return expect1(Activation(f"({d.name})^{power}", d.expr**power), q)
 
 
-def _jacobian_sv2(check, net: Network, x: torch.Tensor) -> np.ndarray:
-    sv2 = probes.jacobian_singular_values(net, x[0]).pow(2)
-    return sv2.cpu().numpy()
+def _jacobian_sv2(net: Network, x: torch.Tensor) -> np.ndarray:
+    return probes.jacobian_singular_values(net, x[0]).pow(2).cpu().numpy()
 
 
 def jacobian_sv2_mean(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
-    return _jacobian_theory(check, x)[0], _jacobian_sv2(check, net, x).mean(axis=1)
+    return _jacobian_theory(check, x)[0], _jacobian_sv2(net, x).mean(axis=1)
 
 
 def jacobian_sv2_var(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
-    return _jacobian_theory(check, x)[1], _jacobian_sv2(check, net, x).var(axis=1)
+    return _jacobian_theory(check, x)[1], _jacobian_sv2(net, x).var(axis=1)
 
 
 def norm_ratio(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
