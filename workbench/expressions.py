@@ -53,8 +53,30 @@ def _step(a: sp.Expr) -> sp.Expr:
     return sp.Heaviside(a, sp.S.Half)
 
 
+EXTREMUM_BITS = 4000  # working precision allowed to order a constant argument of max/min
+
+
+def _extremum(kind: type, *args: sp.Expr) -> sp.Expr:
+    """Max/Min; constant arguments sympy cannot order exactly (such as
+    −249 + log(1 + e^249)) are compared by their 50-digit values, computed with up to
+    EXTREMUM_BITS bits of working precision to survive cancellation."""
+    try:
+        return kind(*args)
+    except ValueError:
+        pass
+    numeric = [a.evalf(50, maxn=EXTREMUM_BITS) if not a.free_symbols else a for a in args]
+    try:
+        return kind(*numeric)
+    except ValueError:
+        raise ExpressionError(
+            f"a constant argument of {kind.__name__.lower()}() needs more than "
+            f"{EXTREMUM_BITS // 3} digits to compare",
+            hint="simplify the constant",
+        ) from None
+
+
 def _relu(a: sp.Expr) -> sp.Expr:
-    return sp.Max(sp.S.Zero, a)
+    return _extremum(sp.Max, sp.S.Zero, a)
 
 
 UNARY: dict[str, Callable[[sp.Expr], sp.Expr]] = {
@@ -78,7 +100,10 @@ UNARY: dict[str, Callable[[sp.Expr], sp.Expr]] = {
     "step": _step,
     "sign": sp.sign,
 }
-VARIADIC: dict[str, Callable[..., sp.Expr]] = {"max": sp.Max, "min": sp.Min}  # 2 or more args
+VARIADIC: dict[str, Callable[..., sp.Expr]] = {
+    "max": lambda *args: _extremum(sp.Max, *args),
+    "min": lambda *args: _extremum(sp.Min, *args),
+}  # 2 or more args
 FUNCTIONS: tuple[str, ...] = tuple(sorted((*UNARY, *VARIADIC)))
 NAMES: dict[str, sp.Expr] = {"x": X, "pi": sp.pi, "e": sp.E}
 
