@@ -60,9 +60,9 @@ def match_family(expr: sp.Expr) -> Family | None:
         return Family("const", expr) if expr.is_real else None
     for kind, pattern in _PATTERNS:
         m = expr.match(pattern)
-        if not m or _A not in m or _B not in m:
+        if not m or _A not in m:
             continue
-        a, b = m[_A], m[_B]
+        a, b = m[_A], m.get(_B, sp.Integer(1))
         if not (a.is_number and b.is_number and a.is_real and b.is_real):
             continue
         if kind == "relu" and b > 0:
@@ -173,3 +173,64 @@ def _numeric(family: Family, convert: Callable[[Any], Any]) -> Family:
         convert(str(sp.N(family.a, digits))),
         convert(str(sp.N(family.b, digits))),
     )
+
+
+@dataclass(frozen=True)
+class JointDual:
+    """E[φ(u) φ(v)] and E[φ′(u) φ′(v)] together, for the NNGP and NTK rules of a layer
+    (xiao_bahri eq. 6), in the form a kernel recursion evaluates fastest: with
+    g = ``prepare(q)`` per variance and ``pair(g1·g2, q12, out)`` writing both kernels
+    divided by ``scale`` into out[0] and out[1] (out[2], out[3] are scratch), in place,
+    numpy ufuncs only."""
+
+    prepare: Callable[[np.ndarray], np.ndarray]
+    pair: Callable[[np.ndarray, np.ndarray, Any], None]
+    scale: float
+
+
+@lru_cache(maxsize=512)
+def joint_dual(phi_expr: sp.Expr) -> JointDual | None:
+    """The joint dual kernels of φ of the relu, erf or linear family (None for others)."""
+    family = match_family(phi_expr)
+    if family is None or family.kind not in ("relu", "erf", "linear"):
+        return None
+    num = _numeric(family, float)
+    a2, b2 = num.a * num.a, num.b * num.b
+    if family.kind == "linear":
+
+        def linear_pair(gg, q12, out):
+            out[0][...] = q12
+            out[1].fill(1.0)
+
+        return JointDual(lambda q: q, linear_pair, a2)
+    if family.kind == "relu":  # φ' = a·H(x): the degree-0 arc-cosine kernel
+
+        def relu_pair(gg, q12, out):
+            # gg = q1 q2; with K = √gg cos θ and r = √(gg − K²) = √gg sin θ:
+            # E[φφ] = a² (r + (π − θ) K)/(2π), E[φ'φ'] = a² (π − θ)/(2π), π − θ = atan2(r, −K)
+            t, t_dot, r = out[0], out[1], out[2]
+            np.multiply(q12, q12, out=t)
+            np.subtract(gg, t, out=r)
+            np.abs(r, out=r)  # −0 from rounding when c = ±1
+            np.sqrt(r, out=r)
+            np.negative(q12, out=t)
+            np.arctan2(r, t, out=t_dot)
+            np.multiply(t_dot, q12, out=t)
+            np.add(t, r, out=t)
+
+        return JointDual(lambda q: q, relu_pair, a2 / (2 * np.pi))
+
+    def erf_pair(gg, q12, out):  # φ = a·erf(b x), φ' = a b (2/√π) exp(−b² x²)
+        # gg = (1 + 2b² q1)(1 + 2b² q2): E[φφ] = (2a²/π) asin(2b² q12/√gg),
+        # E[φ'φ'] = (2a²/π) 2b²/√(gg − 4b⁴ q12²)
+        t, t_dot, rr, arg = out[0], out[1], out[2], out[3]
+        np.sqrt(gg, out=rr)
+        np.divide(2 * b2, rr, out=rr)
+        np.multiply(q12, rr, out=arg)
+        np.arcsin(arg, out=t)
+        np.multiply(arg, arg, out=t_dot)
+        np.subtract(1.0, t_dot, out=t_dot)
+        np.sqrt(t_dot, out=t_dot)
+        np.divide(rr, t_dot, out=t_dot)
+
+    return JointDual(lambda q: 1.0 + 2 * b2 * q, erf_pair, 2 * a2 / np.pi)

@@ -43,6 +43,7 @@ from workbench.spec.model import (
     Residual,
     Spec,
 )
+from workbench.theory.kernel_program import Program, lower, pack, run, unpack
 
 OVERFLOW_GUARD = 1e150  # beyond this, products of two kernel entries overflow float64
 PARAMETERIZATIONS = ("ntk", "standard")
@@ -431,7 +432,9 @@ def network_kernels(
     ``mode``: ``full`` pixel-pixel kernels, ``diagonal`` same-pixel only (enough when the
     spatial part ends in a flatten), ``auto`` picks diagonal when no pool or batch norm needs
     the full kernel and the spec ends flat. ``digits``: evaluate with mpmath at N significant
-    digits (the arrays then hold mpf)."""
+    digits (the arrays then hold mpf). In float64 a chain spec runs as one fused program
+    (``kernel_program``); other specs, and programs whose result is not finite, run on the
+    general engine below."""
     if parameterization not in PARAMETERIZATIONS:
         raise UnsupportedError(f"parameterization must be one of {PARAMETERIZATIONS}")
     inputs = np.asarray(inputs, float)
@@ -446,33 +449,71 @@ def network_kernels(
         mode = "diagonal" if _diagonal_is_enough(spec) else "full"
     from workbench.precision import context
 
-    state = initial_state(inputs, mode, ntk, context(digits))
+    ctx = context(digits)
+    if ctx.name == "float64":
+        program = lower(spec, inputs.shape[0], mode, parameterization, ntk)
+        if program is not None:
+            result = _run_program(program, inputs)
+            if result is not None:
+                return result
+    state = initial_state(inputs, mode, ntk, ctx)
     state = _realized(propagate(spec.layers, state, parameterization))
-    for name in ("nngp", "ntk"):
-        if getattr(state, name) is not None:
-            _check_psd(getattr(state, name), state, name)
+    _check_psd({"nngp": state.nngp, "ntk": state.ntk}, state.m, state.mode, state.spatial)
     return NetworkKernels(state.nngp, state.ntk, parameterization, mode, state.notes)
 
 
-def _check_psd(kernel: np.ndarray, state: KernelState, name: str) -> None:
-    """A kernel over m inputs (× pixels in full mode) must be positive semi-definite."""
-    m = state.m
-    if state.mode == "diagonal":
-        n = int(np.prod(state.spatial))
-        blocks = [kernel.reshape(m, m, n)[:, :, i] for i in range(n)]
-    elif state.mode == "full":
-        n = int(np.prod(state.spatial))
-        blocks = [kernel.reshape(m, m, n, n).transpose(0, 2, 1, 3).reshape(m * n, m * n)]
-    else:
-        blocks = [kernel]
-    for block in blocks:
-        block = np.asarray(block, float)
-        eig = np.linalg.eigvalsh((block + block.T) / 2)
-        if eig[0] < -1e-9 * max(abs(eig[-1]), 1e-300):
-            raise TheoryError(
-                f"the {name} kernel is not positive semi-definite (eigenvalue {eig[0]:.3g})",
-                hint="this indicates a numerical problem; please report the spec",
-            )
+def _run_program(program: Program, inputs: np.ndarray) -> NetworkKernels | None:
+    """The fused program's kernels, or None when they are not finite (zero variances, or an
+    overflow deep in the chaotic phase: the general engine then handles it or names the
+    node)."""
+    start = initial_state(inputs, program.mode, False)
+    if not (_own_variances(start.nngp, start.mode, start.spatial) > 0).all():
+        return None  # zero-variance inputs (σ_w² > 0 keeps all later variances positive)
+    first = pack(start.nngp)
+    with np.errstate(all="ignore"):
+        out = run(program, first)
+    kernels = {}
+    for name, packed in zip(("nngp", "ntk"), out):
+        if packed is None:
+            kernels[name] = None
+            continue
+        if not np.abs(packed).max() < OVERFLOW_GUARD:  # also catches NaN
+            return None
+        kernels[name] = unpack(packed, program.m, program.mode if packed.ndim > 1 else "flat")
+    spatial = program.spatial if kernels["nngp"].ndim > 2 else ()
+    mode = program.mode if spatial else "flat"
+    _check_psd(kernels, program.m, mode, spatial)
+    return NetworkKernels(kernels["nngp"], kernels["ntk"], program.parameterization,
+                          program.mode)  # fmt: skip
+
+
+def _check_psd(kernels: dict[str, np.ndarray | None], m: int, mode: str, spatial) -> None:
+    """Each kernel over m inputs (× pixels in full mode; per pixel in diagonal mode) must be
+    positive semi-definite: one batched eigenvalue call for all of them."""
+    n = int(np.prod(spatial)) if spatial else 1
+    names, blocks = [], []
+    for name, kernel in kernels.items():
+        if kernel is None:
+            continue
+        kernel = np.asarray(kernel, float)
+        if mode == "diagonal":
+            stack = np.moveaxis(kernel.reshape(m, m, n), 2, 0)
+        elif mode == "full":
+            stack = kernel.reshape(m, m, n, n).transpose(0, 2, 1, 3).reshape(1, m * n, m * n)
+        else:
+            stack = kernel[None]
+        names += [name] * len(stack)
+        blocks.append(stack)
+    batch = np.concatenate(blocks)
+    eig = np.linalg.eigvalsh((batch + np.swapaxes(batch, 1, 2)) / 2)
+    floor = -1e-9 * np.maximum(np.abs(eig[:, -1]), 1e-300)
+    bad = np.flatnonzero(eig[:, 0] < floor)
+    if bad.size:
+        raise TheoryError(
+            f"the {names[bad[0]]} kernel is not positive semi-definite (eigenvalue "
+            f"{eig[bad[0], 0]:.3g})",
+            hint="this indicates a numerical problem; please report the spec",
+        )
 
 
 def _diagonal_is_enough(spec: Spec) -> bool:

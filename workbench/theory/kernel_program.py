@@ -1,0 +1,415 @@
+"""The kernel recursion of a chain spec lowered to one fused float64 program.
+
+A chain spec is built from dense and conv layers, activations of the relu, erf or linear
+family (each right after a weight layer), global-average pooling, flatten and repeat blocks.
+For such a spec the NNGP/NTK recursion (xiao_bahri eqs. 6, 18 and 31; xiao2018 eq. 2.3) is
+lowered once to a tuple of steps and run on packed arrays: only the input pairs a ≤ b are
+kept (the kernels are symmetric), as (P,), (P, *S) or (P, *S, *S) for flat, same-pixel
+(``diagonal``) and ``full`` pixel-pixel kernels, P = m(m+1)/2. Each activation's NNGP and NTK
+dual kernels share their correlation terms (``closed_forms.joint_dual``). Any other spec
+lowers to None and is left to the general engine in ``kernels.py``, which also serves as the
+independent check of this program in the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import product
+from typing import Any
+
+import numpy as np
+
+from workbench.gaussian.closed_forms import joint_dual
+from workbench.spec.model import Act, Conv, Dense, Flatten, Node, Pool, Repeat, Spec
+
+
+@dataclass(frozen=True)
+class Linear:
+    """Dense (``shifts`` empty) or circular conv: Σ_β v_β X(α + β, α' + β)."""
+
+    sigma_w2: float
+    sigma_b2: float
+    fan_in: int
+    shifts: tuple[tuple[tuple[int, ...], float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Activate:
+    dual: Any  # closed_forms.joint_dual of the activation (cached, so equal φ give equal steps)
+
+
+@dataclass(frozen=True)
+class Readout:
+    pool: bool  # global average pool; else flatten
+
+
+@dataclass(frozen=True)
+class Loop:
+    times: int
+    body: tuple
+
+
+@dataclass(frozen=True)
+class Program:
+    steps: tuple
+    m: int
+    mode: str  # flat | diagonal | full
+    spatial: tuple[int, ...]
+    parameterization: str
+    ntk: bool
+
+
+@dataclass
+class _Cursor:
+    """What the lowering knows about the features after each node."""
+
+    spatial: tuple[int, ...]
+    channels: int
+    last: str  # input | linear | act | readout
+
+
+@lru_cache(maxsize=64)
+def lower(spec: Spec, m: int, mode: str, parameterization: str, ntk: bool) -> Program | None:
+    """The spec's recursion as a program, or None when the spec is not a chain spec."""
+    spatial = tuple(spec.input_shape[1:])
+    if mode == "full" and len(spatial) > 2 or mode == "flat" and spatial:
+        return None
+    cursor = _Cursor(spatial, spec.input_shape[0], "input")
+    steps = _lower_nodes(spec.layers, cursor, mode, parameterization)
+    if steps is None or cursor.last == "input":
+        return None
+    return Program(tuple(steps), m, mode, spatial, parameterization, ntk)
+
+
+def _lower_nodes(nodes: tuple[Node, ...], cur: _Cursor, mode: str, param: str) -> list | None:
+    steps: list = []
+    for node in nodes:
+        step = _lower_node(node, cur, mode, param)
+        if step is None:
+            return None
+        steps.extend(step)
+    return steps
+
+
+def _lower_node(node: Node, cur: _Cursor, mode: str, param: str) -> list | None:
+    if isinstance(node, Repeat):
+        return _lower_repeat(node, cur, mode, param)
+    if isinstance(node, Dense):
+        if cur.spatial:
+            return None
+        step = Linear(node.sigma_w2, node.sigma_b2, cur.channels)
+        cur.channels, cur.last = node.width, "linear"
+        return [step]
+    if isinstance(node, Conv):
+        if not cur.spatial or len(node.kernel) != len(cur.spatial):
+            return None
+        taps = int(np.prod(node.kernel))
+        v = [1 / taps] * taps if node.variance is None else [float(w) for w in node.variance]
+        offsets = product(*(range(k) for k in node.kernel))
+        shifts = tuple(
+            (tuple(-(t - (k - 1) // 2) for t, k in zip(tap, node.kernel)), w)
+            for tap, w in zip(offsets, v)
+        )
+        step = Linear(node.sigma_w2, node.sigma_b2, cur.channels, shifts)
+        cur.channels, cur.last = node.channels, "linear"
+        return [step]
+    if isinstance(node, Act):
+        dual = joint_dual(node.activation.expr)
+        if cur.last != "linear" or dual is None:
+            return None
+        cur.last = "act"
+        return [Activate(dual)]
+    if isinstance(node, Pool | Flatten):
+        if not cur.spatial or isinstance(node, Pool) and mode != "full":
+            return None
+        if isinstance(node, Flatten):
+            cur.channels *= int(np.prod(cur.spatial))
+        cur.spatial, cur.last = (), "readout"
+        return [Readout(isinstance(node, Pool))]
+    return None  # residual, batch norm: the general engine
+
+
+def _lower_repeat(node: Repeat, cur: _Cursor, mode: str, param: str) -> list | None:
+    """A loop over the body; the first pass is peeled off when it differs from the rest
+    (e.g. a different fan-in), and the second and third passes must agree."""
+    passes = []
+    for _ in range(min(node.times, 3)):
+        body = _lower_nodes(node.body, cur, mode, param)
+        if body is None:
+            return None
+        passes.append(tuple(body))
+    if node.times <= 2 or passes[1] != passes[2]:
+        return [step for body in passes for step in body] if node.times <= 3 else None
+    if passes[0] == passes[1]:
+        return [Loop(node.times, passes[0])]
+    return [*passes[0], Loop(node.times - 1, passes[1])]
+
+
+# --- running a program -----------------------------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def pair_indices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows a and columns b of the packed pairs a ≤ b, and where the pairs (a, a) sit."""
+    rows, cols = np.triu_indices(m)
+    return rows, cols, np.flatnonzero(rows == cols)
+
+
+def pack(full: np.ndarray) -> np.ndarray:
+    """(m, m, ...) → (P, ...)."""
+    rows, cols, _ = pair_indices(full.shape[0])
+    return full[rows, cols]
+
+
+def unpack(packed: np.ndarray, m: int, mode: str) -> np.ndarray:
+    """(P, ...) → (m, m, ...); in full mode the (b, a) block is the pixel transpose of (a, b)."""
+    rows, cols, _ = pair_indices(m)
+    out = np.empty((m, m, *packed.shape[1:]), dtype=packed.dtype)
+    out[rows, cols] = packed
+    if mode == "full":
+        d = (packed.ndim - 1) // 2
+        packed = packed.transpose(0, *range(d + 1, 2 * d + 1), *range(1, d + 1))
+    out[cols, rows] = packed
+    return out
+
+
+def run(program: Program, nngp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The output NNGP (and NTK) from the packed input second moments. The state is one
+    array (h, P, *pixels) holding K (and Θ). The steps are bound once to buffers allocated
+    per run and then applied layer after layer without allocating (fresh arrays of a few
+    hundred KiB per operation would cost page faults) and without re-dispatching."""
+    h = 2 if program.ntk else 1
+    state = np.zeros((h, *nngp.shape))
+    state[0] = nngp
+    ops, _ = _bind(program, program.steps, state.shape, program.spatial, _Buffers())
+    for op in ops:
+        state = op(state)
+    return state[0].copy(), state[1].copy() if program.ntk else None
+
+
+Op = Callable[[np.ndarray], np.ndarray]
+
+
+class _Buffers:
+    """Two state buffers per shape (a step reads one and writes the other) and scratch."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple, np.ndarray] = {}
+
+    def __call__(self, name: str, *shape: int) -> np.ndarray:
+        key = (name, *shape)
+        if key not in self._made:
+            self._made[key] = np.empty(shape)
+        return self._made[key]
+
+
+def _bind(program: Program, steps: tuple, shape: tuple, spatial: tuple, buffers: _Buffers):
+    """Each step as a function of the state array; also the spatial shape after them. An
+    activation's constant factor (``JointDual.scale``) is folded into a weight layer that
+    directly follows it."""
+    ops: list[Op] = []
+    carried = 1.0
+    for i, step in enumerate(steps):
+        if isinstance(step, Loop):
+            body, spatial = _bind(program, step.body, shape, spatial, buffers)
+            ops.append(_repeat(body, step.times))
+        elif isinstance(step, Linear):
+            ops.append(_bind_linear(program, step, shape, spatial, buffers, carried))
+            carried = 1.0
+        elif isinstance(step, Activate):
+            fold = i + 1 < len(steps) and isinstance(steps[i + 1], Linear)
+            ops.append(_bind_activate(program, step, shape, spatial, buffers, not fold))
+            carried = step.dual.scale if fold else 1.0
+        else:
+            ops.append(_bind_readout(program, step, spatial))
+            shape, spatial = shape[:2], ()
+    return ops, spatial
+
+
+def _repeat(body: list[Op], times: int) -> Op:
+    def repeat(state: np.ndarray) -> np.ndarray:
+        for _ in range(times):
+            for op in body:
+                state = op(state)
+        return state
+
+    return repeat
+
+
+def _alternate(buffers: _Buffers, shape: tuple) -> Callable[[np.ndarray], np.ndarray]:
+    first, second = buffers("state 1", *shape), buffers("state 2", *shape)
+    return lambda x: second if x is first else first
+
+
+def _bind_linear(
+    program: Program, step: Linear, shape, spatial, buffers: _Buffers, carried: float
+) -> Op:
+    """xiao_bahri eq. 6 (dense) and eq. 31 (conv, with xiao2018 eq. 2.3 for the NNGP); the
+    input arrives divided by ``carried``."""
+    other = _alternate(buffers, shape)
+    mix = _mixer(step.shifts, spatial, program.mode, step.sigma_w2 * carried, shape, buffers)
+    sb2 = step.sigma_b2
+    if not program.ntk:
+
+        def linear(x: np.ndarray) -> np.ndarray:
+            out = mix(x, other(x))
+            np.add(out[0], sb2, out=out[0])
+            return out
+
+        return linear
+    if program.parameterization == "ntk":
+
+        def linear_ntk(x: np.ndarray) -> np.ndarray:
+            out = mix(x, other(x))
+            np.add(out[0], sb2, out=out[0])
+            np.add(out[1], out[0], out=out[1])
+            return out
+
+        return linear_ntk
+    ones = tuple((offsets, 1.0) for offsets, _ in step.shifts)
+    plain_mix = _mixer(ones, spatial, program.mode, step.fan_in * carried, (1, *shape[1:]),
+                       buffers)  # fmt: skip
+    plain = buffers("plain", 1, *shape[1:])
+
+    def linear_standard(x: np.ndarray) -> np.ndarray:
+        out = mix(x, other(x))
+        np.add(out[0], sb2, out=out[0])
+        plain_mix(x[:1], plain)
+        np.add(out[1], plain[0], out=out[1])
+        np.add(out[1], 1.0, out=out[1])
+        return out
+
+    return linear_standard
+
+
+def _mixer(shifts, spatial, mode: str, scale: float, shape, buffers: _Buffers):
+    """(x, out) ↦ out = scale · Σ_β v_β X(α + β, α' + β) (full) or X(α + β) (diagonal) on the
+    periodic grid: a small matrix product for up to 64 same-pixel entries, otherwise one
+    gather per tap."""
+    if not shifts:
+        return lambda x, out: np.multiply(x, scale, out=out)
+    taps = _pixel_permutations(shifts, spatial, mode)
+    rows = shape[0] * shape[1]
+    size = int(np.prod(shape[2:]))
+    if mode == "diagonal" and size <= 64:
+        matrix = _circulant(shifts, spatial, scale)
+
+        def circulant(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+            np.matmul(x.reshape(rows, size), matrix, out=out.reshape(rows, size))
+            return out
+
+        return circulant
+    term = buffers("term", rows, size)
+    if not taps:
+        return lambda x, out: np.multiply(x, 0.0, out=out)
+
+    def gather(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        flat_in, flat_out = x.reshape(rows, size), out.reshape(rows, size)
+        for i, (index, weight) in enumerate(taps):
+            target = flat_out if i == 0 else term
+            np.take(flat_in, index, axis=1, out=target)
+            np.multiply(target, weight * scale, out=target)
+            if i:
+                np.add(flat_out, term, out=flat_out)
+        return out
+
+    return gather
+
+
+@lru_cache(maxsize=256)
+def _circulant(shifts: tuple, spatial: tuple[int, ...], scale: float) -> np.ndarray:
+    """The same-pixel mixing as a matrix acting on the right of (rows, pixels)."""
+    size = int(np.prod(spatial))
+    matrix = np.zeros((size, size))
+    for index, weight in _pixel_permutations(shifts, spatial, "diagonal"):
+        matrix[index, np.arange(size)] += scale * weight
+    return matrix
+
+
+@lru_cache(maxsize=256)
+def _pixel_permutations(shifts: tuple, spatial: tuple[int, ...], mode: str) -> tuple:
+    """For each tap with v_β ≠ 0: the flat pixel (pair) index np.roll by the tap's offsets
+    reads from, and v_β."""
+    grids = np.indices(spatial).reshape(len(spatial), -1)
+    taps = []
+    for offsets, weight in shifts:
+        if weight == 0:
+            continue
+        moved = [(g - o) % n for g, o, n in zip(grids, offsets, spatial)]
+        index = np.ravel_multi_index(moved, spatial)
+        if mode == "full":
+            index = (index[:, None] * index.size + index[None, :]).ravel()
+        taps.append((index, weight))
+    return tuple(taps)
+
+
+def _bind_activate(
+    program: Program, step: Activate, shape, spatial, buffers: _Buffers, scaled: bool
+) -> Op:
+    """T(K) and Ṫ(K) ⊙ Θ of the field in x (xiao_bahri eq. 6); divided by the dual's scale
+    unless ``scaled``."""
+    other = _alternate(buffers, shape)
+    scratch = buffers("dual", 3, *shape[1:])
+    products = _variance_products(program.m, spatial, program.mode, shape[1:], buffers)
+    dual = step.dual
+    prepare, pair, scale = dual.prepare, dual.pair, dual.scale
+
+    def activate(x: np.ndarray) -> np.ndarray:
+        out = other(x)
+        gg = products(x[0], prepare)
+        if program.ntk:
+            pair(gg, x[0], (out[0], out[1], scratch[0], scratch[1]))
+            np.multiply(out[1], x[1], out=out[1])
+        else:
+            pair(gg, x[0], (out[0], scratch[2], scratch[0], scratch[1]))
+        if scaled:
+            np.multiply(out, scale, out=out)
+        return out
+
+    return activate
+
+
+def _variance_products(m: int, spatial, mode: str, shape, buffers: _Buffers):
+    """(k, g) ↦ g(Var u)·g(Var v) for the two inputs (and pixels) of every packed entry."""
+    rows, cols, diag = pair_indices(m)
+    if not spatial or mode == "diagonal":
+        flat_pairs = rows * m + cols
+        outer = buffers("outer", m, m, *shape[1:])
+        products = buffers("products", *shape)
+
+        def same_pixel(k: np.ndarray, g: Callable) -> np.ndarray:
+            own = g(k[diag])
+            np.multiply(own[:, None], own[None, :], out=outer)
+            np.take(outer.reshape(m * m, *shape[1:]), flat_pairs, axis=0, out=products)
+            return products
+
+        return same_pixel
+    n, d = int(np.prod(spatial)), len(spatial)
+    pixel = np.arange(n)
+    products = buffers("products", *shape)
+
+    def pixel_pairs(k: np.ndarray, g: Callable) -> np.ndarray:
+        own = g(k[diag].reshape(m, n, n)[:, pixel, pixel])
+        first = own[rows].reshape(-1, *spatial, *(1,) * d)
+        second = own[cols].reshape(-1, *(1,) * d, *spatial)
+        return np.multiply(first, second, out=products)
+
+    return pixel_pairs
+
+
+def _bind_readout(program: Program, step: Readout, spatial) -> Op:
+    """xiao_bahri eq. 18: the mean over every pixel pair (pool) or same-pixel pair (flatten)."""
+    n = int(np.prod(spatial))
+    pixel = np.arange(n)
+
+    def readout(x: np.ndarray) -> np.ndarray:
+        h, pairs = x.shape[:2]
+        if step.pool:
+            return x.reshape(h, pairs, n * n).mean(2)
+        if program.mode == "full":
+            x = x.reshape(h, pairs, n, n)[:, :, pixel, pixel]
+        return x.reshape(h, pairs, n).mean(2)
+
+    return readout
