@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m workbench.bench critical|simulator [--json]``.
+"""Benchmarks: ``python -m workbench.bench critical|simulator|kernels [--json]``.
 
 Each line prints a time, its target, and a baseline timed in the same run (these machines are
 noisy, so ratios against same-run baselines are what to compare between runs):
@@ -13,6 +13,10 @@ noisy, so ratios against same-run baselines are what to compare between runs):
 * simulator: forward throughput of an ensemble of deep tanh networks against plain torch
   matmuls of the same shapes (target ≥ 50%), and the build time of a 1,000-layer network
   against sampling its weights with torch.randn.
+* kernels: NNGP + NTK of FC (depth 100, 256 inputs, erf and relu) and 1D CNN-P / CNN-F
+  (n = 16, 16 inputs, depth 20) against neural-tangents' jitted analytic kernels on the same
+  CPU (target ratio ≤ 0.5, compile excluded on both sides): our default (eager) time and,
+  for the CNNs, the time with ``compiled=True`` (torch.compile) and its one-off compile.
 """
 
 from __future__ import annotations
@@ -212,10 +216,15 @@ def _kernel_specs(fc_depth: int = 100, cnn_depth: int = 20) -> dict:
     }
 
 
-def bench_kernels(compare_python: str | None = None, repeats: int = 3) -> list[dict]:
+def bench_kernels(
+    compare_python: str | None = None,
+    repeats: int = 3,
+    compiled: tuple[str, ...] = ("cnn_p", "cnn_f"),
+) -> list[dict]:
     """NNGP+NTK of FC (depth 100, 256 inputs, erf and relu) and 1D CNN-P/CNN-F (n = 16, 16
     inputs, depth 20), beside neural-tangents' jitted analytic kernels (float64, compile
-    excluded) when an interpreter with neural-tangents is given or importable."""
+    excluded) when an interpreter with neural-tangents is given or importable. The networks
+    named in ``compiled`` are also timed with ``compiled=True`` (after one compiling call)."""
     import importlib.util
     import subprocess
     import sys
@@ -226,15 +235,20 @@ def bench_kernels(compare_python: str | None = None, repeats: int = 3) -> list[d
 
     rng = np.random.default_rng(0)
     inputs = {"fc": rng.standard_normal((256, 32)), "cnn": rng.standard_normal((16, 3, 16))}
-    ours, kernels = {}, {}
+    ours, kernels, fused = {}, {}, {}
     for name, spec in _kernel_specs().items():
         x = inputs[name.split("_")[0]]
         network_kernels(spec, x[:4])  # warm the activation's compiled forms
-        times = []
-        for _ in range(repeats):
-            seconds, result = _timed(lambda spec=spec, x=x: network_kernels(spec, x))
-            times.append(seconds)
-        ours[name], kernels[name] = sorted(times)[repeats // 2], result
+        ours[name], kernels[name] = _median_time(lambda s=spec, x=x: network_kernels(s, x), repeats)
+        if name in compiled:
+            start = time.perf_counter()
+            first = network_kernels(spec, x, compiled=True)
+            compile_seconds = time.perf_counter() - start
+            seconds, _ = _median_time(
+                lambda s=spec, x=x: network_kernels(s, x, compiled=True), repeats
+            )
+            fused[name] = {"compiled_seconds": seconds, "compile_seconds": compile_seconds,
+                           "compile_notes": first.notes}  # fmt: skip
     python = compare_python
     if python is None and importlib.util.find_spec("neural_tangents") is not None:
         python = sys.executable
@@ -264,6 +278,7 @@ def bench_kernels(compare_python: str | None = None, repeats: int = 3) -> list[d
     rows = []
     for name, seconds in ours.items():
         row = {"name": f"kernels {name} (NNGP + NTK)", "seconds": seconds, "reference": note}
+        row.update(fused.get(name, {}))
         if name in reference:
             row.update(
                 neural_tangents_seconds=reference[name],
@@ -271,8 +286,15 @@ def bench_kernels(compare_python: str | None = None, repeats: int = 3) -> list[d
                 target_ratio=0.5,
                 max_relative_difference=agreement.get(name),
             )
+            if name in fused:
+                row["compiled_ratio"] = fused[name]["compiled_seconds"] / reference[name]
         rows.append(row)
     return rows
+
+
+def _median_time(work: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    runs = [_timed(work) for _ in range(repeats)]
+    return sorted(r[0] for r in runs)[repeats // 2], runs[-1][1]
 
 
 SUITES = {
@@ -284,13 +306,19 @@ SUITES = {
 
 def _line(result: dict) -> str:
     if "reference" in result:
-        text = f"{result['name']}: {result['seconds']:.3f} s"
+        text = f"{result['name']}: {_ms(result['seconds'])}"
         if "ratio" in result:
             text += (
-                f"; neural-tangents {result['neural_tangents_seconds']:.3f} s; ratio "
+                f"; neural-tangents {_ms(result['neural_tangents_seconds'])}; ratio "
                 f"{result['ratio']:.2f} (target ≤ {result['target_ratio']}); max relative "
                 f"difference {result['max_relative_difference']:.1e}"
             )
+        if "compiled_seconds" in result:
+            text += f"; compiled {_ms(result['compiled_seconds'])}"
+            if "compiled_ratio" in result:
+                text += f" (ratio {result['compiled_ratio']:.2f})"
+            text += f", compiling took {result['compile_seconds']:.0f} s"
+            text += "".join(f" ({note})" for note in result["compile_notes"])
         return text + f" [{result['reference']}]"
     if "throughput_ratio" in result:
         main = f"{result['seconds']:.3f} s"
@@ -311,6 +339,10 @@ def _line(result: dict) -> str:
             f"ratio {result['ratio']:.0f}"
         )
     return f"{result['name']}: {main}; {base}"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3g} ms"
 
 
 def main(argv: list[str] | None = None) -> int:

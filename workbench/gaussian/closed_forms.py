@@ -179,12 +179,12 @@ def _numeric(family: Family, convert: Callable[[Any], Any]) -> Family:
 class JointDual:
     """E[φ(u) φ(v)] and E[φ′(u) φ′(v)] together, for the NNGP and NTK rules of a layer
     (xiao_bahri eq. 6), in the form a kernel recursion evaluates fastest: with
-    g = ``prepare(q)`` per variance and ``pair(g1·g2, q12, out)`` writing both kernels
-    divided by ``scale`` into out[0] and out[1] (out[2], out[3] are scratch), in place,
-    numpy ufuncs only."""
+    g = ``prepare(q)`` per variance, ``pair(g1·g2, q12, out)`` returns both kernels divided
+    by ``scale``. ``out`` holds four arrays to compute in (the first two receive the
+    results) or four None (fresh arrays: the form torch.compile traces); numpy ufuncs only."""
 
     prepare: Callable[[np.ndarray], np.ndarray]
-    pair: Callable[[np.ndarray, np.ndarray, Any], None]
+    pair: Callable[[np.ndarray, np.ndarray, Any], tuple[np.ndarray, np.ndarray]]
     scale: float
 
 
@@ -199,8 +199,8 @@ def joint_dual(phi_expr: sp.Expr) -> JointDual | None:
     if family.kind == "linear":
 
         def linear_pair(gg, q12, out):
-            out[0][...] = q12
-            out[1].fill(1.0)
+            ones = np.multiply(q12, 0.0, out=out[1])
+            return np.multiply(q12, 1.0, out=out[0]), np.add(ones, 1.0, out=out[1])
 
         return JointDual(lambda q: q, linear_pair, a2)
     if family.kind == "relu":  # φ' = a·H(x): the degree-0 arc-cosine kernel
@@ -208,29 +208,27 @@ def joint_dual(phi_expr: sp.Expr) -> JointDual | None:
         def relu_pair(gg, q12, out):
             # gg = q1 q2; with K = √gg cos θ and r = √(gg − K²) = √gg sin θ:
             # E[φφ] = a² (r + (π − θ) K)/(2π), E[φ'φ'] = a² (π − θ)/(2π), π − θ = atan2(r, −K)
-            t, t_dot, r = out[0], out[1], out[2]
-            np.multiply(q12, q12, out=t)
-            np.subtract(gg, t, out=r)
-            np.abs(r, out=r)  # −0 from rounding when c = ±1
-            np.sqrt(r, out=r)
-            np.negative(q12, out=t)
-            np.arctan2(r, t, out=t_dot)
-            np.multiply(t_dot, q12, out=t)
-            np.add(t, r, out=t)
+            t = np.multiply(q12, q12, out=out[0])
+            r = np.subtract(gg, t, out=out[2])
+            r = np.abs(r, out=out[2])  # −0 from rounding when c = ±1
+            r = np.sqrt(r, out=out[2])
+            t = np.negative(q12, out=out[0])
+            t_dot = np.arctan2(r, t, out=out[1])
+            t = np.multiply(t_dot, q12, out=out[0])
+            return np.add(t, r, out=out[0]), t_dot
 
         return JointDual(lambda q: q, relu_pair, a2 / (2 * np.pi))
 
     def erf_pair(gg, q12, out):  # φ = a·erf(b x), φ' = a b (2/√π) exp(−b² x²)
         # gg = (1 + 2b² q1)(1 + 2b² q2): E[φφ] = (2a²/π) asin(2b² q12/√gg),
         # E[φ'φ'] = (2a²/π) 2b²/√(gg − 4b⁴ q12²)
-        t, t_dot, rr, arg = out[0], out[1], out[2], out[3]
-        np.sqrt(gg, out=rr)
-        np.divide(2 * b2, rr, out=rr)
-        np.multiply(q12, rr, out=arg)
-        np.arcsin(arg, out=t)
-        np.multiply(arg, arg, out=t_dot)
-        np.subtract(1.0, t_dot, out=t_dot)
-        np.sqrt(t_dot, out=t_dot)
-        np.divide(rr, t_dot, out=t_dot)
+        rr = np.sqrt(gg, out=out[2])
+        rr = np.divide(2 * b2, rr, out=out[2])
+        arg = np.multiply(q12, rr, out=out[3])
+        t = np.arcsin(arg, out=out[0])
+        t_dot = np.multiply(arg, arg, out=out[1])
+        t_dot = np.subtract(1.0, t_dot, out=out[1])
+        t_dot = np.sqrt(t_dot, out=out[1])
+        return t, np.divide(rr, t_dot, out=out[1])
 
     return JointDual(lambda q: 1.0 + 2 * b2 * q, erf_pair, 2 * a2 / np.pi)

@@ -176,33 +176,77 @@ def unpack(packed: np.ndarray, m: int, mode: str) -> np.ndarray:
 
 
 def run(program: Program, nngp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """The output NNGP (and NTK) from the packed input second moments. The state is one
-    array (h, P, *pixels) holding K (and Θ). The steps are bound once to buffers allocated
-    per run and then applied layer after layer without allocating (fresh arrays of a few
-    hundred KiB per operation would cost page faults) and without re-dispatching."""
-    h = 2 if program.ntk else 1
-    state = np.zeros((h, *nngp.shape))
-    state[0] = nngp
-    ops, _ = _bind(program, program.steps, state.shape, program.spatial, _Buffers())
+    """The output NNGP (and NTK) from the packed input second moments. The steps are bound
+    once to buffers allocated per run and then applied layer after layer without allocating
+    (fresh arrays of a few hundred KiB per operation would cost page faults) and without
+    re-dispatching."""
+    ops = _bind(program, program.steps, _state_shape(program, nngp), program.spatial,
+                _Buffers(functional=False))[0]  # fmt: skip
+    state = _start(program, nngp)
     for op in ops:
         state = op(state)
     return state[0].copy(), state[1].copy() if program.ntk else None
+
+
+@lru_cache(maxsize=16)
+def compiled_run(program: Program, shape: tuple[int, ...]) -> Callable:
+    """``run`` for packed inputs of this shape, traced by torch.compile into fused loops
+    (compiled on the first call, which takes seconds; torch caches compiled code on disk).
+    The same steps, bound without buffers: every operation returns a new array."""
+    import torch
+
+    state_shape = (2 if program.ntk else 1, *shape)
+    ops = _bind(program, program.steps, state_shape, program.spatial, _Buffers(functional=True))[0]
+
+    def fused(nngp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        state = _start(program, nngp)
+        for op in ops:
+            state = op(state)
+        return state[0], state[1] if program.ntk else None
+
+    return torch.compile(fused, dynamic=False, fullgraph=True)
+
+
+def _state_shape(program: Program, nngp: np.ndarray) -> tuple[int, ...]:
+    return (2 if program.ntk else 1, *nngp.shape)
+
+
+def _start(program: Program, nngp: np.ndarray) -> np.ndarray:
+    """The state array (h, P, *pixels): K, and Θ = 0 before the first weight layer."""
+    return np.stack([nngp, np.zeros_like(nngp)]) if program.ntk else nngp[None]
 
 
 Op = Callable[[np.ndarray], np.ndarray]
 
 
 class _Buffers:
-    """Two state buffers per shape (a step reads one and writes the other) and scratch."""
+    """Arrays to compute in, made once per shape and reused across layers; in functional
+    mode none (None everywhere: each operation allocates, as torch.compile wants)."""
 
-    def __init__(self) -> None:
+    def __init__(self, functional: bool) -> None:
+        self.functional = functional
         self._made: dict[tuple, np.ndarray] = {}
 
-    def __call__(self, name: str, *shape: int) -> np.ndarray:
+    def __call__(self, name: str, *shape: int) -> np.ndarray | None:
         key = (name, *shape)
+        if self.functional:
+            return None
         if key not in self._made:
             self._made[key] = np.empty(shape)
         return self._made[key]
+
+    def rows(self, array: np.ndarray | None, count: int) -> list:
+        """The first ``count`` rows of a buffer (None each in functional mode)."""
+        return [None] * count if array is None else [array[i] for i in range(count)]
+
+    def alternate(self, shape: tuple) -> Callable[[np.ndarray], np.ndarray | None]:
+        """x ↦ the state buffer x is not (a step reads one and writes the other)."""
+        first, second = self("state 1", *shape), self("state 2", *shape)
+        return lambda x: second if x is first else first
+
+    def stacked(self, out: np.ndarray | None, rows: list[np.ndarray]) -> np.ndarray:
+        """The state from its rows: already in ``out``, or stacked in functional mode."""
+        return out if out is not None else np.stack(rows)
 
 
 def _bind(program: Program, steps: tuple, shape: tuple, spatial: tuple, buffers: _Buffers):
@@ -238,111 +282,107 @@ def _repeat(body: list[Op], times: int) -> Op:
     return repeat
 
 
-def _alternate(buffers: _Buffers, shape: tuple) -> Callable[[np.ndarray], np.ndarray]:
-    first, second = buffers("state 1", *shape), buffers("state 2", *shape)
-    return lambda x: second if x is first else first
-
-
 def _bind_linear(
     program: Program, step: Linear, shape, spatial, buffers: _Buffers, carried: float
 ) -> Op:
     """xiao_bahri eq. 6 (dense) and eq. 31 (conv, with xiao2018 eq. 2.3 for the NNGP); the
     input arrives divided by ``carried``."""
-    other = _alternate(buffers, shape)
+    other = buffers.alternate(shape)
     mix = _mixer(step.shifts, spatial, program.mode, step.sigma_w2 * carried, shape, buffers)
     sb2 = step.sigma_b2
-    if not program.ntk:
+    standard = program.parameterization == "standard"
+    if standard:
+        ones = tuple((offsets, 1.0) for offsets, _ in step.shifts)
+        plain_shape = (1, *shape[1:])
+        plain_mix = _mixer(ones, spatial, program.mode, step.fan_in * carried, plain_shape,
+                           buffers)  # fmt: skip
+        plain_out = buffers("plain", *plain_shape)
 
-        def linear(x: np.ndarray) -> np.ndarray:
-            out = mix(x, other(x))
-            np.add(out[0], sb2, out=out[0])
-            return out
-
-        return linear
-    if program.parameterization == "ntk":
-
-        def linear_ntk(x: np.ndarray) -> np.ndarray:
-            out = mix(x, other(x))
-            np.add(out[0], sb2, out=out[0])
-            np.add(out[1], out[0], out=out[1])
-            return out
-
-        return linear_ntk
-    ones = tuple((offsets, 1.0) for offsets, _ in step.shifts)
-    plain_mix = _mixer(ones, spatial, program.mode, step.fan_in * carried, (1, *shape[1:]),
-                       buffers)  # fmt: skip
-    plain = buffers("plain", 1, *shape[1:])
-
-    def linear_standard(x: np.ndarray) -> np.ndarray:
+    def linear(x: np.ndarray) -> np.ndarray:
         out = mix(x, other(x))
-        np.add(out[0], sb2, out=out[0])
-        plain_mix(x[:1], plain)
-        np.add(out[1], plain[0], out=out[1])
-        np.add(out[1], 1.0, out=out[1])
-        return out
+        rows = buffers.rows(out, len(x))
+        k = np.add(out[0], sb2, out=rows[0])
+        if not program.ntk:
+            return buffers.stacked(out, [k])
+        theta = out[1]
+        if standard:
+            theta = np.add(theta, plain_mix(x[:1], plain_out)[0], out=rows[1])
+            theta = np.add(theta, 1.0, out=rows[1])
+        else:
+            theta = np.add(theta, k, out=rows[1])
+        return buffers.stacked(out, [k, theta])
 
-    return linear_standard
+    return linear
 
 
 def _mixer(shifts, spatial, mode: str, scale: float, shape, buffers: _Buffers):
-    """(x, out) ↦ out = scale · Σ_β v_β X(α + β, α' + β) (full) or X(α + β) (diagonal) on the
-    periodic grid: a small matrix product for up to 64 same-pixel entries, otherwise one
-    gather per tap."""
+    """(x, out) ↦ scale · Σ_β v_β X(α + β, α' + β) (full) or X(α + β) (diagonal) on the
+    periodic grid. Eager: written into ``out`` and returned as ``out`` itself (buffer
+    identity matters to ``_Buffers.alternate``), by a small matrix product for up to 64
+    same-pixel entries, else one gather per tap. Functional (torch.compile): a sum of
+    np.roll, which the compiler fuses with the activation that follows."""
     if not shifts:
         return lambda x, out: np.multiply(x, scale, out=out)
-    taps = _pixel_permutations(shifts, spatial, mode)
-    rows = shape[0] * shape[1]
-    size = int(np.prod(shape[2:]))
+    live = tuple((offsets, weight * scale) for offsets, weight in shifts if weight != 0)
+    if buffers.functional:
+        d = len(spatial)
+        axes = tuple(range(2, 2 + d)) + (tuple(range(2 + d, 2 + 2 * d)) if mode == "full" else ())
+        rolls = [(offsets * (2 if mode == "full" else 1), weight) for offsets, weight in live]
+
+        def rolled(x: np.ndarray, out: None) -> np.ndarray:
+            total = 0.0 * x
+            for offsets, weight in rolls:
+                total = total + weight * np.roll(x, offsets, axes)
+            return total
+
+        return rolled
+    rows, size = shape[0] * shape[1], int(np.prod(shape[2:]))
     if mode == "diagonal" and size <= 64:
-        matrix = _circulant(shifts, spatial, scale)
+        matrix = _circulant(live, spatial)
 
         def circulant(x: np.ndarray, out: np.ndarray) -> np.ndarray:
             np.matmul(x.reshape(rows, size), matrix, out=out.reshape(rows, size))
             return out
 
         return circulant
+    taps = _pixel_permutations(live, spatial, mode)
     term = buffers("term", rows, size)
-    if not taps:
-        return lambda x, out: np.multiply(x, 0.0, out=out)
 
     def gather(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        flat_in, flat_out = x.reshape(rows, size), out.reshape(rows, size)
-        for i, (index, weight) in enumerate(taps):
-            target = flat_out if i == 0 else term
-            np.take(flat_in, index, axis=1, out=target)
-            np.multiply(target, weight * scale, out=target)
-            if i:
-                np.add(flat_out, term, out=flat_out)
+        flat_in, total = x.reshape(rows, size), out.reshape(rows, size)
+        total.fill(0.0)
+        for index, weight in taps:
+            np.take(flat_in, index, axis=1, out=term)
+            np.multiply(term, weight, out=term)
+            np.add(total, term, out=total)
         return out
 
     return gather
 
 
 @lru_cache(maxsize=256)
-def _circulant(shifts: tuple, spatial: tuple[int, ...], scale: float) -> np.ndarray:
-    """The same-pixel mixing as a matrix acting on the right of (rows, pixels)."""
+def _circulant(taps: tuple, spatial: tuple[int, ...]) -> np.ndarray:
+    """Same-pixel mixing Σ_β w_β X(α + β) as a matrix acting on the right of (rows, pixels)."""
     size = int(np.prod(spatial))
     matrix = np.zeros((size, size))
-    for index, weight in _pixel_permutations(shifts, spatial, "diagonal"):
-        matrix[index, np.arange(size)] += scale * weight
+    for index, weight in _pixel_permutations(taps, spatial, "diagonal"):
+        matrix[index, np.arange(size)] += weight
     return matrix
 
 
 @lru_cache(maxsize=256)
-def _pixel_permutations(shifts: tuple, spatial: tuple[int, ...], mode: str) -> tuple:
-    """For each tap with v_β ≠ 0: the flat pixel (pair) index np.roll by the tap's offsets
-    reads from, and v_β."""
+def _pixel_permutations(taps: tuple, spatial: tuple[int, ...], mode: str) -> tuple:
+    """For each tap (offsets, w): the flat pixel (pair) index that np.roll by the offsets
+    reads from, and w."""
     grids = np.indices(spatial).reshape(len(spatial), -1)
-    taps = []
-    for offsets, weight in shifts:
-        if weight == 0:
-            continue
+    out = []
+    for offsets, weight in taps:
         moved = [(g - o) % n for g, o, n in zip(grids, offsets, spatial)]
         index = np.ravel_multi_index(moved, spatial)
         if mode == "full":
             index = (index[:, None] * index.size + index[None, :]).ravel()
-        taps.append((index, weight))
-    return tuple(taps)
+        out.append((index, weight))
+    return tuple(out)
 
 
 def _bind_activate(
@@ -350,23 +390,22 @@ def _bind_activate(
 ) -> Op:
     """T(K) and Ṫ(K) ⊙ Θ of the field in x (xiao_bahri eq. 6); divided by the dual's scale
     unless ``scaled``."""
-    other = _alternate(buffers, shape)
-    scratch = buffers("dual", 3, *shape[1:])
+    other = buffers.alternate(shape)
+    scratch = buffers.rows(buffers("dual", 3, *shape[1:]), 3)
     products = _variance_products(program.m, spatial, program.mode, shape[1:], buffers)
-    dual = step.dual
-    prepare, pair, scale = dual.prepare, dual.pair, dual.scale
+    prepare, pair, scale = step.dual.prepare, step.dual.pair, step.dual.scale
 
     def activate(x: np.ndarray) -> np.ndarray:
         out = other(x)
+        rows = buffers.rows(out, len(x))
         gg = products(x[0], prepare)
         if program.ntk:
-            pair(gg, x[0], (out[0], out[1], scratch[0], scratch[1]))
-            np.multiply(out[1], x[1], out=out[1])
+            t, t_dot = pair(gg, x[0], (rows[0], rows[1], scratch[0], scratch[1]))
+            state = [t, np.multiply(t_dot, x[1], out=rows[1])]
         else:
-            pair(gg, x[0], (out[0], scratch[2], scratch[0], scratch[1]))
-        if scaled:
-            np.multiply(out, scale, out=out)
-        return out
+            state = [pair(gg, x[0], (rows[0], scratch[2], scratch[0], scratch[1]))[0]]
+        state = buffers.stacked(out, state)
+        return np.multiply(state, scale, out=out) if scaled else state
 
     return activate
 
@@ -376,25 +415,25 @@ def _variance_products(m: int, spatial, mode: str, shape, buffers: _Buffers):
     rows, cols, diag = pair_indices(m)
     if not spatial or mode == "diagonal":
         flat_pairs = rows * m + cols
-        outer = buffers("outer", m, m, *shape[1:])
-        products = buffers("products", *shape)
+        outer_out = buffers("outer", m, m, *shape[1:])
+        products_out = buffers("products", *shape)
 
         def same_pixel(k: np.ndarray, g: Callable) -> np.ndarray:
             own = g(k[diag])
-            np.multiply(own[:, None], own[None, :], out=outer)
-            np.take(outer.reshape(m * m, *shape[1:]), flat_pairs, axis=0, out=products)
-            return products
+            outer = np.multiply(own[:, None], own[None, :], out=outer_out)
+            return np.take(outer.reshape(m * m, *shape[1:]), flat_pairs, axis=0,
+                           out=products_out)  # fmt: skip
 
         return same_pixel
     n, d = int(np.prod(spatial)), len(spatial)
     pixel = np.arange(n)
-    products = buffers("products", *shape)
+    products_out = buffers("products", *shape)
 
     def pixel_pairs(k: np.ndarray, g: Callable) -> np.ndarray:
         own = g(k[diag].reshape(m, n, n)[:, pixel, pixel])
         first = own[rows].reshape(-1, *spatial, *(1,) * d)
         second = own[cols].reshape(-1, *(1,) * d, *spatial)
-        return np.multiply(first, second, out=products)
+        return np.multiply(first, second, out=products_out)
 
     return pixel_pairs
 
