@@ -209,6 +209,7 @@ def test_zero_input_falls_back_to_the_general_engine(monkeypatch):
         [{"act": "relu"}, {"dense": {"width": 4}}],  # activation of the raw input
         [{"dense": {"width": 4}}, {"act": "relu"}, {"act": "relu"}],  # composed activations
         [{"dense": {"width": 4}}, {"bn": {}}, {"act": "relu"}],
+        [{"dense": {"width": 4}}, {"repeat": {"times": 2, "body": [{"act": "relu"}]}}],
         [
             {"dense": {"width": 4}},
             {"residual": {"body": [{"dense": {"width": 4}}, {"act": "relu"}]}},

@@ -19,9 +19,11 @@ from functools import lru_cache
 from itertools import product
 from typing import Any
 
+import networkx as nx
 import numpy as np
 
 from workbench.gaussian.closed_forms import joint_dual
+from workbench.graph import spec_graph
 from workbench.spec.model import Act, Conv, Dense, Flatten, Node, Pool, Repeat, Spec
 
 
@@ -61,50 +63,49 @@ class Program:
     ntk: bool
 
 
-@dataclass
-class _Cursor:
-    """What the lowering knows about the features after each node."""
-
-    spatial: tuple[int, ...]
-    channels: int
-    last: str  # input | linear | act | readout
-
-
 @lru_cache(maxsize=64)
 def lower(spec: Spec, m: int, mode: str, parameterization: str, ntk: bool) -> Program | None:
-    """The spec's recursion as a program, or None when the spec is not a chain spec."""
+    """The recursion of the spec's compiled graph as a program, or None when the spec is not
+    a chain spec. Fan-ins and spatial shapes come from the graph's shape inference."""
     spatial = tuple(spec.input_shape[1:])
     if mode == "full" and len(spatial) > 2 or mode == "flat" and spatial:
         return None
-    cursor = _Cursor(spatial, spec.input_shape[0], "input")
-    steps = _lower_nodes(spec.layers, cursor, mode, parameterization)
-    if steps is None or cursor.last == "input":
+    steps, last = _lower_graph(spec_graph(spec), "input", mode)
+    if steps is None or last == "input":
         return None
     return Program(tuple(steps), m, mode, spatial, parameterization, ntk)
 
 
-def _lower_nodes(nodes: tuple[Node, ...], cur: _Cursor, mode: str, param: str) -> list | None:
+def _lower_graph(graph: nx.DiGraph, last: str, mode: str) -> tuple[list | None, str]:
+    """Steps for the graph's nodes in order; ``last`` is the kind of step before them (an
+    activation needs a weight layer right before it, so that its input is a centred field)."""
     steps: list = []
-    for node in nodes:
-        step = _lower_node(node, cur, mode, param)
+    for name in nx.topological_sort(graph):
+        attrs = graph.nodes[name]
+        node, shape = attrs["node"], attrs["in_shape"]
+        if isinstance(node, Repeat):
+            first, last = _lower_graph(attrs["body"], last, mode)
+            if first is None:
+                return None, last
+            if node.times > 1:  # the body must also follow itself (shapes repeat exactly)
+                again, last = _lower_graph(attrs["body"], last, mode)
+                if again is None:
+                    return None, last
+            steps.append(Loop(node.times, tuple(first)))
+            continue
+        step = _lower_node(node, shape, last, mode)
         if step is None:
-            return None
-        steps.extend(step)
-    return steps
+            return None, last
+        steps.append(step)
+        last = {Linear: "linear", Activate: "act", Readout: "readout"}[type(step)]
+    return steps, last
 
 
-def _lower_node(node: Node, cur: _Cursor, mode: str, param: str) -> list | None:
-    if isinstance(node, Repeat):
-        return _lower_repeat(node, cur, mode, param)
-    if isinstance(node, Dense):
-        if cur.spatial:
-            return None
-        step = Linear(node.sigma_w2, node.sigma_b2, cur.channels)
-        cur.channels, cur.last = node.width, "linear"
-        return [step]
-    if isinstance(node, Conv):
-        if not cur.spatial or len(node.kernel) != len(cur.spatial):
-            return None
+def _lower_node(node: Node, shape: tuple[int, ...], last: str, mode: str):
+    """One step for a node with input shape ``shape`` (channels first), or None."""
+    if isinstance(node, Dense) and len(shape) == 1:
+        return Linear(node.sigma_w2, node.sigma_b2, shape[0])
+    if isinstance(node, Conv) and len(node.kernel) == len(shape) - 1:
         taps = int(np.prod(node.kernel))
         v = [1 / taps] * taps if node.variance is None else [float(w) for w in node.variance]
         offsets = product(*(range(k) for k in node.kernel))
@@ -112,39 +113,15 @@ def _lower_node(node: Node, cur: _Cursor, mode: str, param: str) -> list | None:
             (tuple(-(t - (k - 1) // 2) for t, k in zip(tap, node.kernel)), w)
             for tap, w in zip(offsets, v)
         )
-        step = Linear(node.sigma_w2, node.sigma_b2, cur.channels, shifts)
-        cur.channels, cur.last = node.channels, "linear"
-        return [step]
+        return Linear(node.sigma_w2, node.sigma_b2, shape[0], shifts)
     if isinstance(node, Act):
         dual = joint_dual(node.activation.expr)
-        if cur.last != "linear" or dual is None:
-            return None
-        cur.last = "act"
-        return [Activate(dual)]
-    if isinstance(node, Pool | Flatten):
-        if not cur.spatial or isinstance(node, Pool) and mode != "full":
-            return None
-        if isinstance(node, Flatten):
-            cur.channels *= int(np.prod(cur.spatial))
-        cur.spatial, cur.last = (), "readout"
-        return [Readout(isinstance(node, Pool))]
-    return None  # residual, batch norm: the general engine
-
-
-def _lower_repeat(node: Repeat, cur: _Cursor, mode: str, param: str) -> list | None:
-    """A loop over the body; the first pass is peeled off when it differs from the rest
-    (e.g. a different fan-in), and the second and third passes must agree."""
-    passes = []
-    for _ in range(min(node.times, 3)):
-        body = _lower_nodes(node.body, cur, mode, param)
-        if body is None:
-            return None
-        passes.append(tuple(body))
-    if node.times <= 2 or passes[1] != passes[2]:
-        return [step for body in passes for step in body] if node.times <= 3 else None
-    if passes[0] == passes[1]:
-        return [Loop(node.times, passes[0])]
-    return [*passes[0], Loop(node.times - 1, passes[1])]
+        return Activate(dual) if last == "linear" and dual is not None else None
+    if isinstance(node, Pool) and len(shape) > 1 and mode == "full":
+        return Readout(pool=True)
+    if isinstance(node, Flatten) and len(shape) > 1:
+        return Readout(pool=False)
+    return None  # residual, batch norm, dense after spatial layers: the general engine
 
 
 # --- running a program -----------------------------------------------------------------------

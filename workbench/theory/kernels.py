@@ -1,4 +1,6 @@
-"""NNGP kernel Σ/K and NTK Θ of m inputs through every node kind of a spec.
+"""NNGP kernel Σ/K and NTK Θ of m inputs through every node kind of a spec, walking its
+compiled graph (``workbench.graph``); chain specs in float64 run as one fused program instead
+(``kernel_program``, lowered from the same graph).
 
 The state after a node holds the second moments E[y_a y_b] of its output over the m inputs
 (``nngp``), the NTK (``ntk``), the per-input mean of the output (``mean``: the same for every
@@ -25,12 +27,14 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 from typing import Any
 
+import networkx as nx
 import numpy as np
 import sympy as sp
 
 from workbench.activations import Activation, X
 from workbench.errors import TheoryError, UnsupportedError
 from workbench.gaussian import expect, expect1, expect_normalized_outer
+from workbench.graph import spec_graph
 from workbench.precision import F64, Context
 from workbench.spec.model import (
     Act,
@@ -96,20 +100,21 @@ def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool, ctx: Context = 
     return KernelState(nngp, ntk, mean, mode, tuple(spatial), channels, ctx=ctx)
 
 
-def propagate(
-    nodes: tuple[Node, ...], state: KernelState, parameterization: str = "ntk"
-) -> KernelState:
-    """Run the state through ``nodes`` (repeat blocks iterate their body, never unrolled)."""
-    for node in nodes:
+def propagate(graph: nx.DiGraph, state: KernelState, parameterization: str = "ntk") -> KernelState:
+    """Run the state through the nodes of a compiled spec graph (``graph.spec_graph`` or a
+    body graph) in order; repeat nodes iterate their body graph, never unrolled."""
+    for name in nx.topological_sort(graph):
+        attrs = graph.nodes[name]
+        node = attrs["node"]
         if isinstance(node, Repeat):
             for _ in range(node.times):
-                state = propagate(node.body, state, parameterization)
+                state = propagate(attrs["body"], state, parameterization)
         elif isinstance(node, Act):
             state = _activation(node, state)
         elif isinstance(node, Dense | Conv):
             state = _linear(node, _realized(state), parameterization)
         elif isinstance(node, Residual):
-            state = _residual(node, state, parameterization)
+            state = _residual(node, attrs["body"], state, parameterization)
         elif isinstance(node, Pool | Flatten):
             state = _readout(node, _realized(state))
         elif isinstance(node, BatchNorm):
@@ -348,7 +353,9 @@ def _outer_mean(a: np.ndarray, b: np.ndarray, mode: str, spatial) -> np.ndarray:
     return np.einsum("ap,bp->abp", a.reshape(m, -1), b.reshape(m, -1)).reshape(m, m, *spatial)
 
 
-def _residual(node: Residual, state: KernelState, parameterization: str) -> KernelState:
+def _residual(
+    node: Residual, body: nx.DiGraph, state: KernelState, parameterization: str
+) -> KernelState:
     """y = x + s·b(x): K_y = K_x + s (m_x m_bᵀ + m_b m_xᵀ) + s² K_b, because the body's last
     weights make b_i independent of x_i in the wide limit, so E[x_i b_i] = m_x m_b. The NTK:
     gradients through the skip and the body, Θ_y = Θ_x + s² Θ_b with Θ_b propagated from Θ_x
@@ -362,7 +369,7 @@ def _residual(node: Residual, state: KernelState, parameterization: str) -> Kern
         )
     s = node.scale
     stream = _realized(state)
-    body = _realized(propagate(node.body, stream, parameterization))
+    body = _realized(propagate(body, stream, parameterization))
     if body.nngp.shape != stream.nngp.shape:
         raise UnsupportedError(f"{node.path}: the residual body changes the kernel's shape")
     cross = _outer_mean(stream.mean, body.mean, stream.mode, stream.spatial)
@@ -483,7 +490,7 @@ def network_kernels(
             notes.append("not compiled: only chain specs run as a fused program")
     state = initial_state(inputs, mode, ntk, ctx)
     state.notes.extend(notes)
-    state = _realized(propagate(spec.layers, state, parameterization))
+    state = _realized(propagate(spec_graph(spec), state, parameterization))
     _check_psd({"nngp": state.nngp, "ntk": state.ntk}, state.m, state.mode, state.spatial)
     return NetworkKernels(state.nngp, state.ntk, parameterization, mode, state.notes)
 

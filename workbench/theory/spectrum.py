@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import TheoryError, UnsupportedError
+from workbench.graph import spec_graph
 from workbench.precision import F64
 from workbench.spec.model import Conv, Dense, Flatten, Pool, Repeat, Spec
 from workbench.theory.fc_fixed_points import analyze_cycle
@@ -182,6 +183,7 @@ def ntk_spectrum(spec: Spec, m: int, c0: float, depths: list[int]) -> NTKSpectru
     if m < 2 or not -1 / (m - 1) < c0 < 1:
         raise TheoryError("need m >= 2 inputs and -1/(m-1) < c0 < 1")
     block = blocks[0]
+    body = spec_graph(spec).nodes[block.path]["body"]
     analysis = block_analysis(block)
     if analysis.q_star is None:
         raise TheoryError(f"{block.path}: no finite fixed point q*, so no spectrum asymptotics")
@@ -196,7 +198,7 @@ def ntk_spectrum(spec: Spec, m: int, c0: float, depths: list[int]) -> NTKSpectru
         if depth < 1:
             raise TheoryError("depths must be positive")
         for _ in range(depth - done):
-            state = propagate(block.body, state, "ntk")
+            state = propagate(body, state, "ntk")
         done = depth
         final = _realized(state)
         if readout is not None:
