@@ -262,3 +262,13 @@ def test_compiled_program_from_the_cli(tmp_path, capsys):
     for name in ("nngp", "ntk"):
         ref = getattr(eager, name)
         assert np.abs(saved[name] - ref).max() <= 1e-13 * np.abs(ref).max()
+
+
+def test_compiled_request_on_the_general_engine_says_so():
+    s = spec([{"dense": {"width": 4}}, {"act": "tanh"}, {"dense": {"width": 4}}], [3])
+    x = np.random.default_rng(9).standard_normal((3, 3))
+    notes = network_kernels(s, x, compiled=True).notes
+    assert any("not compiled: only chain specs" in n for n in notes)
+    relu = spec([{"dense": {"width": 4}}, {"act": "relu"}, {"dense": {"width": 4}}], [3])
+    notes = network_kernels(relu, x, compiled=True, digits=20).notes
+    assert any("not compiled: high-precision" in n for n in notes)

@@ -223,7 +223,8 @@ def bench_kernels(
 ) -> list[dict]:
     """NNGP+NTK of FC (depth 100, 256 inputs, erf and relu) and 1D CNN-P/CNN-F (n = 16, 16
     inputs, depth 20), beside neural-tangents' jitted analytic kernels (float64, compile
-    excluded) when an interpreter with neural-tangents is given or importable. The networks
+    excluded) when an interpreter with neural-tangents is given or importable; both sides
+    timed per call as the median of ``repeats`` rounds of back-to-back calls. The networks
     named in ``compiled`` are also timed with ``compiled=True`` (after one compiling call)."""
     import importlib.util
     import subprocess
@@ -292,9 +293,21 @@ def bench_kernels(
     return rows
 
 
+ROUND_SECONDS = 0.1  # a timing round repeats a sub-millisecond call until it lasts this long
+
+
 def _median_time(work: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    runs = [_timed(work) for _ in range(repeats)]
-    return sorted(r[0] for r in runs)[repeats // 2], runs[-1][1]
+    """Seconds per call: the median over ``repeats`` rounds of back-to-back calls (as many as
+    fill ROUND_SECONDS, at least one), the protocol ``nt_reference`` uses too."""
+    seconds, result = _timed(work)
+    calls = max(1, int(ROUND_SECONDS / max(seconds, 1e-9)))
+    rounds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            result = work()
+        rounds.append((time.perf_counter() - start) / calls)
+    return sorted(rounds)[repeats // 2], result
 
 
 SUITES = {

@@ -106,14 +106,7 @@ def _lower_node(node: Node, shape: tuple[int, ...], last: str, mode: str):
     if isinstance(node, Dense) and len(shape) == 1:
         return Linear(node.sigma_w2, node.sigma_b2, shape[0])
     if isinstance(node, Conv) and len(node.kernel) == len(shape) - 1:
-        taps = int(np.prod(node.kernel))
-        v = [1 / taps] * taps if node.variance is None else [float(w) for w in node.variance]
-        offsets = product(*(range(k) for k in node.kernel))
-        shifts = tuple(
-            (tuple(-(t - (k - 1) // 2) for t, k in zip(tap, node.kernel)), w)
-            for tap, w in zip(offsets, v)
-        )
-        return Linear(node.sigma_w2, node.sigma_b2, shape[0], shifts)
+        return Linear(node.sigma_w2, node.sigma_b2, shape[0], conv_taps(node))
     if isinstance(node, Act):
         dual = joint_dual(node.activation.expr)
         return Activate(dual) if last == "linear" and dual is not None else None
@@ -122,6 +115,18 @@ def _lower_node(node: Node, shape: tuple[int, ...], last: str, mode: str):
     if isinstance(node, Flatten) and len(shape) > 1:
         return Readout(pool=False)
     return None  # residual, batch norm, dense after spatial layers: the general engine
+
+
+def conv_taps(node: Conv) -> tuple[tuple[tuple[int, ...], float], ...]:
+    """Per kernel tap β: the np.roll offsets that bring X(α + β − c) to α (c the kernel's
+    centre) and v_β (uniform 1/taps unless the spec gives a variance vector)."""
+    taps = int(np.prod(node.kernel))
+    v = [1 / taps] * taps if node.variance is None else [float(w) for w in node.variance]
+    offsets = product(*(range(k) for k in node.kernel))
+    return tuple(
+        (tuple(-(t - (k - 1) // 2) for t, k in zip(tap, node.kernel)), w)
+        for tap, w in zip(offsets, v)
+    )
 
 
 # --- running a program -----------------------------------------------------------------------
@@ -296,15 +301,15 @@ def _mixer(shifts, spatial, mode: str, scale: float, shape, buffers: _Buffers):
     """(x, out) ↦ scale · Σ_β v_β X(α + β, α' + β) (full) or X(α + β) (diagonal) on the
     periodic grid. Eager: written into ``out`` and returned as ``out`` itself (buffer
     identity matters to ``_Buffers.alternate``), by a small matrix product for up to 64
-    same-pixel entries, else one gather per tap. Functional (torch.compile): a sum of
-    np.roll, which the compiler fuses with the activation that follows."""
+    same-pixel entries, else by rolls written as block copies (the centre tap needs none).
+    Functional (torch.compile): a sum of np.roll, which the compiler fuses with the
+    activation that follows."""
     if not shifts:
         return lambda x, out: np.multiply(x, scale, out=out)
     live = tuple((offsets, weight * scale) for offsets, weight in shifts if weight != 0)
     if buffers.functional:
-        d = len(spatial)
-        axes = tuple(range(2, 2 + d)) + (tuple(range(2 + d, 2 + 2 * d)) if mode == "full" else ())
-        rolls = [(offsets * (2 if mode == "full" else 1), weight) for offsets, weight in live]
+        axes = _pixel_axes(spatial, mode, first=2)
+        rolls = [(_roll_offsets(offsets, mode), weight) for offsets, weight in live]
 
         def rolled(x: np.ndarray, out: None) -> np.ndarray:
             total = 0.0 * x
@@ -322,19 +327,66 @@ def _mixer(shifts, spatial, mode: str, scale: float, shape, buffers: _Buffers):
             return out
 
         return circulant
-    taps = _pixel_permutations(live, spatial, mode)
-    term = buffers("term", rows, size)
+    axes = _pixel_axes(spatial, mode, first=1)
+    moves = [(_roll_blocks(shape[1:], _roll_offsets(o, mode), axes), w) for o, w in live]
+    term = buffers("term", *shape[1:])
+    common = live[0][1] if len({weight for _, weight in live}) == 1 else None
 
-    def gather(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-        flat_in, total = x.reshape(rows, size), out.reshape(rows, size)
-        total.fill(0.0)
-        for index, weight in taps:
-            np.take(flat_in, index, axis=1, out=term)
-            np.multiply(term, weight, out=term)
-            np.add(total, term, out=total)
+    def rolled_blocks(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+        for h in range(len(x)):
+            total, started = out[h], False
+            for blocks, weight in moves:
+                if blocks is None:  # the centre tap: x itself
+                    source = x[h]
+                else:
+                    for target, origin in blocks:
+                        term[target] = x[h][origin]
+                    source = term
+                scale_by = 1.0 if common is not None else weight
+                if not started:
+                    np.multiply(source, scale_by, out=total)
+                    started = True
+                elif scale_by == 1.0:
+                    np.add(total, source, out=total)
+                else:
+                    np.multiply(source, scale_by, out=term)
+                    np.add(total, term, out=total)
+            if common is not None:  # equal weights (the default uniform v): scale once
+                np.multiply(total, common, out=total)
         return out
 
-    return gather
+    return rolled_blocks
+
+
+def _pixel_axes(spatial: tuple[int, ...], mode: str, first: int) -> tuple[int, ...]:
+    """The pixel axes of an array whose pixels start at axis ``first``."""
+    d = len(spatial)
+    count = 2 * d if mode == "full" else d
+    return tuple(range(first, first + count))
+
+
+def _roll_offsets(offsets: tuple[int, ...], mode: str) -> tuple[int, ...]:
+    """A tap moves both pixels of a pixel pair in full mode."""
+    return offsets * (2 if mode == "full" else 1)
+
+
+def _roll_blocks(shape: tuple[int, ...], offsets: tuple[int, ...], axes: tuple[int, ...]):
+    """np.roll(x, offsets, axes) as (target, origin) index pairs of block copies (None for
+    no move), so that a roll can be written into an existing array."""
+    if not any(o % shape[a] for o, a in zip(offsets, axes)):
+        return None
+    choices = []
+    for o, a in zip(offsets, axes):
+        n, o = shape[a], o % shape[a]
+        choices.append([(slice(o, n), slice(0, n - o)), (slice(0, o), slice(n - o, n))] if o
+                       else [(slice(None), slice(None))])  # fmt: skip
+    blocks = []
+    for combo in product(*choices):
+        target, origin = [slice(None)] * len(shape), [slice(None)] * len(shape)
+        for (to, fro), a in zip(combo, axes):
+            target[a], origin[a] = to, fro
+        blocks.append((tuple(target), tuple(origin)))
+    return blocks
 
 
 @lru_cache(maxsize=256)

@@ -24,7 +24,6 @@ Rules (σ's of the node; v the conv's variance vector; T, Ṫ the dual kernels o
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from itertools import product
 from typing import Any
 
 import networkx as nx
@@ -48,7 +47,15 @@ from workbench.spec.model import (
     Residual,
     Spec,
 )
-from workbench.theory.kernel_program import Program, compiled_run, lower, pack, run, unpack
+from workbench.theory.kernel_program import (
+    Program,
+    compiled_run,
+    conv_taps,
+    lower,
+    pack,
+    run,
+    unpack,
+)
 
 OVERFLOW_GUARD = 1e150  # beyond this, products of two kernel entries overflow float64
 PARAMETERIZATIONS = ("ntk", "standard")
@@ -266,20 +273,15 @@ def _own_variances(kernel: np.ndarray, mode: str, spatial: tuple[int, ...]) -> n
 # --- linear layers -----------------------------------------------------------------------
 
 
-def _shift_sum(kernel: np.ndarray, node: Conv, mode: str, weights: np.ndarray) -> np.ndarray:
-    """Σ_β w_β X(α + β − c, α' + β − c) (full) or X(α + β − c) (diagonal), periodic."""
-    d = len(node.kernel)
+def _shift_sum(kernel: np.ndarray, taps, mode: str, spatial: tuple[int, ...]) -> np.ndarray:
+    """Σ_β w_β X(α + β − c, α' + β − c) (full) or X(α + β − c) (diagonal), periodic, for
+    taps (offsets, w_β) from ``conv_taps``."""
+    d = len(spatial)
+    axes = list(range(2, 2 + d)) + (list(range(2 + d, 2 + 2 * d)) if mode == "full" else [])
     out = np.zeros_like(kernel)
-    for tap, w in zip(product(*(range(k) for k in node.kernel)), weights):
-        if w == 0:
-            continue
-        offsets = [-(t - (k - 1) // 2) for t, k in zip(tap, node.kernel)]
-        axes = list(range(2, 2 + d))
-        shifts = offsets
-        if mode == "full":
-            axes += list(range(2 + d, 2 + 2 * d))
-            shifts = offsets + offsets
-        out += w * np.roll(kernel, shifts, axis=axes)
+    for offsets, w in taps:
+        if w != 0:
+            out += w * np.roll(kernel, list(offsets) * (2 if mode == "full" else 1), axis=axes)
     return out
 
 
@@ -294,12 +296,15 @@ def _linear(node: Dense | Conv, state: KernelState, parameterization: str) -> Ke
     else:
         if state.mode == "flat":
             raise UnsupportedError(f"{node.path}: conv needs a spatial input")
-        taps = int(np.prod(node.kernel))
-        v = np.full(taps, 1 / taps) if node.variance is None else np.asarray(node.variance)
-        mixed = _shift_sum(state.nngp, node, state.mode, v)
-        plain = _shift_sum(state.nngp, node, state.mode, np.ones(taps))
+        taps = conv_taps(node)
+        mixed = _shift_sum(state.nngp, taps, state.mode, state.spatial)
         fan_in, channels = state.channels, node.channels
-        theta_mixed = None if state.ntk is None else _shift_sum(state.ntk, node, state.mode, v)
+        theta_mixed = None
+        if state.ntk is not None:
+            theta_mixed = _shift_sum(state.ntk, taps, state.mode, state.spatial)
+            if parameterization == "standard":
+                ones = tuple((offsets, 1.0) for offsets, _ in taps)
+                plain = _shift_sum(state.nngp, ones, state.mode, state.spatial)
     nngp = sw2 * mixed + sb2
     ntk = None
     if state.ntk is not None:
@@ -488,6 +493,8 @@ def network_kernels(
                 return result
         elif compiled:
             notes.append("not compiled: only chain specs run as a fused program")
+    elif compiled:
+        notes.append("not compiled: high-precision kernels run on the general engine")
     state = initial_state(inputs, mode, ntk, ctx)
     state.notes.extend(notes)
     state = _realized(propagate(spec_graph(spec), state, parameterization))
