@@ -13,6 +13,7 @@ independent check of this program in the tests.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -186,7 +187,10 @@ def compiled_run(program: Program, shape: tuple[int, ...]) -> Callable:
             state = op(state)
         return state[0], state[1] if program.ntk else None
 
-    return torch.compile(fused, dynamic=False, fullgraph=True)
+    # torch.compile caches per code object (8 variants at most): a fresh copy per program
+    own = types.FunctionType(fused.__code__.replace(), fused.__globals__, fused.__name__,
+                             fused.__defaults__, fused.__closure__)  # fmt: skip
+    return torch.compile(own, dynamic=False, fullgraph=True)
 
 
 def _state_shape(program: Program, nngp: np.ndarray) -> tuple[int, ...]:
