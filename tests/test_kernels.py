@@ -172,6 +172,33 @@ def _raw_layers(name):
     ]
 
 
+@pytest.mark.parametrize("gamma", [1.0, 1.7])
+def test_batch_norm_relu_recursion_matches_claims_6_1_and_6_3(gamma):
+    """mean_field_batchnorm Claims 6.1 (FC) and 6.3 (CNN): after bn(γ) → relu → dense,
+    q = σ_b² + σ_w² γ²/2 and q_xy = σ_b² + σ_w² γ²/(2π), the claims' averages over inputs
+    (a large batch of inputs of equal norm; the batch centring leaves correlations of
+    −1/(N−1) between distinct inputs, so O(1/N) is allowed in q_xy). For the CNN: the
+    same-pixel entries (eq. 104's q_αβ concerns pixel pairs that the inputs' own pixel
+    correlations also shape)."""
+    sw2, sb2, n = 1.3, 0.2, 200
+    body = [{"bn": {"gamma": gamma}}, {"act": "relu"}]
+    fc = spec([{"dense": {"width": 16}}, *body, {"dense": {"width": 16}}], [256], sw2, sb2)
+    conv = {"conv": {"channels": 8, "kernel": 3}}
+    cnn = spec([conv, *body, conv], [64, 4], sw2, sb2)
+    rng = np.random.default_rng(11)
+    for s, m in ((fc, n), (cnn, 50)):
+        x = rng.standard_normal((m, *s.input_shape))  # equal norms, as the claims assume
+        x *= np.sqrt(x[0].size / (x**2).sum(axis=tuple(range(1, x.ndim)), keepdims=True))
+        k = network_kernels(s, x, ntk=False).nngp
+        if k.ndim > 2:  # CNN: same-pixel entries of the last conv's output
+            k = np.diagonal(k, axis1=2, axis2=3)
+        distinct = ~np.eye(m, dtype=bool)
+        diag, off = k[~distinct], k[distinct]
+        q, q_xy = sb2 + sw2 * gamma**2 / 2, sb2 + sw2 * gamma**2 / (2 * np.pi)
+        assert np.isclose(diag.mean(), q, rtol=1e-9)  # exact: BN fixes the batch's mean square
+        assert np.isclose(off.mean(), q_xy, rtol=0.01)  # measured 0.2–0.5%
+
+
 def test_activation_after_batch_norm_is_the_papers_gaussian_approximation():
     """After a batch norm the activation sees the field as Gaussian with mean β and covariance
     K_bn − β² (mean_field_batchnorm eqs. 56–57): the rule equals sampling that Gaussian (200k
