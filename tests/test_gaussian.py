@@ -126,3 +126,60 @@ def test_vectorised_variances_match_mpmath(name):
         for q, value in zip(qs, batch):
             ref = expect(h, h, mpmath.mpf(q), mpmath.mpf(q), mpmath.mpf(q), Mp(30))
             assert value == pytest.approx(float(ref), rel=1e-13, abs=1e-300), (h.name, q)
+
+
+SHIFTED = ["relu(x + 0.3)", "2*relu(x - 0.5)", "step(x + 0.3)", "step(3*x - 1)", "relu(x)"]
+
+
+def _by_conditioning(f_text: str, g_text: str, q11: float, q12: float, q22: float) -> float:
+    """An independent route for E[f(u) g(v)] with f, g shifted relu/step: v | u is normal
+    (mean q12/q11 u, variance q22 − q12²/q11), E[g(v) | u] is elementary, the outer integral
+    over u is adaptive quadrature split at f's kink (one point when |c| = 1)."""
+    from scipy.integrate import quad
+    from scipy.stats import norm
+
+    f, g = act(f_text), act(g_text)
+    fam = match_family(g.expr)
+    amp, shift = float(fam.a), float(fam.shift)
+    var = max(q22 - q12 * q12 / q11, 0.0)
+    kink = -float(match_family(f.expr).shift)
+
+    def inner(u: float) -> float:
+        mu = q12 / q11 * u + shift
+        if var == 0:
+            return float(g.numpy(mu - shift))
+        sd = math.sqrt(var)
+        if fam.kind == "step":
+            return amp * norm.cdf(mu / sd)
+        return amp * (mu * norm.cdf(mu / sd) + sd * norm.pdf(mu / sd))
+
+    def outer(u: float) -> float:
+        return float(f.numpy(u)) * inner(u) * norm.pdf(u, scale=math.sqrt(q11))
+
+    span = 12 * math.sqrt(q11)
+    kinks = {kink} | ({-shift * q11 / q12} if var == 0 else set())  # g's kink when v = c·u
+    points = sorted(p for p in kinks if -span < p < span)
+    return quad(outer, -span, span, points=points or None, limit=400, epsabs=1e-13)[0]
+
+
+@pytest.mark.parametrize("f", SHIFTED)
+@pytest.mark.parametrize("g", SHIFTED[:3])
+@pytest.mark.parametrize(
+    "cov",
+    [(1.0, 0.3, 2.0), (0.5, -0.45, 0.7), (1.3, 1.3, 1.3), (0.7, -0.7, 0.7), (0.8, 0.8 * 1.5, 2.25)],
+)
+def test_shifted_relu_and_step_closed_forms(f, g, cov):
+    """a·relu(x + s) and a·H(x + s) (activations after a batch norm's β): the bivariate
+    normal truncated moments (Owen's T) against conditioning plus 1D quadrature, including
+    perfectly (anti)correlated pairs, and float64 against 30-digit mpmath."""
+    if f == g == "relu(x)":
+        pytest.skip("unshifted pair: the arc-cosine kernel, tested above")
+    q11, q12, q22 = cov
+    exact = closed_form(act(f).expr, act(g).expr, F64)
+    assert exact is not None
+    value = float(exact(q11, q12, q22))
+    assert value == pytest.approx(_by_conditioning(f, g, q11, q12, q22), rel=1e-9, abs=1e-12)
+    mp = Mp(30)
+    with mp.active():
+        high = closed_form(act(f).expr, act(g).expr, mp)(q11, q12, q22)
+    assert value == pytest.approx(float(high), rel=1e-13, abs=1e-15)

@@ -33,20 +33,23 @@ from workbench.activations import X
 
 @dataclass(frozen=True)
 class Family:
-    """A matched closed-form family: ``kind`` with amplitude ``a`` and inner scale ``b``."""
+    """A matched closed-form family: ``kind`` with amplitude ``a``, inner scale ``b`` and, for
+    relu and step, a ``shift`` s: a·relu(x + s), a·H(x + s) (the kink sits at x = −s)."""
 
     kind: str  # linear | relu | step | erf | gauss | const
     a: Any  # sympy number when matched; converted to the context's numbers when evaluated
     b: Any = 1
+    shift: Any = 0
 
 
 _A = sp.Wild("a", exclude=[X])
 _B = sp.Wild("b", exclude=[X])
+_C = sp.Wild("c", exclude=[X])
 
 _PATTERNS: tuple[tuple[str, sp.Expr], ...] = (
-    ("relu", _A * sp.Max(0, _B * X)),
-    ("step", _A * sp.Heaviside(_B * X)),
-    ("step", _A * sp.Heaviside(_B * X, sp.Rational(1, 2))),
+    ("relu", _A * sp.Max(0, _B * X + _C)),
+    ("step", _A * sp.Heaviside(_B * X + _C)),
+    ("step", _A * sp.Heaviside(_B * X + _C, sp.Rational(1, 2))),
     ("erf", _A * sp.erf(_B * X)),
     ("gauss", _A * sp.exp(-_B * X**2)),
     ("linear", _A * X),
@@ -62,13 +65,13 @@ def match_family(expr: sp.Expr) -> Family | None:
         m = expr.match(pattern)
         if not m or _A not in m:
             continue
-        a, b = m[_A], m.get(_B, sp.Integer(1))
-        if not (a.is_number and b.is_number and a.is_real and b.is_real):
+        a, b, c = m[_A], m.get(_B, sp.Integer(1)), m.get(_C, sp.Integer(0))
+        if not all(v.is_number and v.is_real for v in (a, b, c)):
             continue
         if kind == "relu" and b > 0:
-            return Family("relu", a * b)
+            return Family("relu", a * b, 1, c / b)
         if kind == "step" and b > 0:
-            return Family("step", a)
+            return Family("step", a, 1, c / b)
         if kind in ("erf", "gauss") and b > 0 or kind == "erf" and b != 0:
             return Family(kind, a, b)
         if kind == "linear":
@@ -94,6 +97,8 @@ def _pair_formula(f: Family, g: Family) -> Callable[..., Any] | None:
         return lambda q11, q12, q22, m: f.a * g.a * q12
     if kinds == ("const", "const"):
         return lambda q11, q12, q22, m: f.a * g.a + 0 * q12
+    if set(kinds) <= {"relu", "step"} and (f.shift != 0 or g.shift != 0):
+        return _shifted_pair(f, g)
     if kinds == ("relu", "relu"):
 
         def relu_relu(q11, q12, q22, m):
@@ -136,6 +141,121 @@ def _pair_formula(f: Family, g: Family) -> Callable[..., Any] | None:
     return None
 
 
+def _shifted_pair(f: Family, g: Family) -> Callable[..., Any]:
+    """E[f(u) g(v)] for f, g ∈ {a·relu(x + s), a·H(x + s)} with shifts (a batch norm's β):
+    truncated moments of the bivariate normal (Rosenbaum 1961). With σ's the standard
+    deviations, ρ the correlation, h = s_f/σ₁, k = s_g/σ₂, r = √(1 − ρ²), P = Φ₂(h, k; ρ)
+    (by Owen's T), A = φ(h) Φ((k − ρh)/r), B = φ(k) Φ((h − ρk)/r):
+    E[relu·relu] = σ₁σ₂ [(ρ + hk) P + kA + hB + r e^{−(h² − 2ρhk + k²)/(2r²)}/(2π)],
+    E[relu(u)·H(v)] = σ₁ (A + ρB + hP), E[H·H] = P; at |ρ| = 1 the one-dimensional limits."""
+    swap = f.kind == "step" and g.kind == "relu"
+    first, second = (g, f) if swap else (f, g)
+
+    def evaluate(q11, q12, q22, m):
+        if swap:
+            q11, q22 = q22, q11
+        s1, s2 = m.sqrt(q11), m.sqrt(q22)
+        rho = _clip(q12 / m.sqrt(q11 * q22), m)
+        h, k = first.shift / s1, second.shift / s2
+        value = _bivariate_moment(first.kind, second.kind, h, k, rho, m)
+        scale = (s1 if first.kind == "relu" else 1) * (s2 if second.kind == "relu" else 1)
+        return first.a * second.a * scale * value
+
+    return evaluate
+
+
+def _clip(c: Any, m: Any) -> Any:
+    return m.fmin(m.fmax(c, -1), 1) if m is np else max(min(c, 1), -1)
+
+
+# Below this √(1 − ρ²), i.e. 1 − |ρ| within ~1e-15 (a few roundings of ρ), the pair is taken
+# as perfectly (anti)correlated: near |ρ| = 1, P = Φ₂ changes by ~1/r per unit of ρ, so one
+# rounding of ρ moves it by ~1e-9 anyway, and exactly degenerate pairs (a kernel's diagonal)
+# then get the exact one-dimensional answer.
+DEGENERATE_R = 5e-8
+
+
+def _bivariate_moment(kind1: str, kind2: str, h: Any, k: Any, rho: Any, m: Any) -> Any:
+    """E[(x + h)^i (y + k)^j 1{x > −h, y > −k}] for standard (x, y) with correlation ρ,
+    i = 1 for relu (0 for step), j likewise."""
+    if m is np:
+        h, k, rho = np.broadcast_arrays(*(np.asarray(v, float) for v in (h, k, rho)))
+        r = np.sqrt(np.maximum(1.0 - rho * rho, 0.0))
+        with np.errstate(all="ignore"):
+            general = _moment_general(kind1, kind2, h, k, rho, r, np)
+            edge = _moment_degenerate(kind1, kind2, h, k, np.sign(rho), np)
+        return np.where(r < DEGENERATE_R, edge, general)
+    r = m.sqrt(max(1 - rho * rho, 0))
+    if r < DEGENERATE_R:
+        return _moment_degenerate(kind1, kind2, h, k, 1 if rho > 0 else -1, m)
+    return _moment_general(kind1, kind2, h, k, rho, r, m)
+
+
+def _moment_general(kind1, kind2, h, k, rho, r, m):
+    cdf, pdf, owens = _normal(m)
+    p = 0.5 * (cdf(h) + cdf(k))
+    p = p - owens(h, _ratio(k - rho * h, h * r, m)) - owens(k, _ratio(h - rho * k, k * r, m))
+    if m is np:
+        p = p - 0.5 * ((h * k < 0) | ((h * k == 0) & (h + k < 0)))
+    elif h * k < 0 or h * k == 0 and h + k < 0:
+        p -= 0.5
+    if kind1 == kind2 == "step":
+        return p
+    a = pdf(h) * cdf((k - rho * h) / r)
+    b = pdf(k) * cdf((h - rho * k) / r)
+    if kind1 == "relu" and kind2 == "step":
+        return a + rho * b + h * p
+    tail = r * m.exp(-(h * h - 2 * rho * h * k + k * k) / (2 * r * r)) / (2 * m.pi)
+    return (rho + h * k) * p + k * a + h * b + tail
+
+
+def _moment_degenerate(kind1, kind2, h, k, sign, m):
+    """ρ = ±1: y = ±x, so a one-dimensional truncated moment over x ∈ (lo, hi)."""
+    cdf, pdf, _ = _normal(m)
+    if m is np:
+        lo = np.where(sign > 0, np.maximum(-h, -k), -h)
+        hi = np.where(sign > 0, np.inf, np.maximum(k, -h))
+        finite_hi = np.where(np.isinf(hi), 0.0, hi)
+        hi_pdf = np.where(np.isinf(hi), 0.0, finite_hi * pdf(finite_hi))  # x φ(x) → 0
+    else:
+        lo, hi = (max(-h, -k), m.inf) if sign > 0 else (-h, max(k, -h))
+        hi_pdf = 0 if m.isinf(hi) else hi * pdf(hi)
+    mass = cdf(hi) - cdf(lo)  # ∫ x^n φ(x) dx over (lo, hi) for n = 0, 1, 2
+    first = pdf(lo) - pdf(hi)
+    second = mass + lo * pdf(lo) - hi_pdf
+    if kind1 == kind2 == "step":
+        return mass
+    if kind1 == "relu" and kind2 == "step":
+        return first + h * mass
+    # (x + h)(±x + k) = ±x² + (k ± h) x + h k
+    return sign * second + (k + sign * h) * first + h * k * mass
+
+
+def _ratio(num: Any, den: Any, m: Any) -> Any:
+    """num/den, ±∞ for den = 0 (Owen's T takes infinite arguments)."""
+    if m is np:
+        return num / den
+    return num / den if den != 0 else m.inf * (1 if num >= 0 else -1)
+
+
+def _normal(m: Any):
+    """Φ, φ and Owen's T in numpy (scipy) or mpmath."""
+    if m is np:
+        from scipy.special import ndtr, owens_t
+
+        return ndtr, lambda x: np.exp(-x * x / 2) / np.sqrt(2 * np.pi), owens_t
+    return mpmath.ncdf, mpmath.npdf, _owens_t_mpmath
+
+
+def _owens_t_mpmath(h: Any, a: Any) -> Any:
+    """T(h, a) = (1/2π) ∫₀^a exp(−h²(1 + x²)/2)/(1 + x²) dx."""
+    if mpmath.isinf(a):
+        return mpmath.sign(a) * mpmath.ncdf(-abs(h)) / 2
+    return mpmath.quad(lambda x: mpmath.exp(-h * h * (1 + x * x) / 2) / (1 + x * x), [0, a]) / (
+        2 * mpmath.pi
+    )
+
+
 def closed_form(f_expr: sp.Expr, g_expr: sp.Expr, ctx: Any) -> Callable[..., Any] | None:
     """A callable (q11, q12, q22) -> E[f(u) g(v)] in ``ctx``'s arithmetic, or None."""
     ff, gf = match_family(f_expr), match_family(g_expr)
@@ -170,8 +290,7 @@ def _numeric(family: Family, convert: Callable[[Any], Any]) -> Family:
     digits = mpmath.mp.dps if convert is mpmath.mpf else 17
     return Family(
         family.kind,
-        convert(str(sp.N(family.a, digits))),
-        convert(str(sp.N(family.b, digits))),
+        *(convert(str(sp.N(v, digits))) for v in (family.a, family.b, family.shift)),
     )
 
 
@@ -192,7 +311,7 @@ class JointDual:
 def joint_dual(phi_expr: sp.Expr) -> JointDual | None:
     """The joint dual kernels of φ of the relu, erf or linear family (None for others)."""
     family = match_family(phi_expr)
-    if family is None or family.kind not in ("relu", "erf", "linear"):
+    if family is None or family.kind not in ("relu", "erf", "linear") or family.shift != 0:
         return None
     num = _numeric(family, float)
     a2, b2 = num.a * num.a, num.b * num.b

@@ -94,6 +94,8 @@ def _lower_graph(graph: nx.DiGraph, last: str, mode: str) -> tuple[list | None, 
                     return None, last
             steps.append(Loop(node.times, tuple(first)))
             continue
+        if isinstance(node, Flatten) and len(shape) == 1:
+            continue  # flattening flat features changes nothing
         step = _lower_node(node, shape, last, mode)
         if step is None:
             return None, last

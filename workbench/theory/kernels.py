@@ -33,6 +33,7 @@ import sympy as sp
 from workbench.activations import Activation, X
 from workbench.errors import TheoryError, UnsupportedError
 from workbench.gaussian import expect, expect1, expect_normalized_outer
+from workbench.gaussian.closed_forms import closed_form
 from workbench.graph import spec_graph
 from workbench.precision import F64, Context
 from workbench.spec.model import (
@@ -173,12 +174,13 @@ def _activation(node: Act, state: KernelState) -> KernelState:
         )
     exact = sp.Rational(float(shift)) if state.ctx.name == "float64" else sp.Float(shift)
     inner = Activation(f"x{float(shift):+.6g}", X + exact)
-    if node.activation.compose(inner).kinks:
+    shifted = node.activation.compose(inner)
+    if shifted.kinks and closed_form(shifted.expr, shifted.expr, state.ctx) is None:
         raise UnsupportedError(
             f"{node.path}: a kinked activation ({node.activation.name}) of a field with mean "
             f"{float(shift):.6g} (a batch norm's beta) has no kernel rule here: the Gaussian "
-            "engine integrates kinks at 0 only",
-            hint="use beta: 0 before a kinked activation, or a smooth activation (e.g. gelu)",
+            "engine integrates kinks at 0 only, and closed forms exist for relu and step",
+            hint="use beta: 0 before this activation, or relu, or a smooth activation",
         )
     return replace(state, field_nngp=state.nngp - shift * shift, field_ntk=state.ntk,
                    phi=node.activation.compose(inner))  # fmt: skip
@@ -322,6 +324,8 @@ def _linear(node: Dense | Conv, state: KernelState, parameterization: str) -> Ke
 def _readout(node: Pool | Flatten, state: KernelState) -> KernelState:
     """xiao_bahri eq. 18: pooling averages every pixel pair, flattening the same-pixel pairs."""
     if state.mode == "flat":
+        if isinstance(node, Flatten):  # flattening flat features changes nothing
+            return state
         raise UnsupportedError(f"{node.path}: {node.kind} needs a spatial input")
     n = int(np.prod(state.spatial))
     m = state.m
@@ -377,8 +381,10 @@ def _residual(
     body = _realized(propagate(body, stream, parameterization))
     if body.nngp.shape != stream.nngp.shape:
         raise UnsupportedError(f"{node.path}: the residual body changes the kernel's shape")
+    # E[x_aα b_bβ] + E[b_aα x_bβ] = m_x[a,α] m_b[b,β] + m_b[a,α] m_x[b,β]
     cross = _outer_mean(stream.mean, body.mean, stream.mode, stream.spatial)
-    nngp = stream.nngp + s * (cross + np.swapaxes(cross, 0, 1)) + s * s * body.nngp
+    cross += _outer_mean(body.mean, stream.mean, stream.mode, stream.spatial)
+    nngp = stream.nngp + s * cross + s * s * body.nngp
     ntk = None if stream.ntk is None else stream.ntk + s * s * body.ntk
     mean = stream.mean + s * body.mean
     return replace(stream, nngp=nngp, ntk=ntk, mean=mean, channels=body.channels)
@@ -499,7 +505,8 @@ def network_kernels(
     state.notes.extend(notes)
     state = _realized(propagate(spec_graph(spec), state, parameterization))
     _check_psd({"nngp": state.nngp, "ntk": state.ntk}, state.m, state.mode, state.spatial)
-    return NetworkKernels(state.nngp, state.ntk, parameterization, mode, state.notes)
+    notes = list(dict.fromkeys(state.notes))  # a repeated block notes once
+    return NetworkKernels(state.nngp, state.ntk, parameterization, mode, notes)
 
 
 def _run_program(
