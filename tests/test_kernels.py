@@ -498,5 +498,6 @@ def test_resnet_spec_with_batch_norm_beta_and_relu():
     x = np.random.default_rng(13).standard_normal((2, *s.input_shape))
     result = network_kernels(s, x)
     for k in (result.nngp, result.ntk):
-        assert k.shape == (2, 2) and np.isfinite(k).all() and np.array_equal(k, k.T)
+        assert k.shape == (2, 2) and np.isfinite(k).all()
+        assert np.abs(k - k.T).max() <= 1e-13 * np.abs(k).max()
     assert len(result.notes) == len(set(result.notes)) == 2
