@@ -13,6 +13,7 @@ independent check of this program in the tests.
 
 from __future__ import annotations
 
+import threading
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -165,12 +166,28 @@ def run(program: Program, nngp: np.ndarray) -> tuple[np.ndarray, np.ndarray | No
     once to buffers allocated per run and then applied layer after layer without allocating
     (fresh arrays of a few hundred KiB per operation would cost page faults) and without
     re-dispatching."""
-    ops = _bind(program, program.steps, _state_shape(program, nngp), program.spatial,
-                _Buffers(functional=False))[0]  # fmt: skip
     state = _start(program, nngp)
-    for op in ops:
+    for op in _bound(program, state.shape):
         state = op(state)
     return state[0].copy(), state[1].copy() if program.ntk else None
+
+
+_BOUND = threading.local()  # per thread: the buffers of concurrent runs must not be shared
+
+
+def _bound(program: Program, shape: tuple[int, ...]) -> list[Op]:
+    """The program's steps bound to this thread's buffers for this state shape (kept for
+    the last few programs: binding costs about as much as a few layers of a small kernel)."""
+    cache = getattr(_BOUND, "ops", None)
+    if cache is None:
+        cache = _BOUND.ops = {}
+    key = (program, shape)
+    if key not in cache:
+        if len(cache) >= 8:
+            cache.pop(next(iter(cache)))
+        cache[key] = _bind(program, program.steps, shape, program.spatial,
+                           _Buffers(functional=False))[0]  # fmt: skip
+    return cache[key]
 
 
 @lru_cache(maxsize=16)
@@ -223,9 +240,9 @@ class _Buffers:
             self._made[key] = np.empty(shape)
         return self._made[key]
 
-    def rows(self, array: np.ndarray | None, count: int) -> list:
-        """The first ``count`` rows of a buffer (None each in functional mode)."""
-        return [None] * count if array is None else [array[i] for i in range(count)]
+    def rows(self, array: np.ndarray | None, count: int) -> Any:
+        """Indexable rows of a buffer: the buffer itself, or ``count`` None in functional mode."""
+        return (None,) * count if array is None else array
 
     def alternate(self, shape: tuple) -> Callable[[np.ndarray], np.ndarray | None]:
         """x ↦ the state buffer x is not (a step reads one and writes the other)."""
@@ -454,10 +471,9 @@ def _variance_products(m: int, spatial, mode: str, shape, buffers: _Buffers):
         products_out = buffers("products", *shape)
 
         def same_pixel(k: np.ndarray, g: Callable) -> np.ndarray:
-            own = g(k[diag])
+            own = g(k.take(diag, axis=0))
             outer = np.multiply(own[:, None], own[None, :], out=outer_out)
-            return np.take(outer.reshape(m * m, *shape[1:]), flat_pairs, axis=0,
-                           out=products_out)  # fmt: skip
+            return outer.reshape(m * m, *shape[1:]).take(flat_pairs, axis=0, out=products_out)
 
         return same_pixel
     n, d = int(np.prod(spatial)), len(spatial)
