@@ -90,8 +90,7 @@ def _pair_formula(f: Family, g: Family) -> Callable[..., Any] | None:
     kinds = (f.kind, g.kind)
 
     def corr(q11, q12, q22, m):
-        c = q12 / m.sqrt(q11 * q22)
-        return m.fmin(m.fmax(c, -1), 1) if m is np else max(min(c, 1), -1)
+        return _clip(q12 / m.sqrt(q11 * q22), m)
 
     if kinds == ("linear", "linear"):
         return lambda q11, q12, q22, m: f.a * g.a * q12
