@@ -501,3 +501,28 @@ def test_resnet_spec_with_batch_norm_beta_and_relu():
         assert k.shape == (2, 2) and np.isfinite(k).all()
         assert np.abs(k - k.T).max() <= 1e-13 * np.abs(k).max()
     assert len(result.notes) == len(set(result.notes)) == 2
+
+
+def test_activation_between_flatten_and_dense_acts_per_pixel():
+    """Flattened features (channel, pixel) carry their own pixel's kernel, so tanh between a
+    flatten and a dense averages T(K_α) over pixels α, not T of the averaged kernel (which
+    differs by 3% here: pixels of very different scales)."""
+    conv = {"conv": {"channels": 8, "kernel": 3}}
+    prefix = [conv, {"act": "relu"}, conv]
+    s = spec([*prefix, "flatten", {"act": "tanh"}, {"dense": {"width": 4}}], [3, 6], 2.5, 0.05)
+    x = np.random.default_rng(14).standard_normal((5, 3, 6)) * np.array([0.2, 1, 3, 0.5, 2, 4])
+    theory = network_kernels(s, x).nngp
+    pixels = network_kernels(spec(prefix, [3, 6], 2.5, 0.05), x, mode="full").nngp
+    tanh = parse_activation("tanh")
+    per_pixel = []
+    for alpha in range(6):
+        k = pixels[:, :, alpha, alpha]
+        q = np.diag(k)
+        per_pixel.append(gaussian.expect(tanh, tanh, q[:, None] + 0 * k, k, q[None, :] + 0 * k))
+    expected = 2.5 * np.mean(per_pixel, axis=0) + 0.05
+    assert np.allclose(theory, expected, rtol=1e-12)
+    averaged_first = network_kernels(spec([*prefix, "flatten"], [3, 6], 2.5, 0.05), x).nngp
+    q = np.diag(averaged_first)
+    wrong = 2.5 * gaussian.expect(tanh, tanh, q[:, None] + 0 * averaged_first, averaged_first,
+                                  q[None, :] + 0 * averaged_first) + 0.05  # fmt: skip
+    assert np.abs(wrong - theory).max() > 0.01 * np.abs(theory).max()

@@ -76,6 +76,7 @@ class KernelState:
     phi: Activation | None = None
     notes: list[str] = field(default_factory=list)
     ctx: Context = F64
+    flattened: bool = False  # same-pixel kernels of flattened features, awaiting a dense layer
 
     @property
     def m(self) -> int:
@@ -121,6 +122,11 @@ def propagate(graph: nx.DiGraph, state: KernelState, parameterization: str = "nt
             state = _activation(node, state)
         elif isinstance(node, Dense | Conv):
             state = _linear(node, _realized(state), parameterization)
+        elif isinstance(node, Residual | BatchNorm) and state.flattened:
+            raise UnsupportedError(
+                f"{node.path}: a {node.kind} right after a flatten is not supported",
+                hint="put a dense layer between the flatten and it",
+            )
         elif isinstance(node, Residual):
             state = _residual(node, attrs["body"], state, parameterization)
         elif isinstance(node, Pool | Flatten):
@@ -291,6 +297,7 @@ def _linear(node: Dense | Conv, state: KernelState, parameterization: str) -> Ke
     """Dense: xiao_bahri eq. 6; conv: xiao2018 eq. 2.3 and xiao_bahri eq. 31."""
     sw2, sb2 = node.sigma_w2, node.sigma_b2
     if isinstance(node, Dense):
+        state = _collapse(state)
         if state.mode != "flat":
             raise UnsupportedError(f"{node.path}: dense after a spatial layer needs a flatten")
         mixed, plain, fan_in, channels = state.nngp, state.nngp, state.channels, node.width
@@ -322,32 +329,55 @@ def _linear(node: Dense | Conv, state: KernelState, parameterization: str) -> Ke
 
 
 def _readout(node: Pool | Flatten, state: KernelState) -> KernelState:
-    """xiao_bahri eq. 18: pooling averages every pixel pair, flattening the same-pixel pairs."""
-    if state.mode == "flat":
+    """xiao_bahri eq. 18. Pooling averages every pixel pair. Flattening keeps the same-pixel
+    pairs (diagonal mode, ``flattened``) until a dense layer averages them (``_collapse``):
+    a flattened feature (channel, pixel) has its pixel's kernel, so an activation in between
+    acts on each pixel's kernel before the average, not on the average."""
+    if state.mode == "flat" or state.flattened:
         if isinstance(node, Flatten):  # flattening flat features changes nothing
             return state
         raise UnsupportedError(f"{node.path}: {node.kind} needs a spatial input")
     n = int(np.prod(state.spatial))
     m = state.m
+    if isinstance(node, Flatten):
 
-    def reduce(k: np.ndarray | None) -> np.ndarray | None:
-        if k is None:
-            return None
-        if isinstance(node, Pool):
-            if state.mode != "full":
-                raise UnsupportedError(
-                    f"{node.path}: pooling needs the full pixel-pixel kernel",
-                    hint="use the full spatial mode (the default)",
-                )
-            return k.reshape(m, m, n * n).mean(axis=2)
-        if state.mode == "full":
-            k = k.reshape(m, m, n, n)[:, :, np.arange(n), np.arange(n)]
-        return k.reshape(m, m, n).mean(axis=2)
+        def same_pixel(k: np.ndarray | None) -> np.ndarray | None:
+            if k is None or state.mode == "diagonal":
+                return k
+            return k.reshape(m, m, n, n)[:, :, np.arange(n), np.arange(n)].reshape(
+                m, m, *state.spatial
+            )
 
-    channels = state.channels if isinstance(node, Pool) else state.channels * n
+        return replace(state, nngp=same_pixel(state.nngp), ntk=same_pixel(state.ntk),
+                       mode="diagonal", channels=state.channels * n, flattened=True)  # fmt: skip
+    if state.mode != "full":
+        raise UnsupportedError(
+            f"{node.path}: pooling needs the full pixel-pixel kernel",
+            hint="use the full spatial mode (the default)",
+        )
+
+    def pooled(k: np.ndarray | None) -> np.ndarray | None:
+        return None if k is None else k.reshape(m, m, n * n).mean(axis=2)
+
     mean = state.mean.reshape(m, -1).mean(axis=1)
-    return replace(state, nngp=reduce(state.nngp), ntk=reduce(state.ntk), mean=mean,
-                   mode="flat", spatial=(), channels=channels)  # fmt: skip
+    return replace(state, nngp=pooled(state.nngp), ntk=pooled(state.ntk), mean=mean,
+                   mode="flat", spatial=())  # fmt: skip
+
+
+def _collapse(state: KernelState) -> KernelState:
+    """The features of a flattened state as flat features: every kernel averaged over the
+    pixels (eq. 18), after any pending activation acted on each pixel's kernel."""
+    if not state.flattened:
+        return state
+    state = _realized(state)
+    m = state.m
+
+    def average(k: np.ndarray | None) -> np.ndarray | None:
+        return None if k is None else k.reshape(m, m, -1).mean(axis=2)
+
+    mean = state.mean.reshape(m, -1).mean(axis=1)
+    return replace(state, nngp=average(state.nngp), ntk=average(state.ntk), mean=mean,
+                   mode="flat", spatial=(), flattened=False)  # fmt: skip
 
 
 def _outer_mean(a: np.ndarray, b: np.ndarray, mode: str, spatial) -> np.ndarray:
@@ -503,7 +533,7 @@ def network_kernels(
         notes.append("not compiled: high-precision kernels run on the general engine")
     state = initial_state(inputs, mode, ntk, ctx)
     state.notes.extend(notes)
-    state = _realized(propagate(spec_graph(spec), state, parameterization))
+    state = _collapse(_realized(propagate(spec_graph(spec), state, parameterization)))
     _check_psd({"nngp": state.nngp, "ntk": state.ntk}, state.m, state.mode, state.spatial)
     notes = list(dict.fromkeys(state.notes))  # a repeated block notes once
     return NetworkKernels(state.nngp, state.ntk, parameterization, mode, notes)

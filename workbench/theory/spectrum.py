@@ -18,7 +18,7 @@ from workbench.precision import F64
 from workbench.spec.model import Conv, Dense, Flatten, Pool, Repeat, Spec
 from workbench.theory.fc_fixed_points import analyze_cycle
 from workbench.theory.fc_maps import body_steps
-from workbench.theory.kernels import KernelState, _readout, _realized, propagate
+from workbench.theory.kernels import KernelState, _collapse, _readout, _realized, propagate
 
 
 def as_dense(node: Any) -> Any:
@@ -202,7 +202,7 @@ def ntk_spectrum(spec: Spec, m: int, c0: float, depths: list[int]) -> NTKSpectru
         done = depth
         final = _realized(state)
         if readout is not None:
-            final = _readout(readout, final)
+            final = _collapse(_readout(readout, final))
         eig = np.linalg.eigvalsh((final.ntk + final.ntk.T) / 2)
         lam_max, lam_min = float(eig[-1]), float(eig[0])
         rows.append(
