@@ -152,6 +152,23 @@ def test_ntk_matches_empirical_ntk(name):
     assert (np.abs(theory - mean) <= 4.5 * sem + 0.03 * np.abs(theory).max()).all()
 
 
+@pytest.mark.parametrize("name", ["FC", "CNN-P", "CNN residual"])
+def test_standard_ntk_matches_empirical_ntk(name):
+    """Standard parameterisation (gradients w.r.t. the raw weights, so the NTK grows with the
+    fan-in): the empirical NTK of 8 networks whose spec widths are the simulated 256."""
+    layers = _raw_layers(name)
+    if name == "CNN residual":
+        layers = [*layers, {"pool": "global_avg"}, {"dense": {"width": 1}}]
+    wide = json.loads(json.dumps(layers).replace('": 32', '": 256'))
+    s = spec(wide, [8] if name == "FC" else [3, 6])
+    x = np.random.default_rng(1).standard_normal((4, *s.input_shape))
+    theory = network_kernels(s, x, parameterization="standard").ntk
+    net = build_network(s, ensemble=8, seed=3)
+    emp = probes.empirical_ntk(net, torch.tensor(x), "standard").reshape(8, 4, 4).numpy()
+    mean, sem = emp.mean(0), emp.std(0, ddof=1) / np.sqrt(8)
+    assert (np.abs(theory - mean) <= 4.5 * sem + 0.03 * np.abs(theory).max()).all()
+
+
 def _raw_layers(name):
     if name == "CNN residual":
         block = {"residual": {"scale": 0.8, "body": [CONV, {"act": "relu"}]}}
