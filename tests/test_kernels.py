@@ -311,7 +311,7 @@ def test_closed_forms_equal_quadrature(monkeypatch):
     assert np.allclose(quad.ntk, exact.ntk, rtol=1e-11, atol=0)
 
 
-@pytest.mark.parametrize("name", ["FC", "CNN-P", "residual, relu body"])
+@pytest.mark.parametrize("name", ["FC", "CNN-P", "CNN-F", "residual, relu body"])
 def test_float64_equals_50_digit_mpmath(name):
     s = SPECS[name]
     x = np.random.default_rng(4).standard_normal((3, *s.input_shape))
