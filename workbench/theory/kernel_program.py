@@ -6,9 +6,10 @@ For such a spec the NNGP/NTK recursion (xiao_bahri eqs. 6, 18 and 31; xiao2018 e
 lowered once to a tuple of steps and run on packed arrays: only the input pairs a ≤ b are
 kept (the kernels are symmetric), as (P,), (P, *S) or (P, *S, *S) for flat, same-pixel
 (``diagonal``) and ``full`` pixel-pixel kernels, P = m(m+1)/2. Each activation's NNGP and NTK
-dual kernels share their correlation terms (``closed_forms.joint_dual``). Any other spec
-lowers to None and is left to the general engine in ``kernels.py``, which also serves as the
-independent check of this program in the tests.
+dual kernels share their correlation terms (``closed_forms.joint_dual``). The same steps run
+eagerly on reused buffers (``run``) or, bound without buffers, through torch.compile
+(``compiled_run``). Any other spec lowers to None and is left to the general engine in
+``kernels.py``, which also serves as the independent check of this program in the tests.
 """
 
 from __future__ import annotations
