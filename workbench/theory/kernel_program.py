@@ -213,10 +213,6 @@ def compiled_run(program: Program, shape: tuple[int, ...]) -> Callable:
     return torch.compile(own, dynamic=False, fullgraph=True)
 
 
-def _state_shape(program: Program, nngp: np.ndarray) -> tuple[int, ...]:
-    return (2 if program.ntk else 1, *nngp.shape)
-
-
 def _start(program: Program, nngp: np.ndarray) -> np.ndarray:
     """The state array (h, P, *pixels): K, and Θ = 0 before the first weight layer."""
     return np.stack([nngp, np.zeros_like(nngp)]) if program.ntk else nngp[None]
@@ -415,27 +411,15 @@ def _roll_blocks(shape: tuple[int, ...], offsets: tuple[int, ...], axes: tuple[i
 
 @lru_cache(maxsize=256)
 def _circulant(taps: tuple, spatial: tuple[int, ...]) -> np.ndarray:
-    """Same-pixel mixing Σ_β w_β X(α + β) as a matrix acting on the right of (rows, pixels)."""
+    """Same-pixel mixing Σ_β w_β X(α + β) as a matrix acting on the right of (rows, pixels):
+    column α takes w from the pixel np.roll by the tap's offsets reads from."""
     size = int(np.prod(spatial))
-    matrix = np.zeros((size, size))
-    for index, weight in _pixel_permutations(taps, spatial, "diagonal"):
-        matrix[index, np.arange(size)] += weight
-    return matrix
-
-
-@lru_cache(maxsize=256)
-def _pixel_permutations(taps: tuple, spatial: tuple[int, ...], mode: str) -> tuple:
-    """For each tap (offsets, w): the flat pixel (pair) index that np.roll by the offsets
-    reads from, and w."""
     grids = np.indices(spatial).reshape(len(spatial), -1)
-    out = []
+    matrix = np.zeros((size, size))
     for offsets, weight in taps:
         moved = [(g - o) % n for g, o, n in zip(grids, offsets, spatial)]
-        index = np.ravel_multi_index(moved, spatial)
-        if mode == "full":
-            index = (index[:, None] * index.size + index[None, :]).ravel()
-        out.append((index, weight))
-    return tuple(out)
+        matrix[np.ravel_multi_index(moved, spatial), np.arange(size)] += weight
+    return matrix
 
 
 def _bind_activate(
