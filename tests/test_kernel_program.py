@@ -10,9 +10,9 @@ import sympy as sp
 
 import workbench.theory.kernels as kernels
 from workbench.activations import Activation, X, parse_activation
+from workbench.compile import spec_from_dict
 from workbench.gaussian.closed_forms import closed_form, joint_dual
 from workbench.precision import F64
-from workbench.spec import spec_from_dict
 from workbench.theory.kernel_program import lower, pack, unpack
 from workbench.theory.kernels import network_kernels
 

@@ -14,10 +14,10 @@ import workbench.gaussian as gaussian
 import workbench.theory.kernels as kernels
 from workbench.activations import parse_activation
 from workbench.cli import main
+from workbench.compile import spec_from_dict
 from workbench.errors import TheoryError
 from workbench.sim import probes
 from workbench.sim.network import build_network
-from workbench.spec import spec_from_dict
 from workbench.theory.critical import critical_point
 from workbench.theory.kernels import network_kernels
 from workbench.theory.spectrum import conv_modes, mean_predictor, ntk_spectrum, prediction_gap
@@ -509,7 +509,7 @@ def test_resnet_spec_with_batch_norm_beta_and_relu():
     batch-norm approximation noted once per node, not once per repetition."""
     from pathlib import Path
 
-    from workbench.spec import load_spec
+    from workbench.compile import load_spec
 
     s = load_spec(Path(__file__).parent / "specs" / "conv2d_resnet.yaml")
     x = np.random.default_rng(13).standard_normal((2, *s.input_shape))

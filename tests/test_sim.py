@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from workbench.activations import parse_activation
+from workbench.compile import load_spec, spec_from_dict
 from workbench.precision import F64
 from workbench.sim import probes
 from workbench.sim.init import (
@@ -18,7 +19,6 @@ from workbench.sim.init import (
     orthogonal_conv_kernel,
 )
 from workbench.sim.network import build_network
-from workbench.spec import load_spec, spec_from_dict
 from workbench.theory.evolution import evolve_kernel, input_kernel
 from workbench.theory.fc_maps import single_step
 

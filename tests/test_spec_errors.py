@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from workbench.compile import build_spec, load_spec, spec_from_dict, spec_from_text
 from workbench.errors import SpecError
-from workbench.spec import build_spec, dense, load_spec, repeat, spec_from_dict, spec_from_text
+from workbench.spec import dense, repeat
 
 SPECS = Path(__file__).parent / "specs"
 

@@ -11,10 +11,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from workbench.compile import spec_from_dict, spec_from_text
+from workbench.compile.graph import spec_graph
+from workbench.compile.summary import summarize, total_depth
 from workbench.errors import SpecError
-from workbench.graph import spec_graph
-from workbench.spec import spec_from_dict, spec_from_text
-from workbench.spec.summary import summarize, total_depth
 
 SPECS = Path(__file__).parent / "specs"
 ACTIVATIONS = ("tanh", "relu", "erf")

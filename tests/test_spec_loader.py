@@ -6,28 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from workbench.compile import build_spec, load_spec, spec_from_text
 from workbench.errors import SpecError
-from workbench.spec import (
-    Act,
-    BatchNorm,
-    Conv,
-    Dense,
-    Flatten,
-    Pool,
-    Repeat,
-    Residual,
-    act,
-    bn,
-    build_spec,
-    conv,
-    dense,
-    flatten,
-    load_spec,
-    pool,
-    repeat,
-    residual,
-    spec_from_text,
-)
+from workbench.nodes import Act, BatchNorm, Conv, Dense, Flatten, Pool, Repeat, Residual
+from workbench.spec import act, bn, conv, dense, flatten, pool, repeat, residual
 
 SPECS = Path(__file__).parent / "specs"
 

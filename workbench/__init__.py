@@ -14,10 +14,10 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "load_spec": "workbench.spec",
-    "spec_from_dict": "workbench.spec",
-    "build_spec": "workbench.spec",
-    "spec_graph": "workbench.graph",
+    "load_spec": "workbench.compile",
+    "spec_from_dict": "workbench.compile",
+    "build_spec": "workbench.compile",
+    "spec_graph": "workbench.compile",
     "parse_activation": "workbench.activations",
     "expect": "workbench.gaussian",
     "expect1": "workbench.gaussian",

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from workbench.errors import UnsupportedError
+from workbench.nodes import Repeat, Residual
 from workbench.precision import F64, Context
-from workbench.spec.model import Repeat, Residual, Spec
+from workbench.spec.model import Spec
 from workbench.theory.fc_fixed_points import FixedPointAnalysis, analyze_cycle
 from workbench.theory.fc_maps import body_steps
 

@@ -115,7 +115,7 @@ def bench_evolution(depth: int = 10_000, inputs: int = 32, direct_layers: int = 
 
 
 def _fc_spec(width: int, depth: int):
-    from workbench.spec import spec_from_dict
+    from workbench.compile import spec_from_dict
 
     return spec_from_dict(
         {
@@ -190,7 +190,7 @@ KERNEL_SIGMAS = (1.5, 0.05)
 
 
 def _kernel_specs(fc_depth: int = 100, cnn_depth: int = 20) -> dict:
-    from workbench.spec import spec_from_dict
+    from workbench.compile import spec_from_dict
 
     sw2, sb2 = KERNEL_SIGMAS
     defaults = {"sigma_w2": sw2, "sigma_b2": sb2}

@@ -63,8 +63,8 @@ def _print_table(rows: list[dict], columns: Sequence[str]) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> dict:
-    from workbench.spec import load_spec
-    from workbench.spec.summary import summarize, total_depth
+    from workbench.compile import load_spec
+    from workbench.compile.summary import summarize, total_depth
 
     spec = load_spec(args.spec)
     stages = summarize(spec)
@@ -96,8 +96,8 @@ def cmd_check(args: argparse.Namespace) -> dict:
 
 def cmd_analyze(args: argparse.Namespace) -> dict:
     from workbench.analysis import analyze_spec
+    from workbench.compile import load_spec
     from workbench.precision import context
-    from workbench.spec import load_spec
 
     result = analyze_spec(load_spec(args.spec), context(args.digits)).to_dict()
     if not args.json:
@@ -181,7 +181,7 @@ def cmd_kernel(args: argparse.Namespace) -> dict:
 
     import numpy as np
 
-    from workbench.spec import load_spec
+    from workbench.compile import load_spec
     from workbench.theory.kernels import network_kernels
 
     spec = load_spec(args.spec)
@@ -256,7 +256,7 @@ def _load_array(path: Path, flag: str):
 
 
 def cmd_modes(args: argparse.Namespace) -> dict:
-    from workbench.spec import load_spec
+    from workbench.compile import load_spec
     from workbench.theory.spectrum import conv_modes
 
     tables = conv_modes(load_spec(args.spec))
@@ -269,7 +269,7 @@ def cmd_modes(args: argparse.Namespace) -> dict:
 
 
 def cmd_ntk_spectrum(args: argparse.Namespace) -> dict:
-    from workbench.spec import load_spec
+    from workbench.compile import load_spec
     from workbench.theory.spectrum import ntk_spectrum
 
     try:

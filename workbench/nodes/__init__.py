@@ -1,21 +1,36 @@
-"""Node kinds, one module each. ``NODE_KINDS`` maps a spec kind name to its module.
+"""Node kinds, one module each (see ``nodes.base`` for what a kind module provides).
 
-Every kind module provides:
-
-- ``KIND``: its spec name; ``BARE``: whether it may be written as a bare string (``- flatten``);
-  ``EXAMPLE``: a short spec snippet for hints; ``SCHEMA``: its keys (``spec.fields.Schema``).
-- ``parse(value, where, ctx, in_shape) -> node``: validate the raw value and build the dataclass.
-- ``output_shape(node, in_shape, where) -> tuple``: its shape rule, raising SpecError on mismatch.
+``REGISTRY`` maps a spec kind name to its module; ``rule(node, family)`` finds a kind's rule.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from workbench.nodes import act, bn, conv, dense, flatten, pool, repeat, residual
+from workbench.nodes.act import Act
+from workbench.nodes.base import REGISTRY, NodeBase, register, rule
+from workbench.nodes.bn import BatchNorm
+from workbench.nodes.conv import Conv
+from workbench.nodes.dense import Dense
+from workbench.nodes.flatten import Flatten
+from workbench.nodes.pool import Pool
+from workbench.nodes.repeat import Repeat
+from workbench.nodes.residual import Residual
 
-NODE_KINDS: dict[str, ModuleType] = {
-    m.KIND: m for m in (dense, conv, act, bn, residual, pool, flatten, repeat)
-}
+register(dense, conv, act, bn, residual, pool, flatten, repeat)
 
-__all__ = ["NODE_KINDS"]
+Node = NodeBase
+
+__all__ = [
+    "REGISTRY",
+    "Act",
+    "BatchNorm",
+    "Conv",
+    "Dense",
+    "Flatten",
+    "Node",
+    "NodeBase",
+    "Pool",
+    "Repeat",
+    "Residual",
+    "rule",
+]

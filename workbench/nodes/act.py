@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from workbench.errors import ExpressionError
+from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
-from workbench.spec.model import Act
 from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
 
 if TYPE_CHECKING:
-    from workbench.spec.layers import Context
+    from workbench.activations import Activation
 
 KIND = "act"
 BARE = False
@@ -21,7 +22,15 @@ SCHEMA = fields.Schema({"expr": fields.Key(fields.text, doc="activation expressi
 _FORM_HINT = 'write `act: tanh` (a name) or `act: {expr: "x * tanh(x)"}`'
 
 
-def parse(value: object, where: Where, ctx: Context, in_shape: Shape) -> Act:
+@dataclass(frozen=True)
+class Act(NodeBase):
+    """A pointwise activation φ (a whitelisted sympy expression in x)."""
+
+    kind: ClassVar[str] = KIND
+    activation: Activation
+
+
+def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> Act:
     """Check the form of ``value`` and hand it to ``parse_activation``."""
     from workbench.activations import parse_activation
 
@@ -41,7 +50,7 @@ def parse(value: object, where: Where, ctx: Context, in_shape: Shape) -> Act:
         activation = parse_activation(raw)
     except ExpressionError as exc:
         raise at.error(exc.message, exc.hint) from exc
-    return Act(activation, path=where.path, line=where.line)
+    return Act(activation=activation, path=where.path, line=where.line)
 
 
 def output_shape(node: Act, in_shape: Shape, where: Where) -> Shape:

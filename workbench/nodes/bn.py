@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import ClassVar
 
+from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
-from workbench.spec.model import BatchNorm
 from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
-
-if TYPE_CHECKING:
-    from workbench.spec.layers import Context
 
 KIND = "bn"
 BARE = True
@@ -23,10 +21,19 @@ SCHEMA = fields.Schema(
 )
 
 
-def parse(value: object, where: Where, ctx: Context, in_shape: Shape) -> BatchNorm:
+@dataclass(frozen=True)
+class BatchNorm(NodeBase):
+    """Batch normalisation over the batch (and pixels) per channel, then γ·x + β."""
+
+    kind: ClassVar[str] = KIND
+    gamma: float = 1.0
+    beta: float = 0.0
+
+
+def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> BatchNorm:
     """Bare ``bn`` (value None) or a mapping of gamma/beta."""
     values = SCHEMA.read({} if value is None else value, where.at(KIND), f"write `{EXAMPLE}`")
-    return BatchNorm(values["gamma"], values["beta"], path=where.path, line=where.line)
+    return BatchNorm(gamma=values["gamma"], beta=values["beta"], path=where.path, line=where.line)
 
 
 def output_shape(node: BatchNorm, in_shape: Shape, where: Where) -> Shape:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import ClassVar
 
+from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
-from workbench.spec.model import Conv
 from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
-
-if TYPE_CHECKING:
-    from workbench.spec.layers import Context
 
 KIND = "conv"
 BARE = False
@@ -28,6 +26,19 @@ SCHEMA = fields.Schema(
         "init": fields.Key(fields.choice(*INITS), "gaussian", "weight distribution"),
     }
 )
+
+
+@dataclass(frozen=True)
+class Conv(NodeBase):
+    """A circular convolution; ``variance`` holds the kernel-tap weights v (row-major, sum 1)."""
+
+    kind: ClassVar[str] = KIND
+    channels: int
+    kernel: tuple[int, ...]  # one entry per spatial dimension
+    sigma_w2: float
+    sigma_b2: float
+    variance: tuple[float, ...] | None = None
+    init: str = "gaussian"  # gaussian | orthogonal | delta_orthogonal
 
 
 def _spatial_rank(in_shape: Shape, where: Where) -> int:
@@ -80,7 +91,7 @@ def _variance(raw: tuple[float, ...], kernel: tuple[int, ...], where: Where) -> 
     return raw
 
 
-def parse(value: object, where: Where, ctx: Context, in_shape: Shape) -> Conv:
+def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> Conv:
     """Validate ``value`` (the mapping under ``conv``) and build the node."""
     at = where.at(KIND)
     values = SCHEMA.read(value, at, hint=f"write `{EXAMPLE}`")
@@ -91,12 +102,12 @@ def parse(value: object, where: Where, ctx: Context, in_shape: Shape) -> Conv:
         variance = _variance(variance, kernel, at.at("variance"))
     sigma_w2, sigma_b2 = fields.weight_variances(values, at, ctx.defaults)
     return Conv(
-        values["channels"],
-        kernel,
-        sigma_w2,
-        sigma_b2,
-        variance,
-        values["init"],
+        channels=values["channels"],
+        kernel=kernel,
+        sigma_w2=sigma_w2,
+        sigma_b2=sigma_b2,
+        variance=variance,
+        init=values["init"],
         path=where.path,
         line=where.line,
     )

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import ClassVar
 
+from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
-from workbench.spec.model import Dense
 from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
-
-if TYPE_CHECKING:
-    from workbench.spec.layers import Context
 
 KIND = "dense"
 BARE = False
@@ -26,13 +24,29 @@ SCHEMA = fields.Schema(
 )
 
 
-def parse(value: object, where: Where, ctx: Context, in_shape: Shape) -> Dense:
+@dataclass(frozen=True)
+class Dense(NodeBase):
+    """A fully connected layer: W ~ N(0, σ_w²/fan_in) (or scaled orthogonal), b ~ N(0, σ_b²)."""
+
+    kind: ClassVar[str] = KIND
+    width: int
+    sigma_w2: float
+    sigma_b2: float
+    init: str = "gaussian"  # gaussian | orthogonal
+
+
+def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> Dense:
     """Validate ``value`` (the mapping under ``dense``) and build the node."""
     at = where.at(KIND)
     values = SCHEMA.read(value, at, hint=f"write `{EXAMPLE}`")
     sigma_w2, sigma_b2 = fields.weight_variances(values, at, ctx.defaults)
     return Dense(
-        values["width"], sigma_w2, sigma_b2, values["init"], path=where.path, line=where.line
+        width=values["width"],
+        sigma_w2=sigma_w2,
+        sigma_b2=sigma_b2,
+        init=values["init"],
+        path=where.path,
+        line=where.line,
     )
 
 

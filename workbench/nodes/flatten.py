@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import ClassVar
 
+from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
-from workbench.spec.model import Flatten
 from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
-
-if TYPE_CHECKING:
-    from workbench.spec.layers import Context
 
 KIND = "flatten"
 BARE = True
@@ -19,7 +17,14 @@ EXAMPLE = "flatten"
 SCHEMA = fields.Schema({})
 
 
-def parse(value: object, where: Where, ctx: Context, in_shape: Shape) -> Flatten:
+@dataclass(frozen=True)
+class Flatten(NodeBase):
+    """(C, *S) -> (C·prod(S),)."""
+
+    kind: ClassVar[str] = KIND
+
+
+def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> Flatten:
     """Bare ``flatten`` (value None) or an empty mapping."""
     SCHEMA.read({} if value is None else value, where.at(KIND), "write `- flatten`")
     return Flatten(path=where.path, line=where.line)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import ClassVar
 
+from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
-from workbench.spec.model import Pool
 from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
-
-if TYPE_CHECKING:
-    from workbench.spec.layers import Context
 
 KIND = "pool"
 BARE = False
@@ -19,9 +17,17 @@ MODES = ("global_avg",)
 _check_mode = fields.choice(*MODES)
 
 
-def parse(value: object, where: Where, ctx: Context, in_shape: Shape) -> Pool:
+@dataclass(frozen=True)
+class Pool(NodeBase):
+    """Global average pooling over every spatial position."""
+
+    kind: ClassVar[str] = KIND
+    mode: str = "global_avg"
+
+
+def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> Pool:
     """The value is the pooling mode name."""
-    return Pool(_check_mode(value, where.at(KIND)), path=where.path, line=where.line)
+    return Pool(mode=_check_mode(value, where.at(KIND)), path=where.path, line=where.line)
 
 
 def output_shape(node: Pool, in_shape: Shape, where: Where) -> Shape:

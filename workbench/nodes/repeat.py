@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import ClassVar
 
+from workbench.nodes.base import NodeBase, ParseContext, chain_shape, require_same_shape
 from workbench.spec import fields
-from workbench.spec.model import Repeat
-from workbench.spec.shapes import Shape, chain_shape, require_same_shape
+from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
-
-if TYPE_CHECKING:
-    from workbench.spec.layers import Context
 
 KIND = "repeat"
 BARE = False
@@ -23,14 +21,23 @@ SCHEMA = fields.Schema(
 )
 
 
-def parse(value: object, where: Where, ctx: Context, in_shape: Shape) -> Repeat:
+@dataclass(frozen=True)
+class Repeat(NodeBase):
+    """``times`` passes of ``body``, kept as a loop (never unrolled)."""
+
+    kind: ClassVar[str] = KIND
+    times: int
+    body: tuple[NodeBase, ...]
+
+
+def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> Repeat:
     """Validate the keys, then parse the body once against this block's input shape."""
     at = where.at(KIND)
     values = SCHEMA.read(value, at, hint=f"write `{EXAMPLE}`")
     body_at = at.at("body")
     body, out = ctx.body(values["body"], body_at, in_shape)
     require_same_shape(KIND, in_shape, out, body_at)
-    return Repeat(values["times"], body, path=where.path, line=where.line)
+    return Repeat(times=values["times"], body=body, path=where.path, line=where.line)
 
 
 def output_shape(node: Repeat, in_shape: Shape, where: Where) -> Shape:

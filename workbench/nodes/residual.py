@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import ClassVar
 
+from workbench.nodes.base import NodeBase, ParseContext, chain_shape, require_same_shape
 from workbench.spec import fields
-from workbench.spec.model import Residual
-from workbench.spec.shapes import Shape, chain_shape, require_same_shape
+from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
-
-if TYPE_CHECKING:
-    from workbench.spec.layers import Context
 
 KIND = "residual"
 BARE = False
@@ -23,14 +21,23 @@ SCHEMA = fields.Schema(
 )
 
 
-def parse(value: object, where: Where, ctx: Context, in_shape: Shape) -> Residual:
+@dataclass(frozen=True)
+class Residual(NodeBase):
+    """x + scale · body(x)."""
+
+    kind: ClassVar[str] = KIND
+    body: tuple[NodeBase, ...]
+    scale: float = 1.0
+
+
+def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> Residual:
     """Validate the keys, then parse the body against this block's input shape."""
     at = where.at(KIND)
     values = SCHEMA.read(value, at, hint=f"write `{EXAMPLE}`")
     body_at = at.at("body")
     body, out = ctx.body(values["body"], body_at, in_shape)
     require_same_shape(KIND, in_shape, out, body_at)
-    return Residual(body, values["scale"], path=where.path, line=where.line)
+    return Residual(body=body, scale=values["scale"], path=where.path, line=where.line)
 
 
 def output_shape(node: Residual, in_shape: Shape, where: Where) -> Shape:

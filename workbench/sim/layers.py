@@ -15,8 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from workbench.nodes import Act, BatchNorm, Conv, Dense, Flatten, Node, Pool, Repeat, Residual
 from workbench.sim.init import conv_kernel, orthogonal_matrix
-from workbench.spec.model import Act, BatchNorm, Conv, Dense, Flatten, Node, Pool, Repeat, Residual
 
 BN_EPS = 1e-12  # the mean-field batch norm has no ε; this only guards a zero batch variance
 

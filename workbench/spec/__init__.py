@@ -1,51 +1,7 @@
-"""Architecture specs: loading (YAML/JSON/Python builder), validation and the Spec dataclasses."""
+"""Spec syntax: locations, field checkers, YAML/JSON sources, the Spec record and the raw-layer
+builder helpers. Loading a spec into nodes is ``workbench.compile`` (``workbench.load_spec``)."""
 
-from workbench.spec.builder import (
-    act,
-    bn,
-    build_spec,
-    conv,
-    dense,
-    flatten,
-    pool,
-    repeat,
-    residual,
-)
-from workbench.spec.loader import load_spec, spec_from_dict, spec_from_text
-from workbench.spec.model import (
-    Act,
-    BatchNorm,
-    Conv,
-    Dense,
-    Flatten,
-    Node,
-    Pool,
-    Repeat,
-    Residual,
-    Spec,
-)
+from workbench.spec.builder import act, bn, conv, dense, flatten, pool, repeat, residual
+from workbench.spec.model import Spec
 
-__all__ = [
-    "Act",
-    "BatchNorm",
-    "Conv",
-    "Dense",
-    "Flatten",
-    "Node",
-    "Pool",
-    "Repeat",
-    "Residual",
-    "Spec",
-    "act",
-    "bn",
-    "build_spec",
-    "conv",
-    "dense",
-    "flatten",
-    "load_spec",
-    "pool",
-    "repeat",
-    "residual",
-    "spec_from_dict",
-    "spec_from_text",
-]
+__all__ = ["Spec", "act", "bn", "conv", "dense", "flatten", "pool", "repeat", "residual"]

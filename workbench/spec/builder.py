@@ -1,15 +1,13 @@
-"""Python builder: functions returning the raw-dict form of each layer, and ``build_spec``.
+"""Python builder: functions returning the raw-dict form of each layer.
 
-``build_spec`` validates through ``spec_from_dict``, the same path as spec files.
+``workbench.build_spec`` validates a list of them through ``spec_from_dict``, the same path as
+spec files.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-
-from workbench.spec.loader import spec_from_dict
-from workbench.spec.model import Spec
 
 Layer = Any  # the raw form of one layer: a one-key dict, or "flatten"
 
@@ -55,17 +53,3 @@ def flatten() -> str:
 def repeat(times: int, body: Iterable[Layer]) -> dict:
     """``repeat {times, body}`` (kept as a loop, never unrolled)."""
     return {"repeat": {"times": times, "body": list(body)}}
-
-
-def build_spec(
-    name: str,
-    input_shape: Sequence[int],
-    layers: Iterable[Layer],
-    defaults: Mapping[str, float] | None = None,
-) -> Spec:
-    """Validate and build a Spec from Python values (raises SpecError like the file loader)."""
-    shape = list(input_shape) if isinstance(input_shape, tuple) else input_shape
-    data: dict[str, Any] = {"name": name, "input": {"shape": shape}, "layers": list(layers)}
-    if defaults is not None:
-        data["defaults"] = dict(defaults) if isinstance(defaults, Mapping) else defaults
-    return spec_from_dict(data)

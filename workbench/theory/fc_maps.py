@@ -27,8 +27,9 @@ import sympy as sp
 from workbench.activations import Activation, X, parse_activation
 from workbench.errors import UnsupportedError
 from workbench.gaussian import expect, expect1
+from workbench.nodes import Act, Dense, Repeat
 from workbench.precision import Context
-from workbench.spec.model import Act, Dense, Repeat, Spec
+from workbench.spec.model import Spec
 
 IDENTITY = Activation("linear", X)
 

@@ -25,9 +25,10 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
+from workbench.compile.graph import spec_graph
 from workbench.gaussian.closed_forms import joint_dual
-from workbench.graph import spec_graph
-from workbench.spec.model import Act, Conv, Dense, Flatten, Node, Pool, Repeat, Spec
+from workbench.nodes import Act, Conv, Dense, Flatten, Node, Pool, Repeat
+from workbench.spec.model import Spec
 
 
 @dataclass(frozen=True)

@@ -31,23 +31,13 @@ import numpy as np
 import sympy as sp
 
 from workbench.activations import Activation, X
+from workbench.compile.graph import spec_graph
 from workbench.errors import TheoryError, UnsupportedError
 from workbench.gaussian import expect, expect1, expect_normalized_outer
 from workbench.gaussian.closed_forms import closed_form
-from workbench.graph import spec_graph
+from workbench.nodes import Act, BatchNorm, Conv, Dense, Flatten, Node, Pool, Repeat, Residual
 from workbench.precision import F64, Context
-from workbench.spec.model import (
-    Act,
-    BatchNorm,
-    Conv,
-    Dense,
-    Flatten,
-    Node,
-    Pool,
-    Repeat,
-    Residual,
-    Spec,
-)
+from workbench.spec.model import Spec
 from workbench.theory.kernel_program import (
     Program,
     compiled_run,

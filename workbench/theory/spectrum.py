@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from workbench.compile.graph import spec_graph
 from workbench.errors import TheoryError, UnsupportedError
-from workbench.graph import spec_graph
+from workbench.nodes import Conv, Dense, Flatten, Pool, Repeat
 from workbench.precision import F64
-from workbench.spec.model import Conv, Dense, Flatten, Pool, Repeat, Spec
+from workbench.spec.model import Spec
 from workbench.theory.fc_fixed_points import analyze_cycle
 from workbench.theory.fc_maps import body_steps
 from workbench.theory.kernels import KernelState, _collapse, _readout, _realized, propagate

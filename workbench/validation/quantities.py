@@ -24,10 +24,11 @@ import torch
 from workbench.activations import Activation
 from workbench.errors import UnsupportedError, WorkbenchError
 from workbench.gaussian import expect1
+from workbench.nodes import Conv, Dense, Repeat
 from workbench.precision import F64
 from workbench.sim import probes
 from workbench.sim.network import Network
-from workbench.spec.model import Conv, Dense, Repeat, Spec
+from workbench.spec.model import Spec
 from workbench.theory.evolution import evolve_kernel, input_kernel
 from workbench.theory.fc_fixed_points import analyze_cycle
 from workbench.theory.fc_maps import body_steps, fc_chain, unrolled

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.compile.load import load_spec, spec_from_dict
 from workbench.errors import SpecError
-from workbench.spec.loader import load_spec, spec_from_dict
 from workbench.spec.model import Spec
 from workbench.spec.yaml_source import parse_yaml
 

@@ -1,14 +1,16 @@
-"""Load specs from files, text or plain data. Every input goes through ``spec_from_dict``."""
+"""Load specs from files, text or plain data (every input goes through ``spec_from_dict``):
+the spec's syntax (``workbench.spec``) read into node dataclasses by the node registry."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import SpecError
+from workbench.nodes.base import ParseContext, parse_layers
 from workbench.spec import fields
 from workbench.spec.json_source import parse_json
-from workbench.spec.layers import Context, parse_layers
 from workbench.spec.model import Spec
 from workbench.spec.where import Where
 from workbench.spec.yaml_source import parse_yaml
@@ -97,5 +99,20 @@ def spec_from_dict(
     items = fields.sequence(data["layers"], layers_at, hint="`layers:` is a list of layers")
     if not items:
         raise layers_at.error("`layers` is empty", "add at least one layer")
-    layers, _ = parse_layers(items, layers_at, Context(defaults), input_shape)
+    layers, _ = parse_layers(items, layers_at, ParseContext(defaults), input_shape)
     return Spec(name, input_shape, layers, defaults=defaults, file=file)
+
+
+def build_spec(
+    name: str,
+    input_shape: Sequence[int],
+    layers: Iterable[Any],
+    defaults: Mapping[str, float] | None = None,
+) -> Spec:
+    """Validate and build a Spec from Python values (``workbench.spec.builder`` makes the raw
+    layers); raises SpecError like the file loader."""
+    shape = list(input_shape) if isinstance(input_shape, tuple) else input_shape
+    data: dict[str, Any] = {"name": name, "input": {"shape": shape}, "layers": list(layers)}
+    if defaults is not None:
+        data["defaults"] = dict(defaults) if isinstance(defaults, Mapping) else defaults
+    return spec_from_dict(data)

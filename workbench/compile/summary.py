@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from workbench.spec.model import Node, Spec
-from workbench.spec.shapes import walk_nodes
+from workbench.nodes.base import NodeBase, walk_nodes
+from workbench.spec.model import Spec
 
 
-def depth(node: Node) -> int:
+def depth(node: NodeBase) -> int:
     """Weight layers (dense/conv) the node contributes, counting repeats without unrolling."""
     if hasattr(node, "sigma_w2"):
         return 1
@@ -23,7 +23,7 @@ def total_depth(spec: Spec) -> int:
     return sum(depth(node) for node in spec.layers)
 
 
-def _flat(node: Node) -> list[Node]:
+def _flat(node: NodeBase) -> list[NodeBase]:
     """The node and every node inside its bodies, once each (no unrolling)."""
     out = [node]
     for child in getattr(node, "body", ()):

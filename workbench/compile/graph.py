@@ -6,20 +6,16 @@ graph's size depends on the spec's size, never on ``times``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import networkx as nx
 
-from workbench.spec.model import Node, Spec
-from workbench.spec.shapes import Shape, walk_nodes
+from workbench.nodes.base import NodeBase, walk_nodes
+from workbench.spec.model import Spec
+from workbench.spec.shapes import Shape
 
 
-def walk(spec: Spec) -> Iterator[tuple[Node, Shape, Shape]]:
-    """Yield (node, in_shape, out_shape) for each top-level node, in order, without unrolling."""
-    return walk_nodes(spec.layers, spec.input_shape, spec.file)
-
-
-def body_graph(body: Iterable[Node], in_shape: Shape, file: str | None = None) -> nx.DiGraph:
+def body_graph(body: Iterable[NodeBase], in_shape: Shape, file: str | None = None) -> nx.DiGraph:
     """The DiGraph of a node sequence; node ids are spec paths, edges follow the order."""
     graph = nx.DiGraph()
     previous = None
