@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import sympy as sp
 
-import workbench.theory.kernels as kernels
+import workbench.theory.evaluate as kernels
 from workbench.activations import Activation, X, parse_activation
 from workbench.compile import spec_from_dict
 from workbench.gaussian.closed_forms import closed_form, joint_dual
 from workbench.precision import F64
+from workbench.theory.evaluate import network_kernels
 from workbench.theory.kernel_program import lower, pack, unpack
-from workbench.theory.kernels import network_kernels
 
 
 def spec(layers, shape, sw2=1.5, sb2=0.05):

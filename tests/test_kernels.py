@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import workbench.gaussian as gaussian
-import workbench.theory.kernels as kernels
+import workbench.theory.evaluate as kernels
 from workbench.activations import parse_activation
 from workbench.cli import main
 from workbench.compile import spec_from_dict
@@ -19,7 +19,7 @@ from workbench.errors import TheoryError
 from workbench.sim import probes
 from workbench.sim.network import build_network
 from workbench.theory.critical import critical_point
-from workbench.theory.kernels import network_kernels
+from workbench.theory.evaluate import network_kernels
 from workbench.theory.spectrum import conv_modes, mean_predictor, ntk_spectrum, prediction_gap
 
 

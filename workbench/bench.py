@@ -232,7 +232,7 @@ def bench_kernels(
     import tempfile
     from pathlib import Path
 
-    from workbench.theory.kernels import network_kernels
+    from workbench.theory.evaluate import network_kernels
 
     rng = np.random.default_rng(0)
     inputs = {"fc": rng.standard_normal((256, 32)), "cnn": rng.standard_normal((16, 3, 16))}

@@ -182,7 +182,7 @@ def cmd_kernel(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from workbench.compile import load_spec
-    from workbench.theory.kernels import network_kernels
+    from workbench.theory.evaluate import network_kernels
 
     spec = load_spec(args.spec)
     x = _load_array(args.inputs, "--inputs")

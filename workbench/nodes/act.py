@@ -6,7 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from workbench.errors import ExpressionError
+import numpy as np
+import sympy as sp
+
+from workbench.errors import ExpressionError, UnsupportedError
 from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
 from workbench.spec.shapes import Shape
@@ -14,6 +17,8 @@ from workbench.spec.where import Where
 
 if TYPE_CHECKING:
     from workbench.activations import Activation
+    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.state import KernelState
 
 KIND = "act"
 BARE = False
@@ -56,3 +61,54 @@ def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> Ac
 def output_shape(node: Act, in_shape: Shape, where: Where) -> Shape:
     """Pointwise: the shape is unchanged."""
     return tuple(in_shape)
+
+
+# --- kernel rule --------------------------------------------------------------------------
+
+
+def kernel(node: Act, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
+    """φ of the current field, composed with a pending φ and evaluated lazily (the evaluator
+    applies T(K), Ṫ(K) when a later node needs the realized output: xiao_bahri eq. 6). A field
+    whose mean μ is the same for every input and pixel (a batch norm's β) is the centred field
+    with covariance K − μ² under x ↦ φ(x + μ)."""
+    from workbench.activations import Activation, X
+    from workbench.gaussian.closed_forms import closed_form
+
+    if state.phi is not None:
+        phi = node.activation if state.phi.expr == X else node.activation.compose(state.phi)
+        return state.replace(phi=phi)
+    mean = np.ravel(state.mean)
+    scale = 1 + max(abs(float(v)) for v in np.ravel(state.nngp)[:1]) if mean.size else 1
+    if mean.size == 0 or all(abs(float(v)) <= 1e-12 * scale for v in mean):
+        return state.replace(field_nngp=state.nngp, field_ntk=state.ntk, phi=node.activation)
+    shift = mean[0]
+    if any(abs(float(v - shift)) > 1e-12 * (1 + abs(float(shift))) for v in mean):
+        raise UnsupportedError(
+            f"{node.path}: the activation's input has a mean that differs between inputs (a "
+            "residual sum with a nonlinear body), so the wide-limit rule here does not apply",
+            hint="put a dense or conv layer (or a batch norm) before the activation",
+        )
+    exact = sp.Rational(float(shift)) if state.ctx.name == "float64" else sp.Float(shift)
+    inner = Activation(f"x{float(shift):+.6g}", X + exact)
+    shifted = node.activation.compose(inner)
+    if shifted.kinks and closed_form(shifted.expr, shifted.expr, state.ctx) is None:
+        raise UnsupportedError(
+            f"{node.path}: a kinked activation ({node.activation.name}) of a field with mean "
+            f"{float(shift):.6g} (a batch norm's beta) has no kernel rule here: the Gaussian "
+            "engine integrates kinks at 0 only, and closed forms exist for relu and step",
+            hint="use beta: 0 before this activation, or relu, or a smooth activation",
+        )
+    return state.replace(field_nngp=state.nngp - shift * shift, field_ntk=state.ntk,
+                         phi=shifted)  # fmt: skip
+
+
+def lower(node: Act, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:
+    """The fused program's step: the joint NNGP/NTK dual of a relu/erf/linear-family φ right
+    after a weight layer (a centred Gaussian input); other φ are left to the evaluator."""
+    from workbench.gaussian.closed_forms import joint_dual
+    from workbench.theory.kernel_program import Activate
+
+    dual = joint_dual(node.activation.expr)
+    if last != "linear" or dual is None:
+        return None, last
+    return [Activate(dual)], "act"

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
+from workbench.errors import TheoryError, UnsupportedError
 from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
 from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
 
+if TYPE_CHECKING:
+    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.state import KernelState
+
 KIND = "bn"
 BARE = True
+NEEDS_PIXEL_PAIRS = True
 EXAMPLE = "bn: {gamma: 1.0, beta: 0.0}"
 SCHEMA = fields.Schema(
     {
@@ -39,3 +47,46 @@ def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> Ba
 def output_shape(node: BatchNorm, in_shape: Shape, where: Where) -> Shape:
     """Shape-preserving."""
     return tuple(in_shape)
+
+
+def kernel(node: BatchNorm, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
+    """Batch norm over the m inputs (and pixels) in the wide limit (mean_field_batchnorm §3).
+    Each channel's batch vector h ~ N(0, K) is centred (G, over the batch and pixels) and
+    divided by its own batch standard deviation, so with N samples
+    K_bn = γ² N E[z zᵀ/‖z‖²] + β², z ~ N(0, G K G) — exact for any batch (the engine's
+    ``expect_normalized_outer``). For equicorrelated inputs it is γ² G/(tr G/N) + β²: unit
+    variance and no correlation between distinct inputs at large N, Claims 6.1/6.3.
+    NTK (approximation, stated): Θ_bn = γ² G Θ G / (tr(G K G)/N), i.e. the variance's own
+    derivative and its fluctuations are ignored. An activation after it treats the output as
+    Gaussian with mean β and covariance K_bn − β² (the paper's approximation, eqs. 56–57;
+    each channel's batch vector really lies on a sphere, and the error falls like 1/N: ~10%
+    at N = 5, ~1% at N = 60 in the tests). Spatial batch norm needs the full mode."""
+    from workbench.gaussian import expect_normalized_outer
+
+    if state.flattened:
+        raise UnsupportedError(
+            f"{node.path}: a bn right after a flatten is not supported",
+            hint="put a dense layer between the flatten and it",
+        )
+    state = ev.realized(state)
+    if state.mode == "diagonal":
+        raise UnsupportedError(f"{node.path}: spatial batch norm needs the full kernel mode")
+    if state.ctx.name != "float64":
+        raise UnsupportedError(f"{node.path}: batch norm kernels are float64 only")
+    size = state.m * state.pixels
+    centre = np.eye(size) - 1.0 / size
+    kernel = centre @ state.as_matrices(state.nngp)[0] @ centre
+    scale = np.trace(kernel) / size
+    if scale <= 0:
+        raise TheoryError(f"{node.path}: the batch has no variance to normalise")
+    normalised = node.gamma**2 * size * expect_normalized_outer(kernel) + node.beta**2
+    nngp = state.from_matrices(normalised[None])
+    ntk = None
+    if state.ntk is not None:
+        theta = node.gamma**2 * centre @ state.as_matrices(state.ntk)[0] @ centre / scale
+        ntk = state.from_matrices(theta[None])
+        state = state.noted(
+            f"{node.path}: the NTK through batch norm ignores the derivative of the batch "
+            "variance (approximation)"
+        )
+    return state.replace(nngp=nngp, ntk=ntk, mean=np.full_like(state.mean, node.beta))

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from itertools import product
+from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
+from workbench.errors import UnsupportedError
 from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
 from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
+
+if TYPE_CHECKING:
+    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.state import KernelState
 
 KIND = "conv"
 BARE = False
 EXAMPLE = "conv: {channels: 64, kernel: 3}"
 INITS = ("gaussian", "orthogonal", "delta_orthogonal")
 SUM_TOLERANCE = 1e-9
+HAS_WEIGHTS = True
 SCHEMA = fields.Schema(
     {
         "channels": fields.Key(fields.positive_int, doc="number of output channels"),
@@ -125,3 +134,70 @@ def output_shape(node: Conv, in_shape: Shape, where: Where) -> Shape:
         )
     _check_fits(node.kernel, in_shape, kernel_at)
     return (node.channels, *spatial)
+
+
+# --- tap geometry -------------------------------------------------------------------------
+
+Taps = tuple[tuple[tuple[int, ...], float], ...]
+
+
+def tap_variances(node: Conv) -> tuple[float, ...]:
+    """v_β, the share of σ_w² on kernel tap β (row-major; sums to 1): the spec's variance
+    vector, else uniform 1/taps (xiao2018 eq. 2.2)."""
+    taps = math.prod(node.kernel)
+    return tuple(float(w) for w in node.variance) if node.variance else (1 / taps,) * taps
+
+
+def conv_taps(node: Conv) -> Taps:
+    """Per kernel tap β: the np.roll offsets that bring X(α + β − c) to α (c the kernel's
+    centre) and v_β."""
+    offsets = product(*(range(k) for k in node.kernel))
+    return tuple(
+        (tuple(-(t - (k - 1) // 2) for t, k in zip(tap, node.kernel)), w)
+        for tap, w in zip(offsets, tap_variances(node))
+    )
+
+
+def shift_sum(kernel: np.ndarray, taps: Taps, mode: str, spatial: tuple[int, ...]) -> np.ndarray:
+    """[A_v ⋆ X](α, α') = Σ_β v_β X(α + β − c, α' + β − c) (full) or X(α + β − c) (diagonal),
+    periodic (xiao2018 eq. 2.3)."""
+    d = len(spatial)
+    axes = list(range(2, 2 + d)) + (list(range(2 + d, 2 + 2 * d)) if mode == "full" else [])
+    out = np.zeros_like(kernel)
+    for offsets, w in taps:
+        if w != 0:
+            out += w * np.roll(kernel, list(offsets) * (2 if mode == "full" else 1), axis=axes)
+    return out
+
+
+# --- kernel rule --------------------------------------------------------------------------
+
+
+def kernel(node: Conv, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
+    """xiao2018 eq. 2.3 and xiao_bahri eq. 31: a weight layer whose mixing is A_v ⋆."""
+    from workbench.nodes.dense import weight_layer
+
+    state = ev.realized(state)
+    if state.mode == "flat":
+        raise UnsupportedError(f"{node.path}: conv needs a spatial input")
+    taps = conv_taps(node)
+    ones = tuple((offsets, 1.0) for offsets, _ in taps)
+    return weight_layer(
+        state,
+        node.sigma_w2,
+        node.sigma_b2,
+        node.channels,
+        ev.parameterization,
+        mix=lambda k: shift_sum(k, taps, state.mode, state.spatial),
+        plain=lambda k: shift_sum(k, ones, state.mode, state.spatial),
+    )
+
+
+def lower(node: Conv, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:
+    """The fused program's step: a Linear mixing by this conv's taps."""
+    from workbench.theory.kernel_program import Linear
+
+    shape = attrs["in_shape"]
+    if len(node.kernel) != len(shape) - 1:
+        return None, last
+    return [Linear(node.sigma_w2, node.sigma_b2, shape[0], conv_taps(node))], "linear"

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+import numpy as np
+
+from workbench.errors import UnsupportedError
 from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
 from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
 
+if TYPE_CHECKING:
+    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.state import KernelState
+
 KIND = "dense"
 BARE = False
 EXAMPLE = "dense: {width: 512}"
 INITS = ("gaussian", "orthogonal")
+HAS_WEIGHTS = True
 SCHEMA = fields.Schema(
     {
         "width": fields.Key(fields.positive_int, doc="number of output units"),
@@ -58,3 +67,47 @@ def output_shape(node: Dense, in_shape: Shape, where: Where) -> Shape:
             "insert `- flatten` or `- pool: global_avg` before this layer",
         )
     return (node.width,)
+
+
+# --- kernel rule --------------------------------------------------------------------------
+
+
+def kernel(node: Dense, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
+    """xiao_bahri eq. 6 on flat features (flattened ones are averaged over pixels first)."""
+    state = ev.flat(state)
+    if state.mode != "flat":
+        raise UnsupportedError(f"{node.path}: dense after a spatial layer needs a flatten")
+    return weight_layer(state, node.sigma_w2, node.sigma_b2, node.width, ev.parameterization)
+
+
+def weight_layer(
+    state: KernelState,
+    sigma_w2: float,
+    sigma_b2: float,
+    channels: int,
+    parameterization: str,
+    mix: Callable[[np.ndarray], np.ndarray] = lambda k: k,
+    plain: Callable[[np.ndarray], np.ndarray] = lambda k: k,
+) -> KernelState:
+    """A weight layer's update, both parameterisations (xiao_bahri eqs. 6 and 31):
+    K' = σ_w² A(K) + σ_b²; Θ' = K' + σ_w² A(Θ) (``ntk``) or fan_in·P(K) + 1 + σ_w² A(Θ)
+    (``standard``: gradients w.r.t. W itself). Dense: A = P = identity; conv: A = A_v ⋆
+    (the variance-weighted tap sum) and P the plain tap sum."""
+    nngp = sigma_w2 * mix(state.nngp) + sigma_b2
+    ntk = None
+    if state.ntk is not None:
+        theta = sigma_w2 * mix(state.ntk)
+        if parameterization == "ntk":
+            ntk = nngp + theta
+        else:
+            ntk = state.channels * plain(state.nngp) + 1.0 + theta
+    return state.replace(nngp=nngp, ntk=ntk, mean=np.zeros_like(state.mean), channels=channels)
+
+
+def lower(node: Dense, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:
+    """The fused program's step (``kernel_program``): a Linear on flat features."""
+    from workbench.theory.kernel_program import Linear
+
+    if len(attrs["in_shape"]) != 1:
+        return None, last
+    return [Linear(node.sigma_w2, node.sigma_b2, attrs["in_shape"][0])], "linear"

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
 from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
 
+if TYPE_CHECKING:
+    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.state import KernelState
+
 KIND = "flatten"
 BARE = True
+READOUT = True
 EXAMPLE = "flatten"
 SCHEMA = fields.Schema({})
 
@@ -33,3 +38,25 @@ def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> Fl
 def output_shape(node: Flatten, in_shape: Shape, where: Where) -> Shape:
     """All dims multiplied together (a flat input stays as it is)."""
     return (math.prod(in_shape),)
+
+
+def kernel(node: Flatten, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
+    """xiao_bahri eq. 18. Flattening keeps the same-pixel pairs (``flattened``) until a dense
+    layer averages them (``Evaluator.flat``): a flattened feature (channel, pixel) has its
+    pixel's kernel, so an activation in between acts on each pixel's kernel before the average.
+    Flattening flat features changes nothing."""
+    if state.mode == "flat" or state.flattened:
+        return state
+    state = ev.realized(state)
+    return state.replace(nngp=state.same_pixel(state.nngp), ntk=state.same_pixel(state.ntk),
+                         mode="diagonal", channels=state.channels * state.pixels,
+                         flattened=True)  # fmt: skip
+
+
+def lower(node: Flatten, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:
+    """The fused program's step: the mean over same-pixel pairs (nothing for flat input)."""
+    from workbench.theory.kernel_program import Readout
+
+    if len(attrs["in_shape"]) == 1:
+        return [], last
+    return [Readout(pool=False)], "readout"

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
+from workbench.errors import UnsupportedError
 from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
 from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
 
+if TYPE_CHECKING:
+    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.state import KernelState
+
 KIND = "pool"
 BARE = False
+READOUT = True
+NEEDS_PIXEL_PAIRS = True
 EXAMPLE = "pool: global_avg"
 MODES = ("global_avg",)
 _check_mode = fields.choice(*MODES)
@@ -38,3 +45,27 @@ def output_shape(node: Pool, in_shape: Shape, where: Where) -> Shape:
             "remove the pool (the input is already flat)",
         )
     return (in_shape[0],)
+
+
+def kernel(node: Pool, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
+    """xiao_bahri eq. 18: the mean over every pixel pair (needs full pixel-pair kernels)."""
+    state = ev.realized(state)
+    if state.mode == "flat" or state.flattened:
+        raise UnsupportedError(f"{node.path}: pool needs a spatial input")
+    if state.mode != "full":
+        raise UnsupportedError(
+            f"{node.path}: pooling needs the full pixel-pixel kernel",
+            hint="use the full spatial mode (the default)",
+        )
+    mean = state.mean.reshape(state.m, -1).mean(axis=1)
+    return state.replace(nngp=state.pixel_average(state.nngp), ntk=state.pixel_average(state.ntk),
+                         mean=mean, mode="flat", spatial=())  # fmt: skip
+
+
+def lower(node: Pool, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:
+    """The fused program's step: the mean over all pixel pairs (full mode only)."""
+    from workbench.theory.kernel_program import Readout
+
+    if len(attrs["in_shape"]) < 2 or mode != "full":
+        return None, last
+    return [Readout(pool=True)], "readout"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from workbench.nodes.base import NodeBase, ParseContext, chain_shape, require_same_shape
 from workbench.spec import fields
 from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
+
+if TYPE_CHECKING:
+    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.state import KernelState
 
 KIND = "repeat"
 BARE = False
@@ -44,3 +48,25 @@ def output_shape(node: Repeat, in_shape: Shape, where: Where) -> Shape:
     """The body must map the input shape to itself; so does the block (at any ``times``)."""
     require_same_shape(KIND, in_shape, chain_shape(node.body, in_shape, where.file), where)
     return tuple(in_shape)
+
+
+def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
+    """The body graph applied ``times`` times (a loop, never unrolled)."""
+    for _ in range(node.times):
+        state = ev.propagate(attrs["body"], state)
+    return state
+
+
+def lower(node: Repeat, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:
+    """The fused program's Loop over the body's steps; the body must also follow itself
+    (lowered twice: what precedes its second pass is its own end)."""
+    from workbench.theory.kernel_program import Loop, lower_graph
+
+    first, last = lower_graph(attrs["body"], last, mode)
+    if first is None:
+        return None, last
+    if node.times > 1:
+        again, last = lower_graph(attrs["body"], last, mode)
+        if again is None:
+            return None, last
+    return [Loop(node.times, tuple(first))], last

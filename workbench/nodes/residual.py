@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from workbench.nodes.base import NodeBase, ParseContext, chain_shape, require_same_shape
+from workbench.errors import UnsupportedError
+from workbench.nodes.base import (
+    NodeBase,
+    ParseContext,
+    chain_shape,
+    flat_nodes,
+    module_of,
+    require_same_shape,
+)
 from workbench.spec import fields
 from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
+
+if TYPE_CHECKING:
+    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.state import KernelState
 
 KIND = "residual"
 BARE = False
@@ -44,3 +56,32 @@ def output_shape(node: Residual, in_shape: Shape, where: Where) -> Shape:
     """The body must map the input shape to itself; so does the block."""
     require_same_shape(KIND, in_shape, chain_shape(node.body, in_shape, where.file), where)
     return tuple(in_shape)
+
+
+def kernel(node: Residual, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
+    """y = x + s·b(x): K_y = K_x + s (m_x m_bᵀ + m_b m_xᵀ) + s² K_b, because the body's last
+    weights make b_i independent of x_i in the wide limit, so E[x_i b_i] = m_x m_b. The NTK:
+    gradients through the skip and the body, Θ_y = Θ_x + s² Θ_b with Θ_b propagated from Θ_x
+    (its J_b Θ_x J_bᵀ part); the skip-body cross terms ⟨∂x_i, (J_b ∂x)_i⟩ average the diagonal
+    of the body's Jacobian, which has mean zero for centred weights. Hence a weight layer is
+    required in the body."""
+    if state.flattened:
+        raise UnsupportedError(
+            f"{node.path}: a residual right after a flatten is not supported",
+            hint="put a dense layer between the flatten and it",
+        )
+    if not any(getattr(module_of(n), "HAS_WEIGHTS", False) for n in flat_nodes(node.body)):
+        raise UnsupportedError(
+            f"{node.path}: a residual body needs a dense or conv layer for the wide-limit rule",
+            hint="a weight-free body (e.g. only an activation) is not a residual block",
+        )
+    s = node.scale
+    stream = ev.realized(state)
+    body = ev.realized(ev.propagate(attrs["body"], stream))
+    if body.nngp.shape != stream.nngp.shape:
+        raise UnsupportedError(f"{node.path}: the residual body changes the kernel's shape")
+    # E[x_aα b_bβ] + E[b_aα x_bβ] = m_x[a,α] m_b[b,β] + m_b[a,α] m_x[b,β]
+    cross = stream.outer_mean(stream.mean, body.mean) + stream.outer_mean(body.mean, stream.mean)
+    nngp = stream.nngp + s * cross + s * s * body.nngp
+    ntk = None if stream.ntk is None else stream.ntk + s * s * body.ntk
+    return body.replace(nngp=nngp, ntk=ntk, mean=stream.mean + s * body.mean)

@@ -26,8 +26,7 @@ import networkx as nx
 import numpy as np
 
 from workbench.compile.graph import spec_graph
-from workbench.gaussian.closed_forms import joint_dual
-from workbench.nodes import Act, Conv, Dense, Flatten, Node, Pool, Repeat
+from workbench.nodes.base import has_rule, rule
 from workbench.spec.model import Spec
 
 
@@ -74,65 +73,27 @@ def lower(spec: Spec, m: int, mode: str, parameterization: str, ntk: bool) -> Pr
     spatial = tuple(spec.input_shape[1:])
     if mode == "full" and len(spatial) > 2 or mode == "flat" and spatial:
         return None
-    steps, last = _lower_graph(spec_graph(spec), "input", mode)
+    steps, last = lower_graph(spec_graph(spec), "input", mode)
     if steps is None or last == "input":
         return None
     return Program(tuple(steps), m, mode, spatial, parameterization, ntk)
 
 
-def _lower_graph(graph: nx.DiGraph, last: str, mode: str) -> tuple[list | None, str]:
-    """Steps for the graph's nodes in order; ``last`` is the kind of step before them (an
-    activation needs a weight layer right before it, so that its input is a centred field)."""
+def lower_graph(graph: nx.DiGraph, last: str, mode: str) -> tuple[list | None, str]:
+    """Steps for the graph's nodes in order, each from its node's ``lower`` rule (None when a
+    node has none or declines); ``last`` is the kind of step before them (an activation needs
+    a weight layer right before it, so that its input is a centred field)."""
     steps: list = []
     for name in nx.topological_sort(graph):
         attrs = graph.nodes[name]
-        node, shape = attrs["node"], attrs["in_shape"]
-        if isinstance(node, Repeat):
-            first, last = _lower_graph(attrs["body"], last, mode)
-            if first is None:
-                return None, last
-            if node.times > 1:  # the body must also follow itself (shapes repeat exactly)
-                again, last = _lower_graph(attrs["body"], last, mode)
-                if again is None:
-                    return None, last
-            steps.append(Loop(node.times, tuple(first)))
-            continue
-        if isinstance(node, Flatten) and len(shape) == 1:
-            continue  # flattening flat features changes nothing
-        step = _lower_node(node, shape, last, mode)
-        if step is None:
+        node = attrs["node"]
+        if not has_rule(node, "lower"):
             return None, last
-        steps.append(step)
-        last = {Linear: "linear", Activate: "act", Readout: "readout"}[type(step)]
+        lowered, last = rule(node, "lower")(node, attrs, last, mode)
+        if lowered is None:
+            return None, last
+        steps.extend(lowered)
     return steps, last
-
-
-def _lower_node(node: Node, shape: tuple[int, ...], last: str, mode: str):
-    """One step for a node with input shape ``shape`` (channels first), or None."""
-    if isinstance(node, Dense) and len(shape) == 1:
-        return Linear(node.sigma_w2, node.sigma_b2, shape[0])
-    if isinstance(node, Conv) and len(node.kernel) == len(shape) - 1:
-        return Linear(node.sigma_w2, node.sigma_b2, shape[0], conv_taps(node))
-    if isinstance(node, Act):
-        dual = joint_dual(node.activation.expr)
-        return Activate(dual) if last == "linear" and dual is not None else None
-    if isinstance(node, Pool) and len(shape) > 1 and mode == "full":
-        return Readout(pool=True)
-    if isinstance(node, Flatten) and len(shape) > 1:
-        return Readout(pool=False)
-    return None  # residual, batch norm, dense after spatial layers: the general engine
-
-
-def conv_taps(node: Conv) -> tuple[tuple[tuple[int, ...], float], ...]:
-    """Per kernel tap β: the np.roll offsets that bring X(α + β − c) to α (c the kernel's
-    centre) and v_β (uniform 1/taps unless the spec gives a variance vector)."""
-    taps = int(np.prod(node.kernel))
-    v = [1 / taps] * taps if node.variance is None else [float(w) for w in node.variance]
-    offsets = product(*(range(k) for k in node.kernel))
-    return tuple(
-        (tuple(-(t - (k - 1) // 2) for t, k in zip(tap, node.kernel)), w)
-        for tap, w in zip(offsets, v)
-    )
 
 
 # --- running a program -----------------------------------------------------------------------

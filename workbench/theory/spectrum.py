@@ -15,11 +15,13 @@ import numpy as np
 from workbench.compile.graph import spec_graph
 from workbench.errors import TheoryError, UnsupportedError
 from workbench.nodes import Conv, Dense, Flatten, Pool, Repeat
+from workbench.nodes.base import rule
 from workbench.precision import F64
 from workbench.spec.model import Spec
+from workbench.theory.evaluate import Evaluator
 from workbench.theory.fc_fixed_points import analyze_cycle
 from workbench.theory.fc_maps import body_steps
-from workbench.theory.kernels import KernelState, _collapse, _readout, _realized, propagate
+from workbench.theory.state import KernelState
 
 
 def as_dense(node: Any) -> Any:
@@ -194,16 +196,17 @@ def ntk_spectrum(spec: Spec, m: int, c0: float, depths: list[int]) -> NTKSpectru
     spatial = tuple(spec.input_shape[1:]) if arch != "FC" else ()
     d = int(np.prod(spatial)) if spatial else 1
     state = _initial(m, c0, q, spatial, "full" if arch == "CNN-P" else "diagonal")
+    ev = Evaluator("ntk")
     rows, done = [], 0
     for depth in sorted(set(int(x) for x in depths)):
         if depth < 1:
             raise TheoryError("depths must be positive")
         for _ in range(depth - done):
-            state = propagate(body, state, "ntk")
+            state = ev.propagate(body, state)
         done = depth
-        final = _realized(state)
+        final = ev.realized(state)
         if readout is not None:
-            final = _collapse(_readout(readout, final))
+            final = ev.flat(rule(readout, "kernel")(readout, final, ev, {}))
         eig = np.linalg.eigvalsh((final.ntk + final.ntk.T) / 2)
         lam_max, lam_min = float(eig[-1]), float(eig[0])
         rows.append(

@@ -1,0 +1,297 @@
+"""The one evaluator: NNGP kernel Σ/K and NTK Θ of m inputs through a compiled spec graph.
+
+It walks the graph (``workbench.compile.graph``) and asks each node for its ``kernel`` rule
+(``workbench.nodes.<kind>.kernel``: the science lives there); repeat nodes iterate their body
+graph, never unrolled. It also owns what every rule shares: applying a pending activation
+(the dual kernels T(K), Ṫ(K) from the Gaussian engine), collapsing flattened features, and the
+finiteness guard. In float64 a chain spec runs as one fused program instead
+(``kernel_program``, lowered from the same graph by the nodes' ``lower`` rules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from workbench.activations import Activation
+from workbench.compile.graph import spec_graph
+from workbench.errors import TheoryError, UnsupportedError
+from workbench.gaussian import expect, expect1
+from workbench.nodes.base import NodeBase, flat_nodes, module_of, rule
+from workbench.precision import F64, Context
+from workbench.spec.model import Spec
+from workbench.theory.kernel_program import (
+    Program,
+    compiled_run,
+    lower,
+    pack,
+    run,
+    unpack,
+)
+from workbench.theory.state import KernelState
+
+OVERFLOW_GUARD = 1e150  # beyond this, products of two kernel entries overflow float64
+PARAMETERIZATIONS = ("ntk", "standard")
+
+
+def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool, ctx: Context = F64) -> KernelState:
+    """The inputs' own second moments: X of shape (m, C) or (m, C, *S), averaged over channels
+    (the 1/fan_in of the first layer's weights). At high precision the arrays hold mpf."""
+    x = np.asarray(inputs, float)
+    m, channels, spatial = x.shape[0], x.shape[1], x.shape[2:]
+    if not np.isfinite(x).all():
+        raise TheoryError("inputs must be finite")
+    if ctx.name != "float64":
+        with ctx.active():
+            x = np.vectorize(ctx.num, otypes=[object])(x)
+    if not spatial:
+        nngp = x @ x.T / channels
+        mode = "flat"
+    else:
+        flat = x.reshape(m, channels, -1)
+        if mode == "full":
+            nngp = np.einsum("acp,bcq->abpq", flat, flat) / channels
+            nngp = nngp.reshape(m, m, *spatial, *spatial)
+        else:
+            nngp = np.einsum("acp,bcp->abp", flat, flat).reshape(m, m, *spatial) / channels
+    ntk = np.zeros_like(nngp) if want_ntk else None
+    return KernelState(nngp, ntk, x.mean(axis=1), mode, tuple(spatial), channels, ctx=ctx)
+
+
+class Evaluator:
+    """Walks compiled graphs under one precision context and NTK parameterisation."""
+
+    def __init__(self, parameterization: str = "ntk") -> None:
+        if parameterization not in PARAMETERIZATIONS:
+            raise UnsupportedError(f"parameterization must be one of {PARAMETERIZATIONS}")
+        self.parameterization = parameterization
+
+    def propagate(self, graph: nx.DiGraph, state: KernelState) -> KernelState:
+        """Run the state through the graph's nodes in order, each by its own kernel rule."""
+        for name in nx.topological_sort(graph):
+            attrs = graph.nodes[name]
+            node = attrs["node"]
+            state = rule(node, "kernel")(node, state, self, attrs)
+            _check_finite(state, node)
+        return state
+
+    def realized(self, state: KernelState) -> KernelState:
+        """Apply a pending activation: second moments T(K), NTK Ṫ(K) ⊙ Θ, means E[φ(u)]."""
+        if state.phi is None:
+            return state
+        phi, k = state.phi, state.field_nngp
+        nngp = _dual(phi, phi, state, k)
+        ntk = None
+        if state.field_ntk is not None:
+            d = phi.derivative()
+            ntk = _dual(d, d, state, k) * state.field_ntk
+        variances = state.own_variances(k)
+        if phi.parity == -1:  # odd φ: E[φ(u)] = 0 exactly
+            mean = np.zeros(variances.shape, dtype=variances.dtype)
+        elif state.ctx.name == "float64":
+            mean = expect1(phi, variances) if variances.size else variances
+        else:
+            with state.ctx.active():
+                one = np.vectorize(lambda q: expect1(phi, q, state.ctx), otypes=[object])
+                mean = one(variances)
+        return state.replace(nngp=nngp, ntk=ntk, mean=np.asarray(mean), field_nngp=None,
+                             field_ntk=None, phi=None)  # fmt: skip
+
+    def flat(self, state: KernelState) -> KernelState:
+        """Realized features as flat features: flattened features' kernels averaged over the
+        pixels (xiao_bahri eq. 18), after any pending activation acted on each pixel's kernel."""
+        state = self.realized(state)
+        if not state.flattened:
+            return state
+        mean = state.mean.reshape(state.m, -1).mean(axis=1)
+        return state.replace(nngp=state.pixel_average(state.nngp),
+                             ntk=state.pixel_average(state.ntk), mean=mean, mode="flat",
+                             spatial=(), flattened=False)  # fmt: skip
+
+
+def _check_finite(state: KernelState, node: NodeBase) -> None:
+    for name in ("nngp", "ntk", "field_nngp", "field_ntk"):
+        value = getattr(state, name)
+        if value is None:
+            continue
+        finite = (
+            np.isfinite(value).all() and np.abs(value).max() < OVERFLOW_GUARD
+            if state.ctx.name == "float64"
+            else all(state.ctx.isfinite(v) for v in value.ravel())
+        )
+        if not finite:
+            raise TheoryError(
+                f"{node.path}: the {name.split('_')[-1]} kernel overflowed float64",
+                hint="the network is deep in the chaotic phase; use fewer layers or a smaller "
+                "sigma_w2",
+            )
+
+
+def _dual(f: Activation, g: Activation, state: KernelState, kernel: np.ndarray) -> np.ndarray:
+    """E[f(u) g(v)] for every entry, Var u and Var v read off the diagonal: each symmetric
+    matrix's upper triangle once (vectorised in float64; each distinct covariance once at
+    high precision). f and g must be the same function (the kernels are symmetric)."""
+    stack = state.as_matrices(kernel)
+    size = stack.shape[1]
+    rows, cols = np.triu_indices(size)
+    var = np.diagonal(stack, axis1=1, axis2=2)
+    q1, q2, cov = var[:, rows], var[:, cols], stack[:, rows, cols]
+    ctx = state.ctx
+    if ctx.name == "float64":
+        bound = np.sqrt(q1 * q2)
+        upper = expect(f, g, q1, np.clip(cov, -bound, bound), q2)
+    else:
+        cache: dict = {}
+        upper = np.empty(cov.shape, dtype=object)
+        with ctx.active():
+            for index in np.ndindex(cov.shape):
+                key = (q1[index], cov[index], q2[index])
+                if key not in cache:
+                    bound = ctx.sqrt(key[0] * key[2])
+                    clipped = min(max(key[1], -bound), bound)
+                    cache[key] = expect(f, g, key[0], clipped, key[2], ctx)
+                upper[index] = cache[key]
+    out = np.empty(stack.shape, dtype=upper.dtype)
+    out[:, rows, cols] = upper
+    out[:, cols, rows] = upper
+    return state.from_matrices(out)
+
+
+@dataclass
+class NetworkKernels:
+    nngp: np.ndarray
+    ntk: np.ndarray | None
+    parameterization: str
+    mode: str
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shape": list(self.nngp.shape),
+            "parameterization": self.parameterization,
+            "mode": self.mode,
+            "nngp_diagonal_mean": float(np.mean(np.diagonal(self.nngp, axis1=0, axis2=1))),
+            "notes": list(self.notes),
+        }
+
+
+def network_kernels(
+    spec: Spec,
+    inputs: np.ndarray,
+    ntk: bool = True,
+    parameterization: str = "ntk",
+    mode: str = "auto",
+    digits: int | None = None,
+    compiled: bool = False,
+) -> NetworkKernels:
+    """NNGP and NTK of the spec's output for the inputs (m, *input_shape), channels first.
+    ``mode``: ``full`` pixel-pixel kernels, ``diagonal`` same-pixel only (enough when the
+    spatial part ends in a flatten), ``auto`` picks diagonal when no pool or batch norm needs
+    the full kernel and the spec ends flat. ``digits``: evaluate with mpmath at N significant
+    digits (the arrays then hold mpf). In float64 a chain spec runs as one fused program
+    (``kernel_program``); other specs, and programs whose result is not finite, run on the
+    general engine below. ``compiled``: fuse the program with torch.compile (the first call
+    per spec and input shape compiles, seconds; then small kernels run ~2x faster)."""
+    evaluator = Evaluator(parameterization)
+    inputs = np.asarray(inputs, float)
+    if inputs.shape[1:] != tuple(spec.input_shape):
+        raise TheoryError(
+            f"inputs of shape {inputs.shape} do not match the spec's input shape "
+            f"{list(spec.input_shape)} (expected (m, {', '.join(map(str, spec.input_shape))}))"
+        )
+    if len(spec.input_shape) == 1:
+        mode = "flat"
+    elif mode == "auto":
+        mode = "diagonal" if _diagonal_is_enough(spec) else "full"
+    from workbench.precision import context
+
+    ctx = context(digits)
+    notes: list[str] = []
+    if ctx.name == "float64":
+        program = lower(spec, inputs.shape[0], mode, parameterization, ntk)
+        if program is not None:
+            result = _run_program(program, inputs, compiled, notes)
+            if result is not None:
+                return result
+        elif compiled:
+            notes.append("not compiled: only chain specs run as a fused program")
+    elif compiled:
+        notes.append("not compiled: high-precision kernels run on the general engine")
+    state = initial_state(inputs, mode, ntk, ctx).replace(notes=tuple(notes))
+    state = evaluator.flat(evaluator.propagate(spec_graph(spec), state))
+    _check_psd({"nngp": state.nngp, "ntk": state.ntk}, state.m, state.mode, state.spatial)
+    return NetworkKernels(state.nngp, state.ntk, parameterization, mode, list(state.notes))
+
+
+def _run_program(
+    program: Program, inputs: np.ndarray, compiled: bool, notes: list[str]
+) -> NetworkKernels | None:
+    """The fused program's kernels, or None when they are not finite (zero variances, or an
+    overflow deep in the chaotic phase: the general engine then handles it or names the
+    node)."""
+    start = initial_state(inputs, program.mode, False)
+    if not (start.own_variances(start.nngp) > 0).all():
+        return None  # zero-variance inputs (σ_w² > 0 keeps all later variances positive)
+    first = pack(start.nngp)
+    out = None
+    if compiled:
+        try:
+            out = compiled_run(program, first.shape)(first)
+        except Exception as error:  # noqa: BLE001 - no C++ compiler, unsupported platform, ...
+            notes.append(f"not compiled: torch.compile failed ({type(error).__name__}: {error})")
+    if out is None:
+        with np.errstate(all="ignore"):
+            out = run(program, first)
+    kernels = {}
+    for name, packed in zip(("nngp", "ntk"), out):
+        if packed is None:
+            kernels[name] = None
+            continue
+        if not np.abs(packed).max() < OVERFLOW_GUARD:  # also catches NaN
+            return None
+        kernels[name] = unpack(packed, program.m, program.mode if packed.ndim > 1 else "flat")
+    spatial = program.spatial if kernels["nngp"].ndim > 2 else ()
+    mode = program.mode if spatial else "flat"
+    _check_psd(kernels, program.m, mode, spatial)
+    return NetworkKernels(kernels["nngp"], kernels["ntk"], program.parameterization,
+                          program.mode, notes)  # fmt: skip
+
+
+def _check_psd(kernels: dict[str, np.ndarray | None], m: int, mode: str, spatial) -> None:
+    """Each kernel over m inputs (× pixels in full mode; per pixel in diagonal mode) must be
+    positive semi-definite: one batched eigenvalue call for all of them."""
+    n = int(np.prod(spatial)) if spatial else 1
+    names, blocks = [], []
+    for name, kernel in kernels.items():
+        if kernel is None:
+            continue
+        kernel = np.asarray(kernel, float)
+        if mode == "diagonal":
+            stack = np.moveaxis(kernel.reshape(m, m, n), 2, 0)
+        elif mode == "full":
+            stack = kernel.reshape(m, m, n, n).transpose(0, 2, 1, 3).reshape(1, m * n, m * n)
+        else:
+            stack = kernel[None]
+        names += [name] * len(stack)
+        blocks.append(stack)
+    batch = np.concatenate(blocks)
+    eig = np.linalg.eigvalsh((batch + np.swapaxes(batch, 1, 2)) / 2)
+    floor = -1e-9 * np.maximum(np.abs(eig[:, -1]), 1e-300)
+    bad = np.flatnonzero(eig[:, 0] < floor)
+    if bad.size:
+        raise TheoryError(
+            f"the {names[bad[0]]} kernel is not positive semi-definite (eigenvalue "
+            f"{eig[bad[0], 0]:.3g})",
+            hint="this indicates a numerical problem; please report the spec",
+        )
+
+
+def _diagonal_is_enough(spec: Spec) -> bool:
+    """Same-pixel kernels suffice when the spatial part ends in a readout and no node needs
+    pixel pairs (each kind declares ``NEEDS_PIXEL_PAIRS`` and ``READOUT``)."""
+    kinds = [module_of(n) for n in flat_nodes(spec.layers)]
+    needs_pairs = any(getattr(k, "NEEDS_PIXEL_PAIRS", False) for k in kinds)
+    return any(getattr(k, "READOUT", False) for k in kinds) and not needs_pairs
