@@ -70,13 +70,15 @@ def _circular(x, weight):
     "size, c_in, c_out", [((3, 3), 8, 8), ((5, 3), 4, 16), ((4, 4), 6, 6), ((3,), 5, 7)]
 )
 def test_orthogonal_kernels_preserve_norms(size, c_in, c_out):
-    """‖K ∗ x‖ = ‖x‖ under circular padding for Algorithm 1 and Algorithm 2 kernels."""
+    """‖K ∗ x‖²/c_out = ‖x‖²/c_in under circular padding for Algorithm 1 and Algorithm 2
+    kernels (c_in ≤ c_out: they are isometries up to the per-unit scale √(c_out/c_in))."""
     gen = torch.Generator().manual_seed(1)
     for make in (orthogonal_conv_kernel, delta_orthogonal_kernel):
         weight = make(size, c_in, c_out, generator=gen)
         x = torch.randn(4, c_in, *([9] * len(size)), generator=gen, dtype=torch.float64)
         ratio = _circular(x, weight).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
-        assert torch.allclose(ratio, torch.ones(4, dtype=torch.float64), atol=1e-6), make.__name__
+        isometry = torch.full((4,), (c_out / c_in) ** 0.5, dtype=torch.float64)
+        assert torch.allclose(ratio, isometry, atol=1e-6), make.__name__
 
 
 def test_algorithm_one_kernel_is_not_a_delta():
@@ -95,7 +97,7 @@ def test_practitioner_helpers_on_torch_layers():
     assert torch.allclose(ratio, torch.full_like(ratio, 2.0**0.5), atol=1e-6)
     linear = init_linear_(nn.Linear(5, 9, dtype=torch.float64), 1.7, 0.0, "orthogonal", gen)
     gram = linear.weight.T @ linear.weight
-    assert torch.allclose(gram, 1.7 * torch.eye(5, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(gram, 1.7 * 9 / 5 * torch.eye(5, dtype=torch.float64), atol=1e-12)
 
 
 def test_gaussian_weights_have_the_stated_variance():

@@ -37,7 +37,7 @@ def test_conv1d_yaml():
     assert c0 == Conv(16, (3,), 2.0, 0.0, path="layers[0]", line=9)
     inner = rep.body[0]
     assert inner.kernel == (5,) and inner.variance == (0.1, 0.2, 0.4, 0.2, 0.1)
-    assert inner.init == "delta_orthogonal" and inner.line == 14
+    assert inner.init == "gaussian" and inner.line == 14
     assert isinstance(p, Pool) and p.mode == "global_avg" and p.line == 20
     assert d == Dense(10, 1.0, 0.0, path="layers[4]", line=21)
 

@@ -109,6 +109,12 @@ def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> Co
     variance = values["variance"]
     if variance is not None:
         variance = _variance(variance, kernel, at.at("variance"))
+        if values["init"] != "gaussian":
+            raise at.at("variance").error(
+                f"a variance vector sets the Gaussian init's tap variances; init "
+                f"{values['init']} fixes its own profile",
+                "drop `variance`, or use `init: gaussian`",
+            )
     sigma_w2, sigma_b2 = fields.weight_variances(values, at, ctx.defaults)
     return Conv(
         channels=values["channels"],
@@ -142,10 +148,41 @@ Taps = tuple[tuple[tuple[int, ...], float], ...]
 
 
 def tap_variances(node: Conv) -> tuple[float, ...]:
-    """v_β, the share of σ_w² on kernel tap β (row-major; sums to 1): the spec's variance
-    vector, else uniform 1/taps (xiao2018 eq. 2.2)."""
+    """v_β, the expected share of σ_w² on kernel tap β (row-major; sums to 1), as the node's
+    init draws its weights:
+
+    * ``gaussian``: the spec's variance vector, else uniform 1/taps (xiao2018 eq. 2.2);
+    * ``delta_orthogonal``: everything on the centre tap (xiao2018 Algorithm 2);
+    * ``orthogonal``: xiao2018 Algorithm 1 builds each axis's taps from k − 1 block steps
+      [P, 1 − P] with independent random projections of half rank (E tr P / n = 1/2), so tap t
+      of an axis carries C(k − 1, t) / 2^{k−1} of the norm (binomial; distinct paths have zero
+      expected overlap), and a 2-D kernel the outer product of its axes' profiles. Derived
+      here; the paper states only norm preservation. Checked against the construction by
+      Monte-Carlo in the tests (k = 3, 5, 7 and 3×3).
+
+    Different taps' weights are uncorrelated in expectation under all three, so the kernel rule
+    A_v ⋆ holds with this v."""
     taps = math.prod(node.kernel)
+    if node.init == "delta_orthogonal":
+        centre = np.ravel_multi_index(tuple((k - 1) // 2 for k in node.kernel), node.kernel)
+        return tuple(1.0 if t == centre else 0.0 for t in range(taps))
+    if node.init == "orthogonal":
+        profile = np.ones(())
+        for k in node.kernel:
+            axis = np.array([math.comb(k - 1, t) for t in range(k)]) / 2 ** (k - 1)
+            profile = np.multiply.outer(profile, axis)
+        return tuple(float(w) for w in profile.ravel())
     return tuple(float(w) for w in node.variance) if node.variance else (1 / taps,) * taps
+
+
+def mode_eigenvalues(node: Conv, spatial: tuple[int, ...]) -> np.ndarray:
+    """λ_k of A_v ⋆ on the Fourier mode of frequency k of the periodic grid ``spatial``: the
+    DFT of v placed at its tap offsets (xiao2018 eqs. 2.11–2.13). Shape ``spatial``; complex
+    in general, real for a v symmetric about the centre."""
+    grid = np.zeros(spatial)
+    for offsets, w in conv_taps(node):
+        grid[tuple((-o) % n for o, n in zip(offsets, spatial))] += w
+    return np.fft.fftn(grid)
 
 
 def conv_taps(node: Conv) -> Taps:

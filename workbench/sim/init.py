@@ -1,8 +1,10 @@
 """Weight initialisations for the simulator, also usable on a practitioner's own layers.
 
 Conventions (DESIGN.md): weights N(0, σ_w²/fan_in) — for a conv with variance vector v the
-tap β gets variance σ_w² v_β / C_in — and biases N(0, σ_b²). Orthogonal schemes are scaled by
-√σ_w² so that they carry the same second moment per fan-in as the Gaussian ones.
+tap β gets variance σ_w² v_β / C_in — and biases N(0, σ_b²). Orthogonal schemes are scaled so
+that every output unit carries σ_w² per fan-in, as the Gaussian ones do: √σ_w² when the
+matrix has orthonormal rows (fan_in ≥ fan_out), √(σ_w² fan_out/fan_in) when it has
+orthonormal columns (fan_in < fan_out: each row then has norm² fan_in/fan_out).
 
 * ``orthogonal_matrix``: Haar-distributed (semi-)orthogonal matrices (QR with the sign fix).
 * ``orthogonal_conv_kernel``: xiao2018 Algorithm 1 — block convolutions of random symmetric
@@ -36,6 +38,17 @@ def orthogonal_matrix(
     return out if batch is not None else out[0]
 
 
+def scaled_orthogonal(
+    rows: int, cols: int, sigma_w2: float, generator: torch.Generator | None = None,
+    batch: int | None = None, dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:  # fmt: skip
+    """A Haar (semi-)orthogonal rows × cols matrix whose rows have norm² σ_w² on average,
+    i.e. E[(W x)_i²] = σ_w² ‖x‖² / cols like W ~ N(0, σ_w²/cols)."""
+    gain = sigma_w2 * max(1.0, rows / cols)
+    return orthogonal_matrix(rows, cols, generator, batch, dtype, device) * gain**0.5
+
+
 def _symmetric_projection(
     n: int, generator: torch.Generator | None, dtype: torch.dtype, device: torch.device | str
 ) -> torch.Tensor:
@@ -65,7 +78,8 @@ def orthogonal_conv_kernel(
 ) -> torch.Tensor:  # fmt: skip
     """xiao2018 Algorithm 1 for any number of spatial dimensions: start from K = [I] (1 tap),
     convolve with [P, 1 − P] (k − 1) times per dimension, then K[β] ← H K[β] with H a
-    c_in × c_out matrix with orthonormal rows. Returns (c_out, c_in, *kernel_size)."""
+    c_in × c_out matrix with orthonormal rows, scaled so each output channel carries σ_w²
+    (× c_out/c_in: see the module docstring). Returns (c_out, c_in, *kernel_size)."""
     if c_in > c_out:
         raise WorkbenchError(
             f"an orthogonal conv kernel needs c_in <= c_out, got {c_in} > {c_out}",
@@ -79,7 +93,8 @@ def orthogonal_conv_kernel(
             kernel = _block_conv_step(kernel, projection, axis)
     h = orthogonal_matrix(c_in, c_out, generator, dtype=dtype, device=device)
     kernel = h @ kernel  # (*k, c_in, c_out)
-    return (sigma_w2**0.5) * kernel.movedim(-1, 0).movedim(-1, 1).contiguous()
+    gain = sigma_w2 * c_out / c_in
+    return (gain**0.5) * kernel.movedim(-1, 0).movedim(-1, 1).contiguous()
 
 
 def delta_orthogonal_kernel(
@@ -87,12 +102,12 @@ def delta_orthogonal_kernel(
     generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
 ) -> torch.Tensor:  # fmt: skip
-    """xiao2018 Algorithm 2: √σ_w² H on the centre tap ((k − 1) // 2 per dimension), zero
-    elsewhere; H (c_out × c_in) has orthonormal columns when c_in ≤ c_out, else rows."""
+    """xiao2018 Algorithm 2: H on the centre tap ((k − 1) // 2 per dimension), zero elsewhere;
+    H (c_out × c_in) is ``scaled_orthogonal``."""
     kernel = torch.zeros((c_out, c_in, *kernel_size), dtype=dtype, device=device)
     centre = tuple((k - 1) // 2 for k in kernel_size)
-    kernel[(slice(None), slice(None), *centre)] = (sigma_w2**0.5) * orthogonal_matrix(
-        c_out, c_in, generator, dtype=dtype, device=device
+    kernel[(slice(None), slice(None), *centre)] = scaled_orthogonal(
+        c_out, c_in, sigma_w2, generator, dtype=dtype, device=device
     )
     return kernel
 
@@ -118,8 +133,8 @@ def init_linear_(
     layer: nn.Linear, sigma_w2: float, sigma_b2: float = 0.0, kind: str = "gaussian",
     generator: torch.Generator | None = None,
 ) -> nn.Linear:  # fmt: skip
-    """Re-initialise an ``nn.Linear`` in place: weights N(0, σ_w²/fan_in) or √σ_w² times a
-    Haar (semi-)orthogonal matrix; biases N(0, σ_b²)."""
+    """Re-initialise an ``nn.Linear`` in place: weights N(0, σ_w²/fan_in) or
+    ``scaled_orthogonal``; biases N(0, σ_b²)."""
     out_features, in_features = layer.weight.shape
     opts = {"dtype": layer.weight.dtype, "device": layer.weight.device}
     with torch.no_grad():
@@ -127,8 +142,8 @@ def init_linear_(
             weight = torch.randn(layer.weight.shape, generator=generator, **opts)
             layer.weight.copy_(weight * (sigma_w2 / in_features) ** 0.5)
         elif kind == "orthogonal":
-            ortho = orthogonal_matrix(out_features, in_features, generator, **opts)
-            layer.weight.copy_(ortho * sigma_w2**0.5)
+            ortho = scaled_orthogonal(out_features, in_features, sigma_w2, generator, **opts)
+            layer.weight.copy_(ortho)
         else:
             raise WorkbenchError(f"unknown dense init {kind!r}", hint="gaussian or orthogonal")
         _init_bias(layer.bias, sigma_b2, generator)

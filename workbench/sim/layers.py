@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from workbench.nodes import Act, BatchNorm, Conv, Dense, Flatten, Node, Pool, Repeat, Residual
-from workbench.sim.init import conv_kernel, orthogonal_matrix
+from workbench.nodes.conv import tap_variances
+from workbench.sim.init import conv_kernel, scaled_orthogonal
 
 BN_EPS = 1e-12  # the mean-field batch norm has no ε; this only guards a zero batch variance
 
@@ -61,15 +62,14 @@ class Tapped(nn.Module):
 
 
 class DenseLayer(Tapped):
-    """h = W x + b with W (E, out, in) ~ N(0, σ_w²/in) or √σ_w² × Haar-orthogonal."""
+    """h = W x + b with W (E, out, in) ~ N(0, σ_w²/in) or ``scaled_orthogonal``."""
 
     def __init__(self, node: Dense, fan_in: int, width: int, build: Build, label: str) -> None:
         super().__init__(label, "dense")
         e = build.ensemble
         if node.init == "orthogonal":
-            weight = (
-                orthogonal_matrix(width, fan_in, build.generator, e, build.dtype, build.device)
-                * node.sigma_w2**0.5
+            weight = scaled_orthogonal(
+                width, fan_in, node.sigma_w2, build.generator, e, build.dtype, build.device
             )
         else:
             weight = build.randn(e, width, fan_in) * (node.sigma_w2 / fan_in) ** 0.5
@@ -88,7 +88,7 @@ class ConvLayer(Tapped):
         super().__init__(label, "conv")
         kernels = [
             conv_kernel(
-                node.init, node.kernel, c_in, c_out, node.sigma_w2, node.variance,
+                node.init, node.kernel, c_in, c_out, node.sigma_w2, tap_variances(node),
                 generator=build.generator, dtype=build.dtype, device=build.device,
             )
             for _ in range(build.ensemble)

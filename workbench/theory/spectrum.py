@@ -16,6 +16,7 @@ from workbench.compile.graph import spec_graph
 from workbench.errors import TheoryError, UnsupportedError
 from workbench.nodes import Conv, Dense, Flatten, Pool, Repeat
 from workbench.nodes.base import rule
+from workbench.nodes.conv import mode_eigenvalues
 from workbench.precision import F64
 from workbench.spec.model import Spec
 from workbench.theory.evaluate import Evaluator
@@ -55,7 +56,8 @@ class ModeTable:
 
 
 def conv_modes(spec: Spec) -> list[ModeTable]:
-    """For each conv repeat block: λ_k, the DFT of the variance vector v on the spatial grid
+    """For each conv repeat block: λ_k, the DFT of the tap variances v (as the conv's init
+    draws them: ``nodes.conv.tap_variances``) on the spatial grid
     (the eigenvalues of A_v ⋆ on a mode of total frequency k), and ξ_k = −1/log|χ_c* λ_k|
     (xiao2018 eqs. 2.11–2.13); ``None`` where the depth scale is infinite."""
     tables = []
@@ -69,16 +71,10 @@ def conv_modes(spec: Spec) -> list[ModeTable]:
         conv = convs[0]
         analysis = block_analysis(block)
         chi_c = float(analysis.chi_c)
-        taps = int(np.prod(conv.kernel))
-        v = np.full(taps, 1 / taps) if conv.variance is None else np.asarray(conv.variance)
-        v = v.reshape(conv.kernel)
+        eigenvalues = mode_eigenvalues(conv, spatial)
         table = ModeTable(block.path, chi_c)
         for freq in product(*(range(n) for n in spatial)):
-            lam = 0j
-            for tap in product(*(range(k) for k in conv.kernel)):
-                shift = [t - (k - 1) // 2 for t, k in zip(tap, conv.kernel)]
-                phase = sum(f * s / n for f, s, n in zip(freq, shift, spatial))
-                lam += v[tap] * np.exp(-2j * np.pi * phase)
+            lam = complex(eigenvalues[freq])
             value = float(lam.real) if abs(lam.imag) < 1e-12 else float(abs(lam))
             value = 0.0 if abs(value) < 1e-12 else value
             rate = abs(chi_c * value)

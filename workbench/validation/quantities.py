@@ -6,8 +6,9 @@ sample per simulated network (so the interval comes from independent networks).
 * ``jacobian_sv2_mean``, ``jacobian_sv2_var`` — mean and variance of the squared singular
   values of the input-output Jacobian, against free probability (Pennington, Schoenholz &
   Ganguli 2017, summarised in xiao2018 §2.2.1 and pabari_zhou §3.2).
-* ``norm_ratio`` — ‖h⁰‖/‖x‖ of the first (bias-free) weight layer: √σ_w² for orthogonal and
-  Delta-Orthogonal kernels (xiao2018 Algorithms 1–2).
+* ``norm_ratio`` — the root-mean-square per unit of h⁰ over that of x, for the first
+  (bias-free) weight layer: √σ_w² exactly for orthogonal and Delta-Orthogonal kernels with
+  c_in ≤ c_out (xiao2018 Algorithms 1–2, scaled to σ_w² per output unit).
 * ``mode_retention`` — Fourier mode k of the pixel-correlation profile of a Delta-Orthogonal
   CNN at weight layer ``layer``, relative to layer 0 (xiao2018 §2.4): the delta kernel makes the
   theory the FC recursion on pixel pairs.
@@ -25,6 +26,7 @@ from workbench.activations import Activation
 from workbench.errors import UnsupportedError, WorkbenchError
 from workbench.gaussian import expect1
 from workbench.nodes import Conv, Dense, Repeat
+from workbench.nodes.conv import tap_variances
 from workbench.precision import F64
 from workbench.sim import probes
 from workbench.sim.network import Network
@@ -126,7 +128,9 @@ def norm_ratio(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]
     with torch.no_grad(), net.tape() as tape:
         net(x)
     h = next(t for _, kind, t in tape.entries if kind in probes.WEIGHT_KINDS)
-    ratio = h.flatten(2).norm(dim=2) / x.to(h).flatten(1).norm(dim=1)
+    per_unit_h = h.flatten(2).norm(dim=2) / h.flatten(2).shape[-1] ** 0.5
+    per_unit_x = x.to(h).flatten(1).norm(dim=1) / x.flatten(1).shape[-1] ** 0.5
+    ratio = per_unit_h / per_unit_x
     return first.sigma_w2**0.5, ratio.mean(dim=1).cpu().numpy()
 
 
@@ -178,7 +182,8 @@ QUANTITIES: dict[str, Quantity] = {
 
 
 def _pointwise(spec: Spec) -> Spec:
-    """Delta-kernel convs (init delta_orthogonal, or a one-hot variance vector) act on every
+    """Delta-kernel convs (all tap variance on one tap: init delta_orthogonal, or a one-hot
+    variance vector) act on every
     pixel as a dense layer: the spec with them replaced, for the FC recursion on pixel pairs."""
     from dataclasses import replace
 
@@ -188,8 +193,7 @@ def _pointwise(spec: Spec) -> Spec:
             if isinstance(node, Repeat):
                 out.append(replace(node, body=tuple(convert(node.body))))
             elif isinstance(node, Conv):
-                one_hot = node.variance is not None and sorted(node.variance)[-1] == 1.0
-                if node.init != "delta_orthogonal" and not one_hot:
+                if max(tap_variances(node)) != 1.0:
                     raise UnsupportedError(
                         f"{node.path}: only delta-kernel convs reduce to the FC recursion",
                         hint="use init: delta_orthogonal (or a one-hot variance vector)",
