@@ -149,7 +149,7 @@ def _by_conditioning(f_text: str, g_text: str, q11: float, q12: float, q22: floa
         if var == 0:
             return float(g.numpy(mu - shift))
         sd = math.sqrt(var)
-        if fam.kind == "step":
+        if fam.form == "step":
             return amp * norm.cdf(mu / sd)
         return amp * (mu * norm.cdf(mu / sd) + sd * norm.pdf(mu / sd))
 

@@ -102,3 +102,30 @@ def test_mode_eigenvalues_are_the_dft_of_v():
     uniform = conv_spec("gaussian", [8]).layers[0]
     k = np.arange(8)
     assert np.allclose(mode_eigenvalues(uniform, (8,)), (1 + 2 * np.cos(2 * np.pi * k / 8)) / 3)
+
+
+def test_ntk_with_a_variance_vector_matches_the_empirical_ntk():
+    """NTK parameterisation with a lopsided v, pixel-pair NTK of a spatial output: tap β's
+    weights carry σ_w² v_β / c_in in the simulator too (with a uniform σ_w²/(c_in·taps) there
+    the empirical NTK misses the rule Θ' = K' + σ_w² A_v ⋆ Θ and this test fails)."""
+    from workbench.sim import probes
+    from workbench.sim.network import build_network
+
+    def conv(channels):
+        return {"conv": {"channels": channels, "kernel": 3, "variance": [0.05, 0.15, 0.8]}}
+
+    spec = spec_from_dict(
+        {
+            "name": "ntk-v",
+            "input": {"shape": [3, 6]},
+            "defaults": {"sigma_w2": 1.5, "sigma_b2": 0.1},
+            "layers": [conv(128), {"act": "erf"}, conv(1)],
+        }
+    )
+    x = np.random.default_rng(4).standard_normal((2, 3, 6))
+    theory = network_kernels(spec, x, mode="full").ntk  # (m, m, n, n)
+    net = build_network(spec, ensemble=12, seed=5)
+    emp = probes.empirical_ntk(net, torch.tensor(x)).reshape(12, 2, 6, 2, 6)
+    emp = emp.permute(0, 1, 3, 2, 4).numpy()
+    mean, sem = emp.mean(0), emp.std(0, ddof=1) / np.sqrt(12)
+    assert (np.abs(theory - mean) <= 4.5 * sem + 0.03 * np.abs(theory).max()).all()

@@ -33,10 +33,10 @@ from workbench.activations import X
 
 @dataclass(frozen=True)
 class Family:
-    """A matched closed-form family: ``kind`` with amplitude ``a``, inner scale ``b`` and, for
+    """A matched closed-form family: ``form`` with amplitude ``a``, inner scale ``b`` and, for
     relu and step, a ``shift`` s: a·relu(x + s), a·H(x + s) (the kink sits at x = −s)."""
 
-    kind: str  # linear | relu | step | erf | gauss | const
+    form: str  # linear | relu | step | erf | gauss | const
     a: Any  # sympy number when matched; converted to the context's numbers when evaluated
     b: Any = 1
     shift: Any = 0
@@ -87,7 +87,7 @@ def _math(ctx: Any) -> Any:
 
 def _pair_formula(f: Family, g: Family) -> Callable[..., Any] | None:
     """E[f(u) g(v)] as a function of (q11, q12, q22, m) for module ``m`` (numpy or mpmath)."""
-    kinds = (f.kind, g.kind)
+    kinds = (f.form, g.form)
 
     def corr(q11, q12, q22, m):
         return _clip(q12 / m.sqrt(q11 * q22), m)
@@ -118,7 +118,7 @@ def _pair_formula(f: Family, g: Family) -> Callable[..., Any] | None:
 
         def relu_step(q11, q12, q22, m):
             c = corr(q11, q12, q22, m)
-            qr = q11 if f.kind == "relu" else q22
+            qr = q11 if f.form == "relu" else q22
             return f.a * g.a * m.sqrt(qr) * (1 + c) / (2 * m.sqrt(2 * m.pi))
 
         return relu_step
@@ -147,7 +147,7 @@ def _shifted_pair(f: Family, g: Family) -> Callable[..., Any]:
     (by Owen's T), A = φ(h) Φ((k − ρh)/r), B = φ(k) Φ((h − ρk)/r):
     E[relu·relu] = σ₁σ₂ [(ρ + hk) P + kA + hB + r e^{−(h² − 2ρhk + k²)/(2r²)}/(2π)],
     E[relu(u)·H(v)] = σ₁ (A + ρB + hP), E[H·H] = P; at |ρ| = 1 the one-dimensional limits."""
-    swap = f.kind == "step" and g.kind == "relu"
+    swap = f.form == "step" and g.form == "relu"
     first, second = (g, f) if swap else (f, g)
 
     def evaluate(q11, q12, q22, m):
@@ -156,8 +156,8 @@ def _shifted_pair(f: Family, g: Family) -> Callable[..., Any]:
         s1, s2 = m.sqrt(q11), m.sqrt(q22)
         rho = _clip(q12 / m.sqrt(q11 * q22), m)
         h, k = first.shift / s1, second.shift / s2
-        value = _bivariate_moment(first.kind, second.kind, h, k, rho, m)
-        scale = (s1 if first.kind == "relu" else 1) * (s2 if second.kind == "relu" else 1)
+        value = _bivariate_moment(first.form, second.form, h, k, rho, m)
+        scale = (s1 if first.form == "relu" else 1) * (s2 if second.form == "relu" else 1)
         return first.a * second.a * scale * value
 
     return evaluate
@@ -288,7 +288,7 @@ def _numeric(family: Family, convert: Callable[[Any], Any]) -> Family:
     """``family`` with its parameters as numbers of the current precision."""
     digits = mpmath.mp.dps if convert is mpmath.mpf else 17
     return Family(
-        family.kind,
+        family.form,
         *(convert(str(sp.N(v, digits))) for v in (family.a, family.b, family.shift)),
     )
 
@@ -310,18 +310,18 @@ class JointDual:
 def joint_dual(phi_expr: sp.Expr) -> JointDual | None:
     """The joint dual kernels of φ of the relu, erf or linear family (None for others)."""
     family = match_family(phi_expr)
-    if family is None or family.kind not in ("relu", "erf", "linear") or family.shift != 0:
+    if family is None or family.form not in ("relu", "erf", "linear") or family.shift != 0:
         return None
     num = _numeric(family, float)
     a2, b2 = num.a * num.a, num.b * num.b
-    if family.kind == "linear":
+    if family.form == "linear":
 
         def linear_pair(gg, q12, out):
             ones = np.multiply(q12, 0.0, out=out[1])
             return np.multiply(q12, 1.0, out=out[0]), np.add(ones, 1.0, out=out[1])
 
         return JointDual(lambda q: q, linear_pair, a2)
-    if family.kind == "relu":  # φ' = a·H(x): the degree-0 arc-cosine kernel
+    if family.form == "relu":  # φ' = a·H(x): the degree-0 arc-cosine kernel
 
         def relu_pair(gg, q12, out):
             # gg = q1 q2; with K = √gg cos θ and r = √(gg − K²) = √gg sin θ:

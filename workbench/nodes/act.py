@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import sympy as sp
@@ -112,3 +112,10 @@ def lower(node: Act, attrs: dict, last: str, mode: str) -> tuple[list | None, st
     if last != "linear" or dual is None:
         return None, last
     return [Activate(dual)], "act"
+
+
+def torch_module(node: Act, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
+    """φ elementwise, from the same sympy expression (``Activation.torch``)."""
+    from workbench.sim.layers import PointwiseLayer
+
+    return PointwiseLayer(node.activation.torch, node.path + suffix), tuple(in_shape)

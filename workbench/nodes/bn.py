@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -90,3 +90,10 @@ def kernel(node: BatchNorm, state: KernelState, ev: Evaluator, attrs: dict) -> K
             "variance (approximation)"
         )
     return state.replace(nngp=nngp, ntk=ntk, mean=np.full_like(state.mean, node.beta))
+
+
+def torch_module(node: BatchNorm, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
+    """Batch statistics per member and channel (over the batch and pixels), then γ·x + β."""
+    from workbench.sim.layers import BatchNormLayer
+
+    return BatchNormLayer(node.gamma, node.beta, node.path + suffix), tuple(in_shape)

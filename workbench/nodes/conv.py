@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import product
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -238,3 +238,29 @@ def lower(node: Conv, attrs: dict, last: str, mode: str) -> tuple[list | None, s
     if len(node.kernel) != len(shape) - 1:
         return None, last
     return [Linear(node.sigma_w2, node.sigma_b2, shape[0], conv_taps(node))], "linear"
+
+
+# --- torch module -------------------------------------------------------------------------
+
+
+def torch_module(node: Conv, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
+    """E members' circular convolutions, kernels drawn by the node's init (Gaussian with the
+    tap variances, xiao2018 Algorithm 1 or 2), biases N(0, σ_b²). In the NTK
+    parameterisation tap β's weights carry s = σ_w² v_β / c_in, matching the kernel rule."""
+    import torch
+
+    from workbench.sim.init import conv_kernel
+    from workbench.sim.layers import ConvLayer
+
+    c_in, c_out = in_shape[0], build.size(node, node.channels)
+    v = tap_variances(node)
+    kernels = [
+        conv_kernel(node.init, node.kernel, c_in, c_out, node.sigma_w2, v,
+                    generator=build.generator, dtype=build.dtype, device=build.device)
+        for _ in range(build.ensemble)
+    ]  # fmt: skip
+    bias = build.randn(build.ensemble, c_out) * node.sigma_b2**0.5
+    tap_scale = torch.tensor(v, dtype=build.dtype, device=build.device) * node.sigma_w2 / c_in
+    scales = {"weight": tap_scale.reshape(1, 1, *node.kernel), "bias": node.sigma_b2}
+    layer = ConvLayer(torch.stack(kernels), bias, scales, node.path + suffix)
+    return layer, (c_out, *in_shape[1:])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -111,3 +111,24 @@ def lower(node: Dense, attrs: dict, last: str, mode: str) -> tuple[list | None, 
     if len(attrs["in_shape"]) != 1:
         return None, last
     return [Linear(node.sigma_w2, node.sigma_b2, attrs["in_shape"][0])], "linear"
+
+
+# --- torch module -------------------------------------------------------------------------
+
+
+def torch_module(node: Dense, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
+    """E members' W x + b: W ~ N(0, σ_w²/fan_in) or ``scaled_orthogonal`` (σ_w² per output
+    unit at any fan ratio), b ~ N(0, σ_b²); the simulated width may override the spec's."""
+    from workbench.sim.init import scaled_orthogonal
+    from workbench.sim.layers import DenseLayer
+
+    e, fan_in, width = build.ensemble, in_shape[0], build.size(node, node.width)
+    if node.init == "orthogonal":
+        weight = scaled_orthogonal(
+            width, fan_in, node.sigma_w2, build.generator, e, build.dtype, build.device
+        )
+    else:
+        weight = build.randn(e, width, fan_in) * (node.sigma_w2 / fan_in) ** 0.5
+    bias = build.randn(e, width) * node.sigma_b2**0.5
+    scales = {"weight": node.sigma_w2 / fan_in, "bias": node.sigma_b2}
+    return DenseLayer(weight, bias, scales, node.path + suffix), (width,)

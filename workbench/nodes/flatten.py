@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
@@ -60,3 +60,10 @@ def lower(node: Flatten, attrs: dict, last: str, mode: str) -> tuple[list | None
     if len(attrs["in_shape"]) == 1:
         return [], last
     return [Readout(pool=False)], "readout"
+
+
+def torch_module(node: Flatten, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
+    """Channels and pixels as one feature axis."""
+    from workbench.sim.layers import FlattenLayer
+
+    return FlattenLayer(), (math.prod(in_shape),)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from workbench.errors import UnsupportedError
 from workbench.nodes.base import NodeBase, ParseContext
@@ -69,3 +69,10 @@ def lower(node: Pool, attrs: dict, last: str, mode: str) -> tuple[list | None, s
     if len(attrs["in_shape"]) < 2 or mode != "full":
         return None, last
     return [Readout(pool=True)], "readout"
+
+
+def torch_module(node: Pool, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
+    """The mean over every spatial position."""
+    from workbench.sim.layers import PoolLayer
+
+    return PoolLayer(), tuple(in_shape[:1])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from workbench.nodes.base import NodeBase, ParseContext, chain_shape, require_same_shape
 from workbench.spec import fields
@@ -70,3 +70,16 @@ def lower(node: Repeat, attrs: dict, last: str, mode: str) -> tuple[list | None,
         if again is None:
             return None, last
     return [Loop(node.times, tuple(first))], last
+
+
+def torch_module(node: Repeat, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
+    """The body unrolled ``times`` times with independent weights (labels get ``#i``)."""
+    from torch import nn
+
+    from workbench.sim.layers import build_layers
+
+    blocks, shape = [], in_shape
+    for i in range(node.times):
+        body, shape = build_layers(node.body, shape, build, f"{suffix}#{i}")
+        blocks.append(body)
+    return nn.Sequential(*blocks), shape

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from workbench.errors import UnsupportedError
 from workbench.nodes.base import (
@@ -85,3 +85,11 @@ def kernel(node: Residual, state: KernelState, ev: Evaluator, attrs: dict) -> Ke
     nngp = stream.nngp + s * cross + s * s * body.nngp
     ntk = None if stream.ntk is None else stream.ntk + s * s * body.ntk
     return body.replace(nngp=nngp, ntk=ntk, mean=stream.mean + s * body.mean)
+
+
+def torch_module(node: Residual, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
+    """x + scale · body(x), the body built by its own nodes."""
+    from workbench.sim.layers import ResidualLayer, build_layers
+
+    body, shape = build_layers(node.body, in_shape, build, suffix)
+    return ResidualLayer(body, node.scale), shape

@@ -15,9 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from workbench.nodes import Act, BatchNorm, Conv, Dense, Flatten, Node, Pool, Repeat, Residual
-from workbench.nodes.conv import tap_variances
-from workbench.sim.init import conv_kernel, scaled_orthogonal
+from workbench.nodes.base import NodeBase, module_of, rule
 
 BN_EPS = 1e-12  # the mean-field batch norm has no ε; this only guards a zero batch variance
 
@@ -31,12 +29,12 @@ class Build:
     dtype: torch.dtype
     device: torch.device
     width: int | None = None  # overrides dense widths / conv channels, except the readout's
-    readout: Node | None = None  # the last weight layer of the spec
+    readout: NodeBase | None = None  # the last weight layer of the spec
 
     def randn(self, *shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, dtype=self.dtype, device=self.device)
 
-    def size(self, node: Dense | Conv, declared: int) -> int:
+    def size(self, node: NodeBase, declared: int) -> int:
         return declared if self.width is None or node is self.readout else self.width
 
 
@@ -62,47 +60,33 @@ class Tapped(nn.Module):
 
 
 class DenseLayer(Tapped):
-    """h = W x + b with W (E, out, in) ~ N(0, σ_w²/in) or ``scaled_orthogonal``."""
+    """h = W x + b for each member: W (E, out, in), b (E, out); ``ntk_scale`` gives, per
+    parameter, the factor s with θ = √s ω in the NTK parameterisation."""
 
-    def __init__(self, node: Dense, fan_in: int, width: int, build: Build, label: str) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, ntk_scale: dict,
+                 label: str) -> None:  # fmt: skip
         super().__init__(label, "dense")
-        e = build.ensemble
-        if node.init == "orthogonal":
-            weight = scaled_orthogonal(
-                width, fan_in, node.sigma_w2, build.generator, e, build.dtype, build.device
-            )
-        else:
-            weight = build.randn(e, width, fan_in) * (node.sigma_w2 / fan_in) ** 0.5
-        self.weight = nn.Parameter(weight)
-        self.bias = nn.Parameter(build.randn(e, width) * node.sigma_b2**0.5)
-        self.ntk_scale = {"weight": node.sigma_w2 / fan_in, "bias": node.sigma_b2}
+        self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)
+        self.ntk_scale = ntk_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._record(torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2)))
 
 
 class ConvLayer(Tapped):
-    """Circular-padded stride-1 convolution; the ensemble rides in grouped channels."""
+    """Circular-padded stride-1 convolution with kernels (E, out, in, *k); the ensemble rides
+    in grouped channels."""
 
-    def __init__(self, node: Conv, c_in: int, c_out: int, build: Build, label: str) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, ntk_scale: dict,
+                 label: str) -> None:  # fmt: skip
         super().__init__(label, "conv")
-        kernels = [
-            conv_kernel(
-                node.init, node.kernel, c_in, c_out, node.sigma_w2, tap_variances(node),
-                generator=build.generator, dtype=build.dtype, device=build.device,
-            )
-            for _ in range(build.ensemble)
-        ]  # fmt: skip
-        self.weight = nn.Parameter(torch.stack(kernels))
-        self.bias = nn.Parameter(build.randn(build.ensemble, c_out) * node.sigma_b2**0.5)
-        taps = 1
-        for k in node.kernel:
-            taps *= k
-        self.ntk_scale = {"weight": node.sigma_w2 / (c_in * taps), "bias": node.sigma_b2}
+        self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)
+        self.ntk_scale = ntk_scale
+        kernel = weight.shape[3:]
         self.padding: list[int] = []
-        for k in reversed(node.kernel):
+        for k in reversed(kernel):
             self.padding += [(k - 1) // 2, k - 1 - (k - 1) // 2]
-        self.conv: Callable = (None, nn.functional.conv1d, nn.functional.conv2d)[len(node.kernel)]
+        self.conv: Callable = (None, nn.functional.conv1d, nn.functional.conv2d)[len(kernel)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e, b, c, *spatial = x.shape
@@ -113,10 +97,12 @@ class ConvLayer(Tapped):
         return self._record(out.reshape(b, e, -1, *spatial).transpose(0, 1))
 
 
-class ActLayer(Tapped):
-    def __init__(self, node: Act, label: str) -> None:
+class PointwiseLayer(Tapped):
+    """y = φ(x) elementwise."""
+
+    def __init__(self, phi: Callable[[torch.Tensor], torch.Tensor], label: str) -> None:
         super().__init__(label, "act")
-        self.phi = node.activation.torch
+        self.phi = phi
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._record(self.phi(x))
@@ -126,9 +112,9 @@ class BatchNormLayer(Tapped):
     """γ (x − mean) / std + β with batch statistics per member and channel (mean over the
     batch and spatial axes), as in mean_field_batchnorm §3; no running averages."""
 
-    def __init__(self, node: BatchNorm, label: str) -> None:
+    def __init__(self, gamma: float, beta: float, label: str) -> None:
         super().__init__(label, "bn")
-        self.gamma, self.beta = node.gamma, node.beta
+        self.gamma, self.beta = gamma, beta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         axes = (1, *range(3, x.dim()))
@@ -157,54 +143,26 @@ class FlattenLayer(nn.Module):
 
 
 def build_layers(
-    nodes: Sequence[Node], in_shape: tuple[int, ...], build: Build, suffix: str = ""
+    nodes: Sequence[NodeBase], in_shape: tuple[int, ...], build: Build, suffix: str = ""
 ) -> tuple[nn.Sequential, tuple[int, ...]]:
-    """Torch layers for ``nodes`` (repeat blocks unrolled with independent weights), and the
-    output shape. Labels are spec paths, with ``#i`` per repeat iteration."""
+    """Torch layers for ``nodes``, each from its node's ``torch_module`` rule (repeat blocks
+    unrolled with independent weights), and the output shape. Labels are spec paths, with
+    ``#i`` per repeat iteration."""
     layers: list[nn.Module] = []
     shape = in_shape
     for node in nodes:
-        label = node.path + suffix
-        if isinstance(node, Dense):
-            width = build.size(node, node.width)
-            layers.append(DenseLayer(node, shape[0], width, build, label))
-            shape = (width,)
-        elif isinstance(node, Conv):
-            channels = build.size(node, node.channels)
-            layers.append(ConvLayer(node, shape[0], channels, build, label))
-            shape = (channels, *shape[1:])
-        elif isinstance(node, Act):
-            layers.append(ActLayer(node, label))
-        elif isinstance(node, BatchNorm):
-            layers.append(BatchNormLayer(node, label))
-        elif isinstance(node, Residual):
-            body, shape = build_layers(node.body, shape, build, suffix)
-            layers.append(ResidualLayer(body, node.scale))
-        elif isinstance(node, Pool):
-            layers.append(PoolLayer())
-            shape = shape[:1]
-        elif isinstance(node, Flatten):
-            layers.append(FlattenLayer())
-            size = 1
-            for s in shape:
-                size *= s
-            shape = (size,)
-        elif isinstance(node, Repeat):
-            for i in range(node.times):
-                body, shape = build_layers(node.body, shape, build, f"{suffix}#{i}")
-                layers.append(body)
-        else:  # pragma: no cover - the spec loader admits no other kinds
-            raise TypeError(f"unknown node {node!r}")
+        module, shape = rule(node, "torch_module")(node, shape, build, suffix)
+        layers.append(module)
     return nn.Sequential(*layers), shape
 
 
-def last_weight_node(nodes: Sequence[Node]) -> Any:
-    """The readout: the spec's last top-level node when it is a dense or conv layer (found
-    past acts, pools and flattens); None when the spec ends inside a repeat or residual block,
-    whose every layer is then hidden."""
+def last_weight_node(nodes: Sequence[NodeBase]) -> Any:
+    """The readout: the spec's last top-level node when it is a weight layer (found past
+    acts, pools and flattens); None when the spec ends inside a block with a body, whose every
+    layer is then hidden."""
     for node in reversed(nodes):
-        if isinstance(node, Dense | Conv):
+        if getattr(module_of(node), "HAS_WEIGHTS", False):
             return node
-        if isinstance(node, Repeat | Residual):
+        if getattr(node, "body", None):
             return None
     return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -60,10 +61,10 @@ class Network(nn.Module):
             for module in tapped:
                 module.tape = None
 
-    def ntk_scales(self) -> dict[str, float]:
+    def ntk_scales(self) -> dict[str, Any]:
         """Per parameter name, the factor s with θ = √s ω in the NTK parameterisation (σ_w²/fan_in
-        for weights, σ_b² for biases): the NTK-parameterised empirical NTK weights the
-        gradient outer products by s."""
+        for weights, per tap σ_w² v_β/c_in for convs, σ_b² for biases): the NTK-parameterised
+        empirical NTK weights the gradient outer products by s."""
         scales = {}
         for prefix, module in self.named_modules():
             for name, scale in getattr(module, "ntk_scale", {}).items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.func import functional_call, jacrev, jvp, vjp
@@ -81,7 +82,9 @@ def _output_function(net: Network) -> tuple[dict, Callable]:
     return params, f
 
 
-def _scales(net: Network, parameterization: str) -> dict[str, float]:
+def _scales(net: Network, parameterization: str) -> dict[str, Any]:
+    """Per parameter name, s_θ: a number, or a tensor broadcasting over one member's entries
+    (a conv's per-tap σ_w² v_β / c_in)."""
     if parameterization not in ("ntk", "standard"):
         raise ValueError("parameterization is 'ntk' or 'standard'")
     names = [name for name, _ in net.named_parameters()]
@@ -100,7 +103,9 @@ def empirical_ntk(net: Network, x: torch.Tensor, parameterization: str = "ntk") 
     for name, j in jac.items():
         j = j.reshape(e, j.shape[1], j.shape[2], e, -1)
         own = torch.diagonal(j, dim1=0, dim2=3).permute(3, 0, 1, 2)  # (E, B, K, P)
-        theta = theta + scales[name] * torch.einsum("eakp,ebjp->eakbj", own, own)
+        scale = torch.as_tensor(scales[name], dtype=own.dtype, device=own.device)
+        scale = scale.expand(params[name].shape[1:]).reshape(-1)  # one factor per parameter
+        theta = theta + torch.einsum("eakp,ebjp->eakbj", own * scale, own)
     return theta
 
 
