@@ -82,7 +82,7 @@ def test_unknown_output_type_fails_before_computing(tmp_path, capsys):
         (["critical", "--activation", "tanh", "--sigma-b2", "-1"], "sigma_b2"),
         (["critical", "--activation", "relu", "--sigma-b2", "0.1"], "no critical point"),
         (["check", "no/such/spec.yaml"], "not found"),
-        (["analyze", str(SPECS / "conv1d.yaml")], "skipped"),
+        (["analyze", str(SPECS / "conv2d_resnet.yaml")], "skipped"),
     ],
 )
 def test_errors_are_one_line_with_exit_2(argv, message, capsys):

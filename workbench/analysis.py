@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from workbench.errors import UnsupportedError
-from workbench.nodes import Repeat, Residual
+from workbench.nodes.base import blocks
 from workbench.precision import F64, Context
 from workbench.spec.model import Spec
 from workbench.theory.fc_fixed_points import FixedPointAnalysis, analyze_cycle
@@ -31,25 +30,15 @@ class SpecAnalysis:
         }
 
 
-def repeat_blocks(layers: tuple) -> Iterator[Repeat]:
-    """Every repeat node, outer before inner, in spec order."""
-    for node in layers:
-        if isinstance(node, Repeat):
-            yield node
-            yield from repeat_blocks(node.body)
-        elif isinstance(node, Residual):
-            yield from repeat_blocks(node.body)
-
-
 def analyze_spec(spec: Spec, ctx: Context = F64) -> SpecAnalysis:
     """Fixed points, susceptibilities, depth scales and phase of each repeat block."""
-    blocks, skipped = [], []
-    for block in repeat_blocks(spec.layers):
+    analysed, skipped = [], []
+    for block in blocks(spec.layers):
         try:
             steps = body_steps(block.body)
         except UnsupportedError as err:
             skipped.append({"path": block.path, "reason": err.message})
             continue
-        blocks.append(analyze_cycle(steps, ctx, block.path))
+        analysed.append(analyze_cycle(steps, ctx, block.path))
     precision = "float64" if ctx.name == "float64" else f"mpmath ({ctx.digits} digits)"
-    return SpecAnalysis(spec.name, blocks, skipped, precision)
+    return SpecAnalysis(spec.name, analysed, skipped, precision)

@@ -27,12 +27,11 @@ def body_graph(body: Iterable[NodeBase], in_shape: Shape, file: str | None = Non
             "in_shape": node_in,
             "out_shape": node_out,
         }
-        if node.kind in ("repeat", "residual"):
+        if getattr(node, "body", None):
             attrs["body"] = body_graph(node.body, node_in, file)
-        if node.kind == "repeat":
-            attrs["times"] = node.times
-        if node.kind == "residual":
-            attrs["scale"] = node.scale
+        for key in ("times", "scale"):
+            if hasattr(node, key):
+                attrs[key] = getattr(node, key)
         graph.add_node(node.path, **attrs)
         if previous is not None:
             graph.add_edge(previous, node.path)

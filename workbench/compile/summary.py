@@ -54,7 +54,7 @@ def summarize(spec: Spec) -> list[dict[str, Any]]:
     for node, in_shape, out_shape in walk_nodes(spec.layers, spec.input_shape, spec.file):
         inner = _flat(node)
         weights = [n for n in inner if hasattr(n, "sigma_w2")]
-        acts = [activation_name(n.activation) for n in inner if n.kind == "act"]
+        acts = [activation_name(n.activation) for n in inner if hasattr(n, "activation")]
         rows.append(
             {
                 "path": node.path,

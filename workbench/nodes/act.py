@@ -10,7 +10,7 @@ import numpy as np
 import sympy as sp
 
 from workbench.errors import ExpressionError, UnsupportedError
-from workbench.nodes.base import NodeBase, ParseContext
+from workbench.nodes.base import NodeBase, ParseContext, PointwiseMap
 from workbench.spec import fields
 from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
@@ -119,3 +119,8 @@ def torch_module(node: Act, in_shape: Shape, build: Any, suffix: str) -> tuple[A
     from workbench.sim.layers import PointwiseLayer
 
     return PointwiseLayer(node.activation.torch, node.path + suffix), tuple(in_shape)
+
+
+def fc_map(node: Act) -> PointwiseMap:
+    """φ applied to the Gaussian pre-activation field (pabari_zhou eqs. 3–7)."""
+    return PointwiseMap(node.activation)

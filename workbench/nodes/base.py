@@ -71,6 +71,46 @@ def flat_nodes(nodes: Iterable[NodeBase]) -> Iterator[NodeBase]:
         yield from flat_nodes(getattr(node, "body", ()))
 
 
+@dataclass(frozen=True)
+class WeightMap:
+    """A node's fully-connected mean-field map on a two-input state (pabari_zhou eqs. 3–7):
+    q' = σ_w² q + σ_b² on the second moments of its input."""
+
+    sigma_w2: Any
+    sigma_b2: Any
+
+
+@dataclass(frozen=True)
+class PointwiseMap:
+    """A node's fully-connected map that applies φ to a Gaussian field."""
+
+    activation: Any
+
+
+def unrolled(nodes: Iterable[NodeBase]) -> Iterator[NodeBase]:
+    """The nodes in network order with every loop written out (``unrolled`` rule of a kind
+    that repeats its body; other nodes stand for themselves)."""
+    for node in nodes:
+        expand = getattr(module_of(node), "unrolled", None)
+        if expand is None:
+            yield node
+        else:
+            yield from expand(node)
+
+
+def blocks(nodes: Iterable[NodeBase]) -> Iterator[NodeBase]:
+    """Every repeated block (a kind with ``IS_BLOCK``), outer before inner, looking inside
+    every body (residual bodies included), in spec order."""
+    for node in nodes:
+        if getattr(module_of(node), "IS_BLOCK", False):
+            yield node
+        yield from blocks(getattr(node, "body", ()))
+
+
+def has_weights(node: NodeBase) -> bool:
+    return getattr(module_of(node), "HAS_WEIGHTS", False)
+
+
 # --- shapes ------------------------------------------------------------------------------
 
 

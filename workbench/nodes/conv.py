@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from workbench.errors import UnsupportedError
-from workbench.nodes.base import NodeBase, ParseContext
+from workbench.nodes.base import NodeBase, ParseContext, WeightMap
 from workbench.spec import fields
 from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
@@ -264,3 +264,16 @@ def torch_module(node: Conv, in_shape: Shape, build: Any, suffix: str) -> tuple[
     scales = {"weight": tap_scale.reshape(1, 1, *node.kernel), "bias": node.sigma_b2}
     layer = ConvLayer(torch.stack(kernels), bias, scales, node.path + suffix)
     return layer, (c_out, *in_shape[1:])
+
+
+def fc_map(node: Conv) -> WeightMap:
+    """On translation-invariant inputs (every pixel the same variance and every pixel pair of
+    two inputs the same covariance) A_v ⋆ keeps them so (v sums to 1): the pixel-diagonal of
+    xiao2018 eq. 2.3 is the dense layer's map with the conv's σ's (xiao2018 §2.1.4)."""
+    return WeightMap(node.sigma_w2, node.sigma_b2)
+
+
+def per_pixel(node: Conv) -> bool:
+    """Whether the conv acts on every pixel separately (all tap variance on one tap, e.g.
+    Delta-Orthogonal): then each pixel follows the dense layer's map whatever the input."""
+    return max(tap_variances(node)) == 1.0

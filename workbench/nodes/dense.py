@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from workbench.errors import UnsupportedError
-from workbench.nodes.base import NodeBase, ParseContext
+from workbench.nodes.base import NodeBase, ParseContext, WeightMap
 from workbench.spec import fields
 from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
@@ -132,3 +132,8 @@ def torch_module(node: Dense, in_shape: Shape, build: Any, suffix: str) -> tuple
     bias = build.randn(e, width) * node.sigma_b2**0.5
     scales = {"weight": node.sigma_w2 / fan_in, "bias": node.sigma_b2}
     return DenseLayer(weight, bias, scales, node.path + suffix), (width,)
+
+
+def fc_map(node: Dense) -> WeightMap:
+    """pabari_zhou eq. 3: q' = σ_w² E[φ(u)²] + σ_b² with φ from the preceding acts."""
+    return WeightMap(node.sigma_w2, node.sigma_b2)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 KIND = "flatten"
 BARE = True
-READOUT = True
+READOUT = "flatten"  # xiao_bahri's CNN-F readout
 EXAMPLE = "flatten"
 SCHEMA = fields.Schema({})
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 KIND = "pool"
 BARE = False
-READOUT = True
+READOUT = "pool"  # xiao_bahri's CNN-P readout
 NEEDS_PIXEL_PAIRS = True
 EXAMPLE = "pool: global_avg"
 MODES = ("global_avg",)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from workbench.nodes.base import NodeBase, ParseContext, chain_shape, require_same_shape
+from workbench.nodes.base import unrolled as base_unrolled
 from workbench.spec import fields
 from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
 
 KIND = "repeat"
 BARE = False
+IS_BLOCK = True
 EXAMPLE = "repeat: {times: 10, body: [{dense: {width: 512}}, {act: tanh}]}"
 SCHEMA = fields.Schema(
     {
@@ -83,3 +86,9 @@ def torch_module(node: Repeat, in_shape: Shape, build: Any, suffix: str) -> tupl
         body, shape = build_layers(node.body, shape, build, f"{suffix}#{i}")
         blocks.append(body)
     return nn.Sequential(*blocks), shape
+
+
+def unrolled(node: Repeat) -> Iterator[NodeBase]:
+    """The body written out ``times`` times (for layer-by-layer walks; the evaluator loops)."""
+    for _ in range(node.times):
+        yield from base_unrolled(node.body)

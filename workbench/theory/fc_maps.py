@@ -18,16 +18,14 @@ Multi-step cycles compose the maps; their susceptibilities multiply around the c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import sympy as sp
 
 from workbench.activations import Activation, X, parse_activation
 from workbench.errors import UnsupportedError
 from workbench.gaussian import expect, expect1
-from workbench.nodes import Act, Dense, Repeat
+from workbench.nodes.base import PointwiseMap, WeightMap, has_rule, rule, unrolled
 from workbench.precision import Context
 from workbench.spec.model import Spec
 
@@ -60,31 +58,40 @@ def _compose(outer: Activation, inner: Activation) -> Activation:
     return outer.compose(inner)
 
 
-def body_steps(body: Sequence[Any]) -> tuple[FCStep, ...]:
-    """The cycle of FC steps of a repeat body of dense and act nodes."""
-    denses: list[Dense] = []
-    acts_between: list[Activation] = [IDENTITY]
-    for node in body:
-        if isinstance(node, Act):
-            acts_between[-1] = _compose(node.activation, acts_between[-1])
-        elif isinstance(node, Dense):
-            denses.append(node)
-            acts_between.append(IDENTITY)
-        else:
+def _maps(nodes: Sequence[Any]) -> list[WeightMap | PointwiseMap]:
+    """Each node's fully-connected map (its ``fc_map`` rule), or a typed refusal naming it."""
+    out = []
+    for node in nodes:
+        if not has_rule(node, "fc_map"):
             raise UnsupportedError(
                 f"{node.path or 'the block'}: node kind '{node.kind}' is not covered by the "
-                "fully-connected mean-field theory (dense and act only)",
-                hint="kernels of conv, bn, residual, pool and flatten come from `workbench kernel`",
+                "fully-connected mean-field theory (dense, conv and act only)",
+                hint="kernels of bn, residual, pool and flatten come from `workbench kernel`",
             )
-    if not denses:
+        out.append(rule(node, "fc_map")(node))
+    return out
+
+
+def body_steps(body: Sequence[Any]) -> tuple[FCStep, ...]:
+    """The cycle of FC steps of a repeat body, from its nodes' maps (weight layers and
+    activations; a conv acts on translation-invariant inputs as a dense layer)."""
+    weights: list[WeightMap] = []
+    acts_between: list[Activation] = [IDENTITY]
+    for step in _maps(body):
+        if isinstance(step, PointwiseMap):
+            acts_between[-1] = _compose(step.activation, acts_between[-1])
+        else:
+            weights.append(step)
+            acts_between.append(IDENTITY)
+    if not weights:
         raise UnsupportedError(
-            "a repeat body without a dense layer has no mean-field map",
-            hint="put at least one dense layer in the repeated body",
+            "a repeat body without a dense or conv layer has no mean-field map",
+            hint="put at least one weight layer in the repeated body",
         )
-    # acts after the last dense run before the first dense of the next iteration
+    # acts after the last weight layer run before the first one of the next iteration
     lead = _compose(acts_between[0], acts_between[-1])
     phis = [lead, *acts_between[1:-1]]
-    return tuple(FCStep(d.sigma_w2, d.sigma_b2, phi) for d, phi in zip(denses, phis))
+    return tuple(FCStep(w.sigma_w2, w.sigma_b2, phi) for w, phi in zip(weights, phis))
 
 
 def single_step(activation: str | Activation, sigma_w2: Any, sigma_b2: Any) -> tuple[FCStep, ...]:
@@ -158,38 +165,21 @@ def chi_c(steps: Sequence[FCStep], c: Any, orbit: Sequence[Any], ctx: Context) -
     return total
 
 
-def symbolic_q_map(step: FCStep) -> sp.Eq:
-    """Eq. 3 as a sympy equation, for reports."""
-    from workbench.gaussian import expect_symbolic
-
-    q_next = sp.Symbol("q^{l+1}")
-    sw2, sb2 = sp.symbols("sigma_w^2 sigma_b^2", positive=True)
-    square = Activation(step.phi.name + "²", step.phi.expr**2)
-    integral = expect_symbolic(square).subs(sp.Symbol("q", positive=True), sp.Symbol("q^l"))
-    return sp.Eq(q_next, sw2 * integral + sb2)
-
-
-def fc_chain(spec: Spec) -> tuple[Dense, tuple[FCStep, ...]]:
-    """A whole fully-connected spec as its first dense layer (fed by the raw input) and one
-    FCStep per later dense layer, repeats unrolled (eqs. 3–7 applied layer by layer); acts after
-    the last dense layer do not change any pre-activation kernel and are dropped."""
-    flat = list(unrolled(spec.layers))
-    dense_at = [i for i, node in enumerate(flat) if isinstance(node, Dense)]
-    if not dense_at or any(not isinstance(n, Dense | Act) for n in flat) or dense_at[0] != 0:
+def fc_chain(spec: Spec) -> tuple[WeightMap, tuple[FCStep, ...]]:
+    """A whole fully-connected spec as its first weight layer's map (fed by the raw input) and
+    one FCStep per later weight layer, repeats unrolled (eqs. 3–7 applied layer by layer);
+    acts after the last weight layer do not change any pre-activation kernel and are dropped."""
+    try:
+        maps = _maps(list(unrolled(spec.layers)))
+    except UnsupportedError:
+        maps = []
+    weight_at = [i for i, m in enumerate(maps) if isinstance(m, WeightMap)]
+    if not weight_at or weight_at[0] != 0:
         raise UnsupportedError(
             f"{spec.name}: the layer-by-layer FC recursion needs a spec of dense and act "
             "layers that starts with a dense layer",
             hint="conv, bn, residual, pool and flatten kernels come from `workbench kernel`",
         )
-    rest = flat[1 : dense_at[-1] + 1]
-    return flat[0], body_steps(rest) if rest else ()
-
-
-def unrolled(nodes: Sequence[Any]) -> Iterator[Any]:
-    """The nodes in network order with every repeat block written out."""
-    for node in nodes:
-        if isinstance(node, Repeat):
-            for _ in range(node.times):
-                yield from unrolled(node.body)
-        else:
-            yield node
+    flat = list(unrolled(spec.layers))
+    rest = flat[1 : weight_at[-1] + 1]
+    return maps[0], body_steps(rest) if rest else ()

@@ -14,9 +14,7 @@ import numpy as np
 
 from workbench.compile.graph import spec_graph
 from workbench.errors import TheoryError, UnsupportedError
-from workbench.nodes import Conv, Dense, Flatten, Pool, Repeat
-from workbench.nodes.base import rule
-from workbench.nodes.conv import mode_eigenvalues
+from workbench.nodes.base import has_rule, module_of, rule
 from workbench.precision import F64
 from workbench.spec.model import Spec
 from workbench.theory.evaluate import Evaluator
@@ -25,21 +23,14 @@ from workbench.theory.fc_maps import body_steps
 from workbench.theory.state import KernelState
 
 
-def as_dense(node: Any) -> Any:
-    """A conv acts on a translation-invariant per-pixel variance like a dense layer of its σ's
-    (the diagonal of xiao2018 eq. 2.3); other nodes pass through."""
-    if isinstance(node, Conv):
-        return Dense(node.channels, node.sigma_w2, node.sigma_b2, path=node.path)
-    return node
+def block_analysis(block: Any):
+    """The FC fixed-point analysis of a repeat body (dense or conv): q*, c*, χ₁, χ_c*."""
+    return analyze_cycle(body_steps(block.body), F64, block.path)
 
 
-def block_analysis(block: Repeat):
-    """The FC fixed-point analysis of a (dense or conv) repeat body: q*, c*, χ₁, χ_c*."""
-    return analyze_cycle(body_steps([as_dense(n) for n in block.body]), F64, block.path)
-
-
-def _repeat_blocks(spec: Spec) -> list[Repeat]:
-    return [n for n in spec.layers if isinstance(n, Repeat)]
+def _repeat_blocks(spec: Spec) -> list[Any]:
+    """The spec's top-level repeat blocks."""
+    return [n for n in spec.layers if getattr(module_of(n), "IS_BLOCK", False)]
 
 
 # --- Fourier modes -----------------------------------------------------------------------
@@ -63,7 +54,7 @@ def conv_modes(spec: Spec) -> list[ModeTable]:
     tables = []
     spatial = tuple(spec.input_shape[1:])
     for block in _repeat_blocks(spec):
-        convs = [n for n in block.body if isinstance(n, Conv)]
+        convs = [n for n in block.body if has_rule(n, "mode_eigenvalues")]
         if not convs:
             continue
         if len(convs) > 1:
@@ -71,7 +62,7 @@ def conv_modes(spec: Spec) -> list[ModeTable]:
         conv = convs[0]
         analysis = block_analysis(block)
         chi_c = float(analysis.chi_c)
-        eigenvalues = mode_eigenvalues(conv, spatial)
+        eigenvalues = rule(conv, "mode_eigenvalues")(conv, spatial)
         table = ModeTable(block.path, chi_c)
         for freq in product(*(range(n) for n in spatial)):
             lam = complex(eigenvalues[freq])
@@ -140,14 +131,15 @@ class NTKSpectrum:
         }
 
 
-def _architecture(spec: Spec, block: Repeat) -> tuple[str, Pool | Flatten | None]:
-    if not any(isinstance(n, Conv) for n in block.body):
+def _architecture(spec: Spec, block: Any) -> tuple[str, Any]:
+    """FC for a flat block; CNN-P or CNN-F by the first readout after a spatial one."""
+    if len(spec_graph(spec).nodes[block.path]["in_shape"]) == 1:
         return "FC", None
     after = spec.layers[spec.layers.index(block) + 1 :]
-    readout = next((n for n in after if isinstance(n, Pool | Flatten)), None)
+    readout = next((n for n in after if getattr(module_of(n), "READOUT", None)), None)
     if readout is None:
         raise UnsupportedError("a CNN spectrum needs a pool or flatten readout after the block")
-    return ("CNN-P" if isinstance(readout, Pool) else "CNN-F"), readout
+    return ("CNN-P" if module_of(readout).READOUT == "pool" else "CNN-F"), readout
 
 
 def _asymptotic(

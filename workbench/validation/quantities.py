@@ -25,16 +25,14 @@ import torch
 from workbench.activations import Activation
 from workbench.errors import UnsupportedError, WorkbenchError
 from workbench.gaussian import expect1
-from workbench.nodes import Conv, Dense, Repeat
-from workbench.nodes.conv import tap_variances
+from workbench.nodes.base import blocks, has_rule, has_weights, rule, unrolled
 from workbench.precision import F64
 from workbench.sim import probes
 from workbench.sim.network import Network
 from workbench.spec.model import Spec
 from workbench.theory.evolution import evolve_kernel, input_kernel
 from workbench.theory.fc_fixed_points import analyze_cycle
-from workbench.theory.fc_maps import body_steps, fc_chain, unrolled
-from workbench.theory.spectrum import as_dense
+from workbench.theory.fc_maps import body_steps, fc_chain
 
 Quantity = Callable[..., tuple[float, np.ndarray]]
 
@@ -64,7 +62,8 @@ def make_inputs(spec: Spec, inputs: dict) -> torch.Tensor:
 
 
 def _fc_theory(spec: Spec, x: torch.Tensor, layer: int):
-    first, steps = fc_chain(_pointwise(spec))
+    _require_per_pixel(spec)
+    first, steps = fc_chain(spec)
     depth = len(steps) if layer < 0 else layer
     kernel = input_kernel(x.numpy(), first.sigma_w2, first.sigma_b2)
     return evolve_kernel(steps, kernel, depth, F64)
@@ -91,7 +90,7 @@ def _jacobian_theory(check, x: torch.Tensor) -> tuple[float, float]:
     spec = check.spec
     steps = fc_chain(spec)[1]
     evolution = _fc_theory(spec, x[:1], -1)
-    denses = [n for n in unrolled(spec.layers) if isinstance(n, Dense)]
+    denses = [n for n in unrolled(spec.layers) if has_weights(n)]
     mean, spread = 1.0, 0.0
     for dense in denses:
         mean *= dense.sigma_w2
@@ -122,7 +121,7 @@ def jacobian_sv2_var(check, net: Network, x: torch.Tensor) -> tuple[float, np.nd
 
 
 def norm_ratio(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
-    first = next(n for n in unrolled(check.spec.layers) if isinstance(n, Dense | Conv))
+    first = next(n for n in unrolled(check.spec.layers) if has_weights(n))
     if first.sigma_b2 != 0:
         raise WorkbenchError("norm_ratio needs sigma_b2 = 0 on the first layer")
     with torch.no_grad(), net.tape() as tape:
@@ -159,8 +158,8 @@ def mode_retention(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndar
 
 
 def gradient_slope(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
-    block = next(n for n in check.spec.layers if isinstance(n, Repeat))
-    steps = body_steps([as_dense(n) for n in block.body])
+    block = next(blocks(check.spec.layers))
+    steps = body_steps(block.body)
     chi1 = analyze_cycle(steps, F64).chi_1
     lo, hi = check.options.get("fit_layers", [10, -10])
     _, norms = probes.gradient_norms(net, x)
@@ -181,26 +180,12 @@ QUANTITIES: dict[str, Quantity] = {
 }
 
 
-def _pointwise(spec: Spec) -> Spec:
-    """Delta-kernel convs (all tap variance on one tap: init delta_orthogonal, or a one-hot
-    variance vector) act on every
-    pixel as a dense layer: the spec with them replaced, for the FC recursion on pixel pairs."""
-    from dataclasses import replace
-
-    def convert(nodes):
-        out = []
-        for node in nodes:
-            if isinstance(node, Repeat):
-                out.append(replace(node, body=tuple(convert(node.body))))
-            elif isinstance(node, Conv):
-                if max(tap_variances(node)) != 1.0:
-                    raise UnsupportedError(
-                        f"{node.path}: only delta-kernel convs reduce to the FC recursion",
-                        hint="use init: delta_orthogonal (or a one-hot variance vector)",
-                    )
-                out.append(as_dense(node))
-            else:
-                out.append(node)
-        return out
-
-    return replace(spec, layers=tuple(convert(spec.layers)))
+def _require_per_pixel(spec: Spec) -> None:
+    """The FC recursion on pixel pairs holds for convs that act on every pixel separately
+    (all tap variance on one tap: init delta_orthogonal, or a one-hot variance vector)."""
+    for node in unrolled(spec.layers):
+        if has_rule(node, "per_pixel") and not rule(node, "per_pixel")(node):
+            raise UnsupportedError(
+                f"{node.path}: only delta-kernel convs reduce to the FC recursion",
+                hint="use init: delta_orthogonal (or a one-hot variance vector)",
+            )
