@@ -40,5 +40,4 @@ def analyze_spec(spec: Spec, ctx: Context = F64) -> SpecAnalysis:
             skipped.append({"path": block.path, "reason": err.message})
             continue
         analysed.append(analyze_cycle(steps, ctx, block.path))
-    precision = "float64" if ctx.name == "float64" else f"mpmath ({ctx.digits} digits)"
-    return SpecAnalysis(spec.name, analysed, skipped, precision)
+    return SpecAnalysis(spec.name, analysed, skipped, ctx.describe())

@@ -1,8 +1,12 @@
-"""Precision contexts: one code path, two number systems.
+"""Precision contexts: one code path, two number systems (the pattern of mpmath's
+FPContext/MPContext).
 
 ``Float64()`` computes with numpy float64; ``Mp(digits)`` with mpmath at ``digits`` significant
 digits (plus guard digits). Theory code asks the context for its arithmetic (``ctx.log``,
-``ctx.sqrt``...) and never branches on the precision itself (DESIGN.md, "Precision").
+``ctx.sqrt``...), tolerances, arrays (``array``, ``elementwise``), exact conversion
+(``exact``), its numerical primitives (``function``, ``quad1``, ``quad2``) and what it can
+serve (``fast_float64``, ``require_float64``), and never branches on the precision itself
+(DESIGN.md, "Precision"): nothing outside this module reads a context's name.
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import mpmath
 import numpy as np
+
+from workbench.errors import UnsupportedError, WorkbenchError
 
 GUARD_DIGITS = 10
 
@@ -25,6 +31,55 @@ class Float64:
 
     digits: int | None = None
     name: str = "float64"
+    dtype: ClassVar[Any] = float  # numpy dtype of this context's arrays
+    tiny: ClassVar[float] = 1e-300  # magnitudes below this are treated as zero in relative tests
+    tolerance: ClassVar[float] = 1e-10  # |x − 1| within this is "equal to 1" (phases, depth scales)
+    fast_float64: ClassVar[bool] = True  # the fused float64 program and interpolated maps serve it
+    lib: ClassVar[Any] = np  # the module of elementary functions
+
+    def describe(self) -> str:
+        return "float64"
+
+    def array(self, values: Any) -> np.ndarray:
+        return np.asarray(values, float)
+
+    def elementwise(self, fn: Any, *arrays: Any) -> Any:
+        """fn over arrays: fn must be written with numpy operations (one vectorised call)."""
+        return fn(*arrays)
+
+    def clip(self, x: Any, lo: Any, hi: Any) -> Any:
+        return np.clip(x, lo, hi)
+
+    def all_finite(self, values: np.ndarray, guard: float = math.inf) -> bool:
+        return bool(np.isfinite(values).all() and np.abs(values).max(initial=0) < guard)
+
+    def exact(self, value: Any) -> Any:
+        """A sympy number equal to the float64 value."""
+        import sympy as sp
+
+        return sp.Rational(float(value))
+
+    def require_float64(self, what: str) -> None:
+        """Refuse (in the other context) what only float64 computes."""
+
+    def function(self, h: Any) -> Any:
+        """An Activation as a function of this context's numbers."""
+        return h.numpy
+
+    def quad1(self, fn: Any, q: Any, kinks: tuple = (), even: bool = False) -> float:
+        """∫ fn(√q z) Dz by the float64 rule (``gaussian.quadrature``)."""
+        from workbench.gaussian.quadrature import expect1_float64
+
+        return expect1_float64(fn, float(q), kinks)
+
+    def quad2(self, f: Any, g: Any, q11: Any, q12: Any, q22: Any, distance: float) -> float:
+        """E[f(u) g(v)] by the float64 two-point rule (f, g Activations)."""
+        from workbench.gaussian.quadrature import expect2_float64
+
+        return expect2_float64(f.numpy, g.numpy, q11, q12, q22, f.kinks, g.kinks, distance)
+
+    def result(self, value: Any) -> float:
+        return float(value)
 
     @property
     def eps(self) -> float:
@@ -63,14 +118,86 @@ class Mp:
 
     digits: int = 50
     name: str = "mpmath"
+    dtype: ClassVar[Any] = object
+    fast_float64: ClassVar[bool] = False
+    lib: ClassVar[Any] = mpmath
 
     @property
     def eps(self) -> Any:
         return mpmath.mpf(10) ** (-self.digits - GUARD_DIGITS // 2)
 
+    @property
+    def tiny(self) -> Any:
+        return self.eps
+
+    @property
+    def tolerance(self) -> Any:
+        return self.eps * 10**6
+
+    def describe(self) -> str:
+        return f"mpmath ({self.digits} digits)"
+
     def num(self, value: Any) -> Any:
         with self.active():
-            return mpmath.mpf(value) if not isinstance(value, str) else mpmath.mpf(value)
+            return mpmath.mpf(value)
+
+    def array(self, values: Any) -> np.ndarray:
+        with self.active():
+            return np.vectorize(self.num, otypes=[object])(np.asarray(values))
+
+    def elementwise(self, fn: Any, *arrays: Any) -> np.ndarray:
+        """fn entry by entry (broadcast), each distinct argument tuple once."""
+        arrays = np.broadcast_arrays(*(np.asarray(a, dtype=object) for a in arrays))
+        out = np.empty(arrays[0].shape, dtype=object)
+        cache: dict = {}
+        with self.active():
+            for index in np.ndindex(out.shape):
+                key = tuple(a[index] for a in arrays)
+                if key not in cache:
+                    cache[key] = fn(*key)
+                out[index] = cache[key]
+        return out
+
+    def clip(self, x: Any, lo: Any, hi: Any) -> Any:
+        return min(max(x, lo), hi)
+
+    def all_finite(self, values: np.ndarray, guard: Any = None) -> bool:
+        return all(self.isfinite(v) for v in np.ravel(values))
+
+    def exact(self, value: Any) -> Any:
+        """A sympy number carrying this context's digits."""
+        import sympy as sp
+
+        return sp.Float(value, self.digits + GUARD_DIGITS)
+
+    def require_float64(self, what: str) -> None:
+        raise UnsupportedError(f"{what} are float64 only", hint="leave out --digits")
+
+    def function(self, h: Any) -> Any:
+        return h.mpmath
+
+    def quad1(self, fn: Any, q: Any, kinks: tuple = (), even: bool = False) -> Any:
+        """∫ fn(√q z) Dz by mpmath quadrature at this precision."""
+        from workbench.gaussian.quadrature import expect1_mpmath
+
+        return expect1_mpmath(fn, mpmath.mpf(q), kinks, even)
+
+    def quad2(self, f: Any, g: Any, q11: Any, q12: Any, q22: Any, distance: float) -> Any:
+        """E[f(u) g(v)]: Mehler's series where it converges (kinks only at 0), else mpmath
+        quadrature."""
+        from workbench.gaussian.hermite import expect2_mehler
+        from workbench.gaussian.quadrature import expect2_mpmath
+
+        value = None
+        if not (*f.kinks, *g.kinks) or set((*f.kinks, *g.kinks)) == {0}:
+            value = expect2_mehler(f.mpmath, g.mpmath, q11, q12, q22, f.singularity_distance,
+                                   g.singularity_distance)  # fmt: skip
+        if value is None:
+            value = expect2_mpmath(f.mpmath, g.mpmath, q11, q12, q22, f.kinks, g.kinks)
+        return value
+
+    def result(self, value: Any) -> Any:
+        return value
 
     def sqrt(self, x: Any) -> Any:
         return mpmath.sqrt(x)
@@ -105,8 +232,6 @@ def context(digits: int | None = None) -> Context:
     if digits is None:
         return Float64()
     if not isinstance(digits, int) or isinstance(digits, bool) or digits < 5 or digits > 1000:
-        from workbench.errors import WorkbenchError
-
         raise WorkbenchError(
             f"--digits must be an integer between 5 and 1000, got {digits!r}",
             hint="use e.g. --digits 30; leave it out for float64",

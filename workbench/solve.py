@@ -62,9 +62,7 @@ def polish_root(
             x_prev, f_prev = x, fx
             x = step_to
             fx = func(x)
-            if abs(x - x_prev) <= tol * max(
-                abs(x), ctx.num(1e-300) if ctx.name == "float64" else ctx.eps
-            ):
+            if abs(x - x_prev) <= tol * max(abs(x), ctx.num(ctx.tiny)):
                 return x
             if bracket and abs(hi - lo) <= tol * max(abs(x), ctx.eps):
                 return x

@@ -11,20 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import mpmath
 import numpy as np
 import sympy as sp
 
 from workbench.activations import Activation, X
 from workbench.errors import TheoryError
 from workbench.gaussian.closed_forms import closed_form
-from workbench.gaussian.hermite import expect2_mehler
-from workbench.gaussian.quadrature import (
-    expect1_float64,
-    expect1_mpmath,
-    expect2_float64,
-    expect2_mpmath,
-)
+from workbench.gaussian.quadrature import expect1_float64, expect2_float64
 from workbench.precision import F64, Context
 
 DEGENERATE_CORRELATION = 1e-13  # 1 - |c| below this: treat (u, v) as perfectly correlated
@@ -42,8 +35,9 @@ def _finite(value: Any, what: str, ctx: Context) -> Any:
 def expect1(h: Activation, q: Any, ctx: Context = F64) -> Any:
     """E[h(u)], u ~ N(0, q); in float64 q may be an array (one vectorised rule)."""
     if isinstance(q, np.ndarray):
-        if ctx.name != "float64" or (q < 0).any():
-            raise TheoryError("array variances must be non-negative and in float64")
+        ctx.require_float64("array variances")
+        if (q < 0).any():
+            raise TheoryError("array variances must be non-negative")
         values = expect1_float64(h.numpy, q, h.kinks)
         if not np.isfinite(values).all():
             raise TheoryError(f"the Gaussian expectation E[{h.name}(u)] is not finite")
@@ -51,10 +45,7 @@ def expect1(h: Activation, q: Any, ctx: Context = F64) -> Any:
     if q < 0:
         raise TheoryError(f"a variance must be non-negative, got q = {q}")
     with ctx.active():
-        if ctx.name == "mpmath":
-            value = expect1_mpmath(h.mpmath, mpmath.mpf(q), h.kinks, h.parity == 1)
-        else:
-            value = expect1_float64(h.numpy, float(q), h.kinks)
+        value = ctx.quad1(ctx.function(h), q, h.kinks, h.parity == 1)
     return _finite(value, f"E[{h.name}(u)]", ctx)
 
 
@@ -71,8 +62,7 @@ def expect(f: Activation, g: Activation, q11: Any, q12: Any, q22: Any, ctx: Cont
     what = f"E[{f.name}(u) {g.name}(v)]"
     exact = closed_form(f.expr, g.expr, ctx)
     if exact is not None and q11 > 0 and q22 > 0:
-        value = exact(q11, q12, q22)
-        return _finite(value if ctx.name == "mpmath" else float(value), what, ctx)
+        return _finite(ctx.result(exact(q11, q12, q22)), what, ctx)
     with ctx.active():
         q11, q12, q22 = (ctx.num(v) for v in (q11, q12, q22))
         if q11 == 0 or q22 == 0:
@@ -83,44 +73,21 @@ def expect(f: Activation, g: Activation, q11: Any, q12: Any, q22: Any, ctx: Cont
             # v = (q12 / q11) u exactly: a one-point expectation of f(x) g(k x)
             k = q12 / q11
             kinks = (*f.kinks, *(kink / float(k) for kink in g.kinks))
-            if ctx.name == "mpmath":
-                fn, gn = f.mpmath, g.mpmath
-                if f.expr == g.expr and k == 1:
-                    product = lambda x: fn(x) ** 2  # noqa: E731
-                else:
-                    product = lambda x: fn(x) * gn(k * x)  # noqa: E731
-                even = f.parity * g.parity == 1
-                return _finite(expect1_mpmath(product, q11, kinks, even), what, ctx)
-            product = lambda x: f.numpy(x) * g.numpy(k * x)  # noqa: E731
-            return _finite(expect1_float64(product, q11, kinks), what, ctx)
-        if ctx.name == "mpmath":
-            value = None
-            if not (*f.kinks, *g.kinks) or set((*f.kinks, *g.kinks)) == {0}:
-                value = expect2_mehler(
-                    f.mpmath,
-                    g.mpmath,
-                    q11,
-                    q12,
-                    q22,
-                    f.singularity_distance,
-                    g.singularity_distance,
-                )
-            if value is None:
-                value = expect2_mpmath(f.mpmath, g.mpmath, q11, q12, q22, f.kinks, g.kinks)
-        else:
-            value = expect2_float64(
-                f.numpy, g.numpy, q11, q12, q22, f.kinks, g.kinks, _distance(f, g)
-            )
+            fn, gn = ctx.function(f), ctx.function(g)
+            if f.expr == g.expr and k == 1:
+                product = lambda x: fn(x) ** 2  # noqa: E731
+            else:
+                product = lambda x: fn(x) * gn(k * x)  # noqa: E731
+            even = f.parity * g.parity == 1
+            return _finite(ctx.quad1(product, q11, kinks, even), what, ctx)
+        value = ctx.quad2(f, g, q11, q12, q22, _distance(f, g))
     return _finite(value, what, ctx)
 
 
 def _expect_array(
     f: Activation, g: Activation, q11: Any, q12: Any, q22: Any, ctx: Context
 ) -> np.ndarray:
-    if ctx.name != "float64":
-        raise TheoryError(
-            "array covariances are a float64 feature; loop over them at high precision"
-        )
+    ctx.require_float64("array covariances (loop over them at high precision)")
     q11, q12, q22 = np.broadcast_arrays(*(np.asarray(v, float) for v in (q11, q12, q22)))
     if (q11 < 0).any() or (q22 < 0).any() or (q12 * q12 > q11 * q22 * (1 + 1e-12)).any():
         raise TheoryError(
@@ -170,7 +137,7 @@ def _distance(f: Activation, g: Activation) -> float:
 
 
 def _at_zero(h: Activation, ctx: Context) -> Any:
-    return h.mpmath(mpmath.mpf(0)) if ctx.name == "mpmath" else float(h.numpy(0.0))
+    return ctx.result(ctx.function(h)(ctx.num(0)))
 
 
 def expect_symbolic(f: Activation, g: Activation | None = None) -> sp.Expr:

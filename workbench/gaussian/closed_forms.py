@@ -82,7 +82,7 @@ def match_family(expr: sp.Expr) -> Family | None:
 
 
 def _math(ctx: Any) -> Any:
-    return mpmath if ctx.name == "mpmath" else np
+    return ctx.lib
 
 
 def _pair_formula(f: Family, g: Family) -> Callable[..., Any] | None:

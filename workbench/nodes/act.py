@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import sympy as sp
 
 from workbench.errors import ExpressionError, UnsupportedError
 from workbench.nodes.base import NodeBase, ParseContext, PointwiseMap
@@ -88,8 +87,7 @@ def kernel(node: Act, state: KernelState, ev: Evaluator, attrs: dict) -> KernelS
             "residual sum with a nonlinear body), so the wide-limit rule here does not apply",
             hint="put a dense or conv layer (or a batch norm) before the activation",
         )
-    exact = sp.Rational(float(shift)) if state.ctx.name == "float64" else sp.Float(shift)
-    inner = Activation(f"x{float(shift):+.6g}", X + exact)
+    inner = Activation(f"x{float(shift):+.6g}", X + state.ctx.exact(shift))
     shifted = node.activation.compose(inner)
     if shifted.kinks and closed_form(shifted.expr, shifted.expr, state.ctx) is None:
         raise UnsupportedError(

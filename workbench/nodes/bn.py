@@ -71,8 +71,7 @@ def kernel(node: BatchNorm, state: KernelState, ev: Evaluator, attrs: dict) -> K
     state = ev.realized(state)
     if state.mode == "diagonal":
         raise UnsupportedError(f"{node.path}: spatial batch norm needs the full kernel mode")
-    if state.ctx.name != "float64":
-        raise UnsupportedError(f"{node.path}: batch norm kernels are float64 only")
+    state.ctx.require_float64(f"{node.path}: batch norm kernels")
     size = state.m * state.pixels
     centre = np.eye(size) - 1.0 / size
     kernel = centre @ state.as_matrices(state.nngp)[0] @ centre

@@ -101,7 +101,7 @@ def critical_line(
 
 def _from_root(phi: Activation, sb2: Any, q64: float, ctx: Context) -> CriticalPoint:
     q_star = ctx.num(q64)
-    if ctx.name != "float64":
+    if not ctx.fast_float64:  # the float64 root is exact in float64 already
         q_star = polish_root(lambda q: _gap(phi, sb2, q, ctx), q_star, ctx, what="critical q*")
     sigma_w2 = 1 / _moments(phi, q_star, ctx)[1]
     return CriticalPoint(phi.name, sb2, sigma_w2, q_star, None, ctx)

@@ -44,9 +44,7 @@ def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool, ctx: Context = 
     m, channels, spatial = x.shape[0], x.shape[1], x.shape[2:]
     if not np.isfinite(x).all():
         raise TheoryError("inputs must be finite")
-    if ctx.name != "float64":
-        with ctx.active():
-            x = np.vectorize(ctx.num, otypes=[object])(x)
+    x = ctx.array(x)
     if not spatial:
         nngp = x @ x.T / channels
         mode = "flat"
@@ -91,12 +89,10 @@ class Evaluator:
         variances = state.own_variances(k)
         if phi.parity == -1:  # odd φ: E[φ(u)] = 0 exactly
             mean = np.zeros(variances.shape, dtype=variances.dtype)
-        elif state.ctx.name == "float64":
-            mean = expect1(phi, variances) if variances.size else variances
+        elif not variances.size:
+            mean = variances
         else:
-            with state.ctx.active():
-                one = np.vectorize(lambda q: expect1(phi, q, state.ctx), otypes=[object])
-                mean = one(variances)
+            mean = state.ctx.elementwise(lambda q: expect1(phi, q, state.ctx), variances)
         return state.replace(nngp=nngp, ntk=ntk, mean=np.asarray(mean), field_nngp=None,
                              field_ntk=None, phi=None)  # fmt: skip
 
@@ -117,12 +113,7 @@ def _check_finite(state: KernelState, node: NodeBase) -> None:
         value = getattr(state, name)
         if value is None:
             continue
-        finite = (
-            np.isfinite(value).all() and np.abs(value).max() < OVERFLOW_GUARD
-            if state.ctx.name == "float64"
-            else all(state.ctx.isfinite(v) for v in value.ravel())
-        )
-        if not finite:
+        if not state.ctx.all_finite(value, OVERFLOW_GUARD):
             raise TheoryError(
                 f"{node.path}: the {name.split('_')[-1]} kernel overflowed float64",
                 hint="the network is deep in the chaotic phase; use fewer layers or a smaller "
@@ -140,20 +131,12 @@ def _dual(f: Activation, g: Activation, state: KernelState, kernel: np.ndarray) 
     var = np.diagonal(stack, axis1=1, axis2=2)
     q1, q2, cov = var[:, rows], var[:, cols], stack[:, rows, cols]
     ctx = state.ctx
-    if ctx.name == "float64":
-        bound = np.sqrt(q1 * q2)
-        upper = expect(f, g, q1, np.clip(cov, -bound, bound), q2)
-    else:
-        cache: dict = {}
-        upper = np.empty(cov.shape, dtype=object)
-        with ctx.active():
-            for index in np.ndindex(cov.shape):
-                key = (q1[index], cov[index], q2[index])
-                if key not in cache:
-                    bound = ctx.sqrt(key[0] * key[2])
-                    clipped = min(max(key[1], -bound), bound)
-                    cache[key] = expect(f, g, key[0], clipped, key[2], ctx)
-                upper[index] = cache[key]
+
+    def clipped(a, k, b):  # rounding may push |K_ab| a hair above √(q_a q_b)
+        bound = (a * b) ** 0.5
+        return expect(f, g, a, ctx.clip(k, -bound, bound), b, ctx)
+
+    upper = ctx.elementwise(clipped, q1, cov, q2)
     out = np.empty(stack.shape, dtype=upper.dtype)
     out[:, rows, cols] = upper
     out[:, cols, rows] = upper
@@ -210,7 +193,7 @@ def network_kernels(
 
     ctx = context(digits)
     notes: list[str] = []
-    if ctx.name == "float64":
+    if ctx.fast_float64:
         program = lower(spec, inputs.shape[0], mode, parameterization, ntk)
         if program is not None:
             result = _run_program(program, inputs, compiled, notes)

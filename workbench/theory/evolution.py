@@ -138,18 +138,15 @@ class _CMapInterpolant:
 def _direct_step(step: FCStep, q: np.ndarray, pairs: np.ndarray, c: np.ndarray, ctx: Context):
     sw2, sb2 = ctx.num(step.sigma_w2), ctx.num(step.sigma_b2)
     qa, qb = q[pairs[:, 0]], q[pairs[:, 1]]
-    if ctx.name == "float64":
-        q_new = sw2 * expect(step.phi, step.phi, q, q, q, ctx) + sb2
-        cov = sw2 * expect(step.phi, step.phi, qa, c * np.sqrt(qa * qb), qb, ctx) + sb2
-        return q_new, cov / np.sqrt(q_new[pairs[:, 0]] * q_new[pairs[:, 1]])
-    with ctx.active():
-        q_new = [sw2 * expect(step.phi, step.phi, v, v, v, ctx) + sb2 for v in q]
-        out = []
-        for (a, b), corr in zip(pairs, c):
-            cov = corr * ctx.sqrt(q[a] * q[b])
-            k = sw2 * expect(step.phi, step.phi, q[a], cov, q[b], ctx) + sb2
-            out.append(k / ctx.sqrt(q_new[a] * q_new[b]))
-    return np.array(q_new, dtype=object), np.array(out, dtype=object)
+    phi = step.phi
+
+    def second_moment(q1, corr, q2):
+        return sw2 * expect(phi, phi, q1, corr * (q1 * q2) ** 0.5, q2, ctx) + sb2
+
+    q_new = ctx.elementwise(lambda v: sw2 * expect(phi, phi, v, v, v, ctx) + sb2, q)
+    cov = ctx.elementwise(second_moment, qa, c, qb)
+    norms = ctx.elementwise(lambda a, b: (a * b) ** 0.5, q_new[pairs[:, 0]], q_new[pairs[:, 1]])
+    return q_new, cov / norms
 
 
 def evolve_kernel(
@@ -163,14 +160,13 @@ def evolve_kernel(
     through the cycle ``steps`` (layer l applies steps[l mod len])."""
     from tqdm import tqdm
 
-    kernel = np.asarray(kernel, float if ctx.name == "float64" else object)
+    kernel = np.asarray(kernel, ctx.dtype)
     n = kernel.shape[0]
     if kernel.shape != (n, n) or depth < 0:
         raise TheoryError("the kernel must be a square matrix and the depth non-negative")
     pairs = np.array([(a, b) for a in range(n) for b in range(a + 1, n)], dtype=int).reshape(-1, 2)
-    dtype = float if ctx.name == "float64" else object
-    q = np.empty((depth + 1, n), dtype=dtype)
-    c = np.empty((depth + 1, len(pairs)), dtype=dtype)
+    q = np.empty((depth + 1, n), dtype=ctx.dtype)
+    c = np.empty((depth + 1, len(pairs)), dtype=ctx.dtype)
     with ctx.active():
         q[0] = [ctx.num(v) for v in np.diag(kernel)]
         if (q[0] <= 0).any():
@@ -191,7 +187,7 @@ def evolve_kernel(
         if interp is None:
             interpolated_run = 0
             q[layer + 1], c[layer + 1] = _direct_step(steps[j], q[layer], pairs, c[layer], ctx)
-            if ctx.name == "float64":
+            if ctx.fast_float64:
                 _update_frozen(frozen_q, q, layer, cycle)
             continue
         q_out = frozen_q[(j + 1) % cycle]
@@ -220,7 +216,7 @@ def _frozen_interpolant(
 ) -> _CMapInterpolant | None:
     """Step j's c-map interpolant once the variance orbit is frozen (float64 only); None when
     the layer must be integrated directly."""
-    if ctx.name != "float64" or j not in frozen_q or (j + 1) % len(steps) not in frozen_q:
+    if not ctx.fast_float64 or j not in frozen_q or (j + 1) % len(steps) not in frozen_q:
         return None
     if not (q_in == q_in[0]).all():
         return None

@@ -66,8 +66,7 @@ class FixedPointAnalysis:
 
 def phase_of(chi1: Any, ctx: Context) -> str:
     """ordered (χ₁ < 1), chaotic (χ₁ > 1) or critical (|χ₁ − 1| within the precision)."""
-    tol = 1e-10 if ctx.name == "float64" else ctx.eps * 10**6
-    if abs(chi1 - 1) <= tol:
+    if abs(chi1 - 1) <= ctx.tolerance:
         return "critical"
     return "ordered" if chi1 < 1 else "chaotic"
 
@@ -76,10 +75,9 @@ def depth_scale(chi: Any, ctx: Context) -> Any:
     """ξ = −1/log χ (eqs. 9–10); None where it diverges (χ ≥ 1 within the precision)."""
     if chi is None:
         return None
-    tol = 1e-10 if ctx.name == "float64" else ctx.eps * 10**6
     if chi <= 0:
         return ctx.num(0)
-    if chi >= 1 - tol:
+    if chi >= 1 - ctx.tolerance:
         return None
     return -1 / ctx.log(chi)
 
@@ -196,7 +194,7 @@ def _diverging(steps: Sequence[FCStep], ctx: Context, path: str, rate: Any) -> F
     unit = [FCStep(1 / expect(s.phi, s.phi, one, one, one, ctx), 0, s.phi) for s in steps]
     orbit = [one] * len(steps)
     c_star = one
-    if chi_c(unit, one, orbit, ctx) > 1 + (1e-10 if ctx.name == "float64" else ctx.eps):
+    if chi_c(unit, one, orbit, ctx) > 1 + ctx.tolerance:
         c_star = polish_root(
             lambda c: c_map(unit, c, orbit, ctx) - c,
             explore_c(unit, [1.0] * len(steps)),
