@@ -10,9 +10,10 @@ import pytest
 
 from workbench.activations import parse_activation
 from workbench.errors import TheoryError
-from workbench.gaussian import expect, expect1, expect_symbolic
+from workbench.gaussian import expect, expect1
 from workbench.gaussian.closed_forms import closed_form, match_family
 from workbench.gaussian.quadrature import expect2_float64, expect2_mpmath
+from workbench.gaussian.symbolic import symbolic_expect
 from workbench.precision import Float64, Mp
 
 F64 = Float64()
@@ -108,7 +109,8 @@ def test_not_psd_is_a_typed_error():
 def test_symbolic_form_is_an_integral():
     import sympy as sp
 
-    integral = expect_symbolic(act("tanh"), act("tanh"))
+    q1, q12, q2 = sp.symbols("q1 q12 q2", positive=True)
+    integral = symbolic_expect(act("tanh"), act("tanh"), q1, q12, q2)
     assert isinstance(integral, sp.Integral)
     assert integral.has(sp.tanh)
 

@@ -23,7 +23,7 @@ import sympy as sp
 from workbench.errors import ExpressionError
 from workbench.expressions import FUNCTIONS, X, did_you_mean, parse_expression
 
-__all__ = ["X", "Activation", "NAMED", "parse_activation"]
+__all__ = ["IDENTITY", "X", "Activation", "NAMED", "parse_activation"]
 
 NAMED: dict[str, sp.Expr] = {
     "linear": X,
@@ -501,3 +501,6 @@ def _logistic_distance(denominator: sp.Expr) -> float:
 
 
 _SLOPE = sp.Wild("slope", exclude=[X])
+
+
+IDENTITY = Activation("linear", X)  # what a weight layer reads when no activation precedes it

@@ -255,6 +255,22 @@ def _load_array(path: Path, flag: str):
         raise WorkbenchError(f"{flag} {path}: cannot read a .npy array ({err})") from None
 
 
+def cmd_derive(args: argparse.Namespace) -> dict:
+    from workbench.compile import load_spec
+    from workbench.theory.derive import derive
+
+    derivation = derive(load_spec(args.spec))
+    result = derivation.to_dict(latex=True)
+    if not args.json:
+        shown = result if args.latex else derivation.to_dict(latex=False)
+        print(f"{derivation.spec}: the recursion each stage applies (pair a, b of inputs)")
+        for stage in shown["stages"]:
+            print(f"\n{stage['path']} ({stage['kind']})")
+            for name, text in stage["rules"].items():
+                print(f"  {name}: {text}")
+    return result
+
+
 def cmd_modes(args: argparse.Namespace) -> dict:
     from workbench.compile import load_spec
     from workbench.theory.spectrum import conv_modes
@@ -336,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(seconds, reported as compile_seconds), then small kernels run ~1.5x faster",
     )
     p.add_argument("--out", required=True, help="K.npz")
+    p = add("derive", cmd_derive, "the symbolic recursions of every stage (sympy, LaTeX)")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--latex", action="store_true", help="print the rules as LaTeX")
     p = add("modes", cmd_modes, "CNN depth scales per Fourier mode of each conv repeat block")
     p.add_argument("spec", type=Path)
     p = add("ntk-spectrum", cmd_ntk_spectrum, "NTK eigenvalues, condition number, max rate")

@@ -4,7 +4,8 @@
 and ``expect1(h, q, ctx)`` = E[h(u)], u ~ N(0, q). Answers come from a closed form when the pair
 of activations has one (closed_forms.py), else from quadrature (quadrature.py) in the context's
 precision (two-point ones at high precision by Mehler's series, hermite.py, where it
-converges). ``expect_symbolic`` returns the unevaluated integral for reports.
+converges). ``symbolic.symbolic_expect`` gives the same expectation as a sympy expression (the
+closed form, else the unevaluated integral) for derivations and reports.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import sympy as sp
 
-from workbench.activations import Activation, X
+from workbench.activations import Activation
 from workbench.errors import TheoryError
 from workbench.gaussian.closed_forms import closed_form
 from workbench.gaussian.quadrature import expect1_float64, expect2_float64
@@ -138,21 +138,6 @@ def _distance(f: Activation, g: Activation) -> float:
 
 def _at_zero(h: Activation, ctx: Context) -> Any:
     return ctx.result(ctx.function(h)(ctx.num(0)))
-
-
-def expect_symbolic(f: Activation, g: Activation | None = None) -> sp.Expr:
-    """The unevaluated integral behind ``expect`` (or ``expect1`` when g is None), for reports."""
-    z1, z2 = sp.symbols("z_1 z_2", real=True)
-    q11, q12, q22 = sp.symbols("q_11 q_12 q_22", positive=True)
-    if g is None:
-        q = sp.Symbol("q", positive=True)
-        dens = sp.exp(-(z1**2) / 2) / sp.sqrt(2 * sp.pi)
-        return sp.Integral(f.expr.subs(X, sp.sqrt(q) * z1) * dens, (z1, -sp.oo, sp.oo))
-    u = sp.sqrt(q11) * z1
-    v = q12 / sp.sqrt(q11) * z1 + sp.sqrt(q22 - q12**2 / q11) * z2
-    dens = sp.exp(-(z1**2 + z2**2) / 2) / (2 * sp.pi)
-    integrand = f.expr.subs(X, u) * g.expr.subs(X, v) * dens
-    return sp.Integral(integrand, (z1, -sp.oo, sp.oo), (z2, -sp.oo, sp.oo))
 
 
 def expect_normalized_outer(cov: np.ndarray) -> np.ndarray:

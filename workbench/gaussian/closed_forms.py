@@ -85,8 +85,9 @@ def _math(ctx: Any) -> Any:
     return ctx.lib
 
 
-def _pair_formula(f: Family, g: Family) -> Callable[..., Any] | None:
-    """E[f(u) g(v)] as a function of (q11, q12, q22, m) for module ``m`` (numpy or mpmath)."""
+def pair_formula(f: Family, g: Family) -> Callable[..., Any] | None:
+    """E[f(u) g(v)] as a function of (q11, q12, q22, m) for module ``m``: numpy, mpmath, or
+    sympy (the same formula as an expression, for derivations)."""
     kinds = (f.form, g.form)
 
     def corr(q11, q12, q22, m):
@@ -102,7 +103,7 @@ def _pair_formula(f: Family, g: Family) -> Callable[..., Any] | None:
 
         def relu_relu(q11, q12, q22, m):
             c = corr(q11, q12, q22, m)
-            th = m.acos(c) if m is mpmath else np.arccos(c)
+            th = np.arccos(c) if m is np else m.acos(c)
             return f.a * g.a * m.sqrt(q11 * q22) / (2 * m.pi) * (m.sin(th) + (m.pi - th) * c)
 
         return relu_relu
@@ -110,7 +111,7 @@ def _pair_formula(f: Family, g: Family) -> Callable[..., Any] | None:
 
         def step_step(q11, q12, q22, m):
             c = corr(q11, q12, q22, m)
-            th = m.acos(c) if m is mpmath else np.arccos(c)
+            th = np.arccos(c) if m is np else m.acos(c)
             return f.a * g.a * (m.pi - th) / (2 * m.pi)
 
         return step_step
@@ -127,7 +128,7 @@ def _pair_formula(f: Family, g: Family) -> Callable[..., Any] | None:
         def erf_erf(q11, q12, q22, m):
             den = m.sqrt((1 + 2 * f.b**2 * q11) * (1 + 2 * g.b**2 * q22))
             arg = 2 * f.b * g.b * q12 / den
-            return f.a * g.a * 2 / m.pi * (m.asin(arg) if m is mpmath else np.arcsin(arg))
+            return f.a * g.a * 2 / m.pi * (np.arcsin(arg) if m is np else m.asin(arg))
 
         return erf_erf
     if kinds == ("gauss", "gauss"):
@@ -164,6 +165,8 @@ def _shifted_pair(f: Family, g: Family) -> Callable[..., Any]:
 
 
 def _clip(c: Any, m: Any) -> Any:
+    if m is sp:  # symbolic: |c| ≤ 1 holds by construction
+        return c
     return m.fmin(m.fmax(c, -1), 1) if m is np else max(min(c, 1), -1)
 
 
@@ -260,14 +263,14 @@ def closed_form(f_expr: sp.Expr, g_expr: sp.Expr, ctx: Any) -> Callable[..., Any
     ff, gf = match_family(f_expr), match_family(g_expr)
     if ff is None or gf is None:
         return None
-    if _pair_formula(ff, gf) is None:
+    if pair_formula(ff, gf) is None:
         return None
     if _math(ctx) is mpmath:
 
         def evaluate(q11, q12, q22):
             with ctx.active():
                 numbers = _numeric(ff, mpmath.mpf), _numeric(gf, mpmath.mpf)
-                return _pair_formula(*numbers)(
+                return pair_formula(*numbers)(
                     mpmath.mpf(q11), mpmath.mpf(q12), mpmath.mpf(q22), mpmath
                 )
 
@@ -278,7 +281,7 @@ def closed_form(f_expr: sp.Expr, g_expr: sp.Expr, ctx: Any) -> Callable[..., Any
 @lru_cache(maxsize=512)
 def _float64_closed_form(ff: Family, gf: Family) -> Callable[..., Any]:
     """The float64 formula with the families' parameters converted once."""
-    numeric = _pair_formula(_numeric(ff, float), _numeric(gf, float))
+    numeric = pair_formula(_numeric(ff, float), _numeric(gf, float))
     return lambda q11, q12, q22: numeric(
         np.asarray(q11, float), np.asarray(q12, float), np.asarray(q22, float), np
     )

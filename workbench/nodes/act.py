@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import sympy as sp
 
 from workbench.errors import ExpressionError, UnsupportedError
 from workbench.nodes.base import NodeBase, ParseContext, PointwiseMap
@@ -122,3 +123,19 @@ def torch_module(node: Act, in_shape: Shape, build: Any, suffix: str) -> tuple[A
 def fc_map(node: Act) -> PointwiseMap:
     """φ applied to the Gaussian pre-activation field (pabari_zhou eqs. 3–7)."""
     return PointwiseMap(node.activation)
+
+
+def symbolic(node: Act, phi: Any, attrs: dict) -> tuple[dict, Any]:
+    """The dual kernels of φ (composed with a pending activation) that the next layer applies:
+    T(K)_ab = E[φ(u_a) φ(u_b)], Ṫ(K)_ab = E[φ′(u_a) φ′(u_b)] (xiao_bahri eq. 6) — closed
+    forms where the engine has them, else Gaussian integrals."""
+    from workbench import notation as n
+    from workbench.gaussian.symbolic import symbolic_expect
+
+    phi = node.activation if phi is None else node.activation.compose(phi)
+    d = phi.derivative()
+    rules = {
+        "T": sp.Eq(n.T(n.K), symbolic_expect(phi, phi, n.q_a, n.K, n.q_b)),
+        "T_dot": sp.Eq(n.T_dot(n.K), symbolic_expect(d, d, n.q_a, n.K, n.q_b)),
+    }
+    return rules, phi

@@ -96,3 +96,25 @@ def torch_module(node: BatchNorm, in_shape: Shape, build: Any, suffix: str) -> t
     from workbench.sim.layers import BatchNormLayer
 
     return BatchNormLayer(node.gamma, node.beta, node.path + suffix), tuple(in_shape)
+
+
+def symbolic(node: BatchNorm, phi: Any, attrs: dict) -> tuple[dict, Any]:
+    """mean_field_batchnorm §3: K_bn = γ² N E[z_a z_b/‖z‖²] + β², z ~ N(0, G K G) over a
+    batch of N (inputs × pixels). For an exchangeable (equicorrelated) batch the centred z
+    sums to zero, so E[z_a²/‖z‖²] = 1/N and E[z_a z_b/‖z‖²] = −1/(N(N − 1)) exactly:
+    q_bn = γ² + β² and K_bn,ab = β² − γ²/(N − 1) (derived here; Claims 6.1/6.3 are the
+    N → ∞ limit after a relu)."""
+    import sympy as sp
+
+    from workbench import notation as n
+    from workbench.gaussian.symbolic import number
+
+    gamma, beta = number(node.gamma), number(node.beta)
+    batch = sp.Symbol("N", positive=True, integer=True)
+    ratio = sp.Function(r"\mathbb{E}\left[z_a z_b / \|z\|^2\right]")(n.K)
+    rules = {
+        "nngp": sp.Eq(n.K_out, gamma**2 * batch * ratio + beta**2),
+        "q_equicorrelated": sp.Eq(sp.Symbol("q_{bn}"), gamma**2 + beta**2),
+        "nngp_equicorrelated": sp.Eq(n.K_out, beta**2 - gamma**2 / (batch - 1)),
+    }
+    return rules, None

@@ -277,3 +277,57 @@ def per_pixel(node: Conv) -> bool:
     """Whether the conv acts on every pixel separately (all tap variance on one tap, e.g.
     Delta-Orthogonal): then each pixel follows the dense layer's map whatever the input."""
     return max(tap_variances(node)) == 1.0
+
+
+# --- symbolic rule ------------------------------------------------------------------------
+
+
+def symbolic(node: Conv, phi: Any, attrs: dict) -> tuple[dict, Any]:
+    """xiao2018 eq. 2.3 / xiao_bahri eq. 31 with the spec's v written out:
+    Kˡ⁺¹[α, α′] = σ_w² Σ_β v_β T(Kˡ)[α + β, α′ + β] + σ_b², Θ likewise; on
+    translation-invariant inputs the q-map, c-map and χ₁ of a dense layer (xiao2018 §2.1.4)."""
+    import sympy as sp
+
+    from workbench import notation as n
+    from workbench.gaussian.symbolic import number
+    from workbench.nodes.dense import weight_layer_symbolic
+
+    sw2, sb2 = number(node.sigma_w2), number(node.sigma_b2)
+    rules = weight_layer_symbolic(node.sigma_w2, node.sigma_b2, attrs["in_shape"][0], phi)
+    dims = len(node.kernel)
+    first, second = [n.alpha], [n.alpha2]
+    if dims > 1:
+        first = [sp.Symbol(rf"\alpha_{{{i}}}", integer=True) for i in range(1, dims + 1)]
+        second = [sp.Symbol(rf"\alpha'_{{{i}}}", integer=True) for i in range(1, dims + 1)]
+    shifted = [
+        (
+            number(v),
+            [a - o for a, o in zip(first, offsets)],
+            [a - o for a, o in zip(second, offsets)],
+        )
+        for offsets, v in conv_taps(node)
+        if v != 0
+    ]  # offsets are np.roll's: tap β reads pixel α − offset
+
+    def a_v(f):
+        return sum(v * f(*i, *j) for v, i, j in shifted)
+
+    out = (*first, *second)
+    rules.update(
+        {
+            "nngp": sp.Eq(sp.IndexedBase("K^{l+1}")[out], sw2 * a_v(n.T) + sb2),
+            "ntk": sp.Eq(
+                sp.IndexedBase(r"\Theta^{l+1}")[out],
+                sp.IndexedBase("K^{l+1}")[out]
+                + sw2 * a_v(lambda *ij: n.T_dot(*ij) * n.Theta_in[ij]),
+            ),
+            "v": sp.Eq(
+                sp.Symbol("v"),
+                sp.Matrix([number(v) for v in tap_variances(node)]).reshape(*node.kernel)
+                if len(node.kernel) == 2
+                else sp.Matrix([[number(v) for v in tap_variances(node)]]),
+                evaluate=False,
+            ),
+        }
+    )
+    return rules, None

@@ -137,3 +137,37 @@ def torch_module(node: Dense, in_shape: Shape, build: Any, suffix: str) -> tuple
 def fc_map(node: Dense) -> WeightMap:
     """pabari_zhou eq. 3: q' = σ_w² E[φ(u)²] + σ_b² with φ from the preceding acts."""
     return WeightMap(node.sigma_w2, node.sigma_b2)
+
+
+# --- symbolic rule ------------------------------------------------------------------------
+
+
+def symbolic(node: Dense, phi: Any, attrs: dict) -> tuple[dict, Any]:
+    """The recursions this layer applies to its input φ(h) (φ the pending activation, None for
+    the identity), with the spec's numbers: xiao_bahri eq. 6 (NNGP, NTK in both
+    parameterisations) and pabari_zhou eqs. 3, 5–8 (q-map, c-map, χ₁)."""
+    return weight_layer_symbolic(node.sigma_w2, node.sigma_b2, attrs["in_shape"][0], phi), None
+
+
+def weight_layer_symbolic(sigma_w2: Any, sigma_b2: Any, fan_in: int, phi: Any) -> dict:
+    """``weight_layer``'s update and the FC maps as sympy equations (see ``symbolic``)."""
+    import sympy as sp
+
+    from workbench import notation as n
+    from workbench.activations import IDENTITY
+    from workbench.gaussian.symbolic import number, symbolic_expect
+
+    phi = phi or IDENTITY
+    d = phi.derivative()
+    sw2, sb2 = number(sigma_w2), number(sigma_b2)
+    t, t_dot = (symbolic_expect(f, f, n.q_a, n.K, n.q_b) for f in (phi, d))
+    return {
+        "nngp": sp.Eq(n.K_next, sw2 * t + sb2),
+        "ntk": sp.Eq(n.Theta_next, n.K_next + sw2 * t_dot * n.Theta),
+        "ntk_standard": sp.Eq(n.Theta_next, fan_in * t + 1 + sw2 * t_dot * n.Theta),
+        "q_map": sp.Eq(n.q_next, sw2 * symbolic_expect(phi, phi, n.q, n.q, n.q) + sb2),
+        "c_map": sp.Eq(
+            n.c_next, (sw2 * symbolic_expect(phi, phi, n.q, n.c * n.q, n.q) + sb2) / n.q_next
+        ),
+        "chi_1": sp.Eq(n.chi_1, sw2 * symbolic_expect(d, d, n.q, n.q, n.q)),
+    }

@@ -67,3 +67,21 @@ def torch_module(node: Flatten, in_shape: Shape, build: Any, suffix: str) -> tup
     from workbench.sim.layers import FlattenLayer
 
     return FlattenLayer(), (math.prod(in_shape),)
+
+
+def symbolic(node: Flatten, phi: Any, attrs: dict) -> tuple[dict, Any]:
+    """xiao_bahri eq. 18: K_out = n⁻¹ Σ_α K[α, α] (Θ likewise) once a dense layer reads the
+    flattened features; a pending φ acts on each pixel's kernel first."""
+    import sympy as sp
+
+    from workbench import notation as n
+
+    pixels = math.prod(attrs["in_shape"][1:])
+    if len(attrs["in_shape"]) == 1:
+        return {}, phi
+
+    def mean(k):
+        return sp.Sum(k[n.alpha, n.alpha], (n.alpha, 0, pixels - 1)) / pixels
+
+    rules = {"nngp": sp.Eq(n.K_out, mean(n.K_in)), "ntk": sp.Eq(n.Theta_out, mean(n.Theta_in))}
+    return rules, phi

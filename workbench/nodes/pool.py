@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -76,3 +77,19 @@ def torch_module(node: Pool, in_shape: Shape, build: Any, suffix: str) -> tuple[
     from workbench.sim.layers import PoolLayer
 
     return PoolLayer(), tuple(in_shape[:1])
+
+
+def symbolic(node: Pool, phi: Any, attrs: dict) -> tuple[dict, Any]:
+    """xiao_bahri eq. 18: K_out = n⁻² Σ_{α,α′} K[α, α′] (Θ likewise), n pixels."""
+    import sympy as sp
+
+    from workbench import notation as n
+
+    pixels = math.prod(attrs["in_shape"][1:])
+    last = pixels - 1
+
+    def mean(k):
+        return sp.Sum(k[n.alpha, n.alpha2], (n.alpha, 0, last), (n.alpha2, 0, last)) / pixels**2
+
+    rules = {"nngp": sp.Eq(n.K_out, mean(n.K_in)), "ntk": sp.Eq(n.Theta_out, mean(n.Theta_in))}
+    return rules, None

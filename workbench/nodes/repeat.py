@@ -92,3 +92,13 @@ def unrolled(node: Repeat) -> Iterator[NodeBase]:
     """The body written out ``times`` times (for layer-by-layer walks; the evaluator loops)."""
     for _ in range(node.times):
         yield from base_unrolled(node.body)
+
+
+def symbolic(node: Repeat, phi: Any, attrs: dict) -> tuple[dict, Any]:
+    """The body's map 𝓑 applied ``times`` times: K^{l+T} = 𝓑^T(K^l) (its stages follow)."""
+    import sympy as sp
+
+    from workbench import notation as n
+
+    body_map = sp.Function(rf"\mathcal{{B}}^{{{node.times}}}")
+    return {"loop": sp.Eq(sp.Symbol(f"K^{{l+{node.times}}}_{{ab}}"), body_map(n.K))}, phi

@@ -93,3 +93,20 @@ def torch_module(node: Residual, in_shape: Shape, build: Any, suffix: str) -> tu
 
     body, shape = build_layers(node.body, in_shape, build, suffix)
     return ResidualLayer(body, node.scale), shape
+
+
+def symbolic(node: Residual, phi: Any, attrs: dict) -> tuple[dict, Any]:
+    """y = x + s·b(x): K_y = K_x + s (m^x_a m^b_b + m^b_a m^x_b) + s² K_b, Θ_y = Θ_x + s² Θ_b
+    (see ``kernel``)."""
+    import sympy as sp
+
+    from workbench import notation as n
+    from workbench.gaussian.symbolic import number
+
+    s = number(node.scale)
+    cross = n.m_x * n.m_b2 + n.m_b * n.m_x2
+    rules = {
+        "nngp": sp.Eq(n.K_out, n.K_x + s * cross + s**2 * n.K_b),
+        "ntk": sp.Eq(n.Theta_out, n.Theta_x + s**2 * n.Theta_b),
+    }
+    return rules, None

@@ -22,14 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workbench.activations import Activation, X, parse_activation
+from workbench.activations import IDENTITY, Activation, X, parse_activation
 from workbench.errors import UnsupportedError
 from workbench.gaussian import expect, expect1
 from workbench.nodes.base import PointwiseMap, WeightMap, has_rule, rule, unrolled
 from workbench.precision import Context
 from workbench.spec.model import Spec
-
-IDENTITY = Activation("linear", X)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,25 @@
+"""The papers' notation as sympy symbols, shared by the node kinds' symbolic rules.
+
+Layer l's input pair (a, b): variances qˡ_a, qˡ_b, covariance Kˡ_ab, NTK Θˡ_ab; the
+fully-connected maps use qˡ, cˡ (pabari_zhou eqs. 3–10); pixels α, α′ (xiao2018 §2.1).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+q_a, q_b, q = sp.symbols("q^{l}_{a} q^{l}_{b} q^{l}", positive=True)
+K, Theta = sp.symbols(r"K^{l}_{ab} \Theta^{l}_{ab}", real=True)
+K_next, Theta_next = sp.symbols(r"K^{l+1}_{ab} \Theta^{l+1}_{ab}", real=True)
+q_next, c, c_next = sp.symbols("q^{l+1} c^{l} c^{l+1}", real=True)
+chi_1 = sp.Symbol(r"\chi_{1}", positive=True)
+alpha, alpha2 = sp.symbols(r"\alpha \alpha'", integer=True)
+K_in = sp.IndexedBase("K^{l}")  # K^{l}[α, α']: a pixel-pair kernel entry of the pair (a, b)
+Theta_in = sp.IndexedBase(r"\Theta^{l}")
+T = sp.Function("T")  # T(K)[α, α'] = E[φ(u_α) φ(v_α')] of the realized input
+T_dot = sp.Function(r"\dot{T}")
+m_x, m_b = sp.symbols("m^{x}_{a} m^{b}_{a}", real=True)
+m_x2, m_b2 = sp.symbols("m^{x}_{b} m^{b}_{b}", real=True)
+K_x, K_b = sp.symbols("K^{x}_{ab} K^{b}_{ab}", real=True)
+Theta_x, Theta_b = sp.symbols(r"\Theta^{x}_{ab} \Theta^{b}_{ab}", real=True)
+K_out, Theta_out = sp.symbols(r"K^{out}_{ab} \Theta^{out}_{ab}", real=True)
