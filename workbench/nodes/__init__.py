@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from workbench.nodes import act, bn, conv, dense, flatten, pool, repeat, residual
+from workbench.nodes import act, bn, conv, dense, flatten, layernorm, pool, repeat, residual
 from workbench.nodes.act import Act
 from workbench.nodes.base import REGISTRY, NodeBase, register, rule
 from workbench.nodes.bn import BatchNorm
@@ -16,7 +16,7 @@ from workbench.nodes.pool import Pool
 from workbench.nodes.repeat import Repeat
 from workbench.nodes.residual import Residual
 
-register(dense, conv, act, bn, residual, pool, flatten, repeat)
+register(dense, conv, act, bn, layernorm, residual, pool, flatten, repeat)
 
 Node = NodeBase
 

@@ -1,0 +1,114 @@
+"""Layer normalisation: ``layernorm`` or ``layernorm {gamma?, beta?}`` (shape-preserving).
+
+Each input is normalised over its own features: over the channels at every pixel of a spatial
+input (neural-tangents' LayerNorm over the channel axis), over all features of a flat or
+flattened one; then γ·x + β. Unlike batch norm nothing is shared between inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from workbench.errors import TheoryError
+from workbench.nodes.base import NodeBase, ParseContext
+from workbench.spec import fields
+from workbench.spec.shapes import Shape
+from workbench.spec.where import Where
+
+if TYPE_CHECKING:
+    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.state import KernelState
+
+KIND = "layernorm"
+BARE = True
+EXAMPLE = "layernorm: {gamma: 1.0, beta: 0.0}"
+SCHEMA = fields.Schema(
+    {
+        "gamma": fields.Key(fields.real, 1.0, "scale after normalisation"),
+        "beta": fields.Key(fields.real, 0.0, "shift after normalisation"),
+    }
+)
+EPS = 1e-12  # guards a zero feature variance in the simulator only
+
+
+@dataclass(frozen=True)
+class LayerNorm(NodeBase):
+    """Per-input normalisation over the features, then γ·x + β."""
+
+    kind: ClassVar[str] = KIND
+    gamma: float = 1.0
+    beta: float = 0.0
+
+
+def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> LayerNorm:
+    """Bare ``layernorm`` (value None) or a mapping of gamma/beta."""
+    values = SCHEMA.read({} if value is None else value, where.at(KIND), f"write `{EXAMPLE}`")
+    return LayerNorm(values["gamma"], values["beta"], path=where.path, line=where.line)
+
+
+def output_shape(node: LayerNorm, in_shape: Shape, where: Where) -> Shape:
+    """Shape-preserving."""
+    return tuple(in_shape)
+
+
+def kernel(node: LayerNorm, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
+    """The wide-limit rule. Over N → ∞ features the feature mean of input a (at pixel α) is
+    its mean m_a and the feature variance v_a = K_aa − m_a² (law of large numbers), so
+    y_a = γ (x_a − m_a)/√v_a + β exactly and
+    K_y,ab = γ² (K_ab − m_a m_b)/√(v_a v_b) + β², Θ_y,ab = γ² Θ_ab/√(v_a v_b)
+    (the normaliser's own gradient moves one direction of N: O(1/N)); the output mean is β.
+    Flattened features are normalised over all their pixels at once."""
+    state = ev.realized(state)
+    m = state.m
+    own = state.own_variances(state.nngp)  # (m,) or (m, *S)
+    mean = state.mean
+    if state.flattened:  # one normaliser over every (channel, pixel) feature
+        first = mean.reshape(m, -1).mean(axis=1)
+        second = own.reshape(m, -1).mean(axis=1)  # own: the second moments K_aa(α)
+        mean = np.broadcast_to(first.reshape(m, *[1] * (mean.ndim - 1)), mean.shape)
+        spread = np.broadcast_to((second - first * first).reshape(m, *[1] * (own.ndim - 1)),
+                                 own.shape)  # fmt: skip
+    else:
+        spread = own - mean * mean
+    if not (np.asarray(spread, float) > 0).all():
+        raise TheoryError(f"{node.path}: an input has no feature variance to normalise")
+    scale = state.ctx.elementwise(lambda v: 1 / v**0.5, spread)
+    norm = state.outer_mean(scale, scale)
+    centred = state.nngp - state.outer_mean(mean, mean)
+    nngp = node.gamma**2 * centred * norm + node.beta**2
+    ntk = None if state.ntk is None else node.gamma**2 * state.ntk * norm
+    out_mean = np.full(state.mean.shape, node.beta, dtype=state.mean.dtype)
+    return state.replace(nngp=nngp, ntk=ntk, mean=out_mean)
+
+
+def symbolic(node: LayerNorm, phi: Any, attrs: dict) -> tuple[dict, Any]:
+    """K_y = γ² (K_ab − m_a m_b)/√((q_a − m_a²)(q_b − m_b²)) + β², Θ_y = γ² Θ_ab/√(…)."""
+    import sympy as sp
+
+    from workbench import notation as n
+    from workbench.gaussian.symbolic import number
+
+    gamma, beta = number(node.gamma), number(node.beta)
+    norm = sp.sqrt((n.q_a - n.m_x**2) * (n.q_b - n.m_x2**2))
+    rules = {
+        "nngp": sp.Eq(n.K_out, gamma**2 * (n.K - n.m_x * n.m_x2) / norm + beta**2),
+        "ntk": sp.Eq(n.Theta_out, gamma**2 * n.Theta / norm),
+    }
+    return rules, None
+
+
+def torch_module(node: LayerNorm, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
+    """Each input normalised over its channels (at every pixel), then γ·x + β."""
+    import torch
+    from torch import nn
+
+    class LayerNormLayer(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            mean = x.mean(dim=2, keepdim=True)
+            var = x.var(dim=2, keepdim=True, unbiased=False)
+            return node.gamma * (x - mean) / (var + EPS).sqrt() + node.beta
+
+    return LayerNormLayer(), tuple(in_shape)
