@@ -156,11 +156,13 @@ CASES = [
         ">= 0",
     ),
     (
-        "repeat-changes-shape",
-        fc("        - dense: {width: 512}", "        - dense: {width: 256}"),
-        "layers[2].repeat.body",
-        9,
-        "changes the shape",
+        "repeat-second-pass",
+        "name: cnn\ninput: {shape: [3, 8, 8]}\ndefaults: {sigma_w2: 2.0, sigma_b2: 0.0}\n"
+        "layers:\n  - repeat:\n      times: 2\n      body:\n"
+        "        - conv: {channels: 4, kernel: 3}\n        - pool: global_avg\n",
+        "layers[0].repeat.body[0]",
+        8,
+        "second pass",
     ),
     (
         "residual-changes-shape",

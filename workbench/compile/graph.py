@@ -29,6 +29,9 @@ def body_graph(body: Iterable[NodeBase], in_shape: Shape, file: str | None = Non
         }
         if getattr(node, "body", None):
             attrs["body"] = body_graph(node.body, node_in, file)
+            if getattr(node, "times", 1) > 1 and tuple(node_out) != tuple(node_in):
+                # the body's later passes run at the shape its first pass reached
+                attrs["body_again"] = body_graph(node.body, node_out, file)
         for key in ("times", "scale"):
             if hasattr(node, key):
                 attrs[key] = getattr(node, key)

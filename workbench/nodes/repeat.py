@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from workbench.nodes.base import NodeBase, ParseContext, chain_shape, require_same_shape
+from workbench.errors import SpecError
+from workbench.nodes.base import NodeBase, ParseContext, chain_shape
 from workbench.nodes.base import unrolled as base_unrolled
 from workbench.spec import fields
-from workbench.spec.shapes import Shape
+from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
 
 if TYPE_CHECKING:
@@ -38,25 +39,53 @@ class Repeat(NodeBase):
 
 
 def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> Repeat:
-    """Validate the keys, then parse the body once against this block's input shape."""
+    """Validate the keys, then parse the body against this block's input shape; a body that
+    changes the shape on its first pass (``[dense 512, act]`` on 10 inputs) must keep the
+    shape it reaches (checked by chaining its shape rules once more)."""
     at = where.at(KIND)
     values = SCHEMA.read(value, at, hint=f"write `{EXAMPLE}`")
     body_at = at.at("body")
     body, out = ctx.body(values["body"], body_at, in_shape)
-    require_same_shape(KIND, in_shape, out, body_at)
-    return Repeat(times=values["times"], body=body, path=where.path, line=where.line)
+    node = Repeat(times=values["times"], body=body, path=where.path, line=where.line)
+    _settled_shape(node, in_shape, out, body_at)
+    return node
 
 
 def output_shape(node: Repeat, in_shape: Shape, where: Where) -> Shape:
-    """The body must map the input shape to itself; so does the block (at any ``times``)."""
-    require_same_shape(KIND, in_shape, chain_shape(node.body, in_shape, where.file), where)
-    return tuple(in_shape)
+    """The shape after the first pass, which later passes keep (at any ``times``)."""
+    first = chain_shape(node.body, in_shape, where.file)
+    return _settled_shape(node, in_shape, first, where)
+
+
+def _settled_shape(node: Repeat, in_shape: Shape, first: Shape, where: Where) -> Shape:
+    if tuple(first) != tuple(in_shape) and node.times > 1:
+        try:
+            again = chain_shape(node.body, first, where.file)
+        except SpecError as err:
+            raise SpecError(
+                f"on the repeat body's second pass (input {show_shape(first)}, the shape its "
+                f"first pass made): {err.message}",
+                path=err.path,
+                file=err.file,
+                line=err.line,
+                hint=err.hint,
+            ) from None
+        if tuple(again) != tuple(first):
+            raise where.error(
+                f"the repeat body changes the shape on every pass: {show_shape(in_shape)} → "
+                f"{show_shape(first)} → {show_shape(again)}",
+                "a repeated body must keep the shape it reaches after its first pass: make "
+                "its last dense/conv output as many units/channels as its first one reads",
+            )
+    return tuple(first)
 
 
 def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
-    """The body graph applied ``times`` times (a loop, never unrolled)."""
-    for _ in range(node.times):
-        state = ev.propagate(attrs["body"], state)
+    """The body graph applied ``times`` times (a loop, never unrolled); a body that changed
+    the shape on its first pass runs its graph at the settled shape afterwards."""
+    again = attrs.get("body_again", attrs["body"])
+    for i in range(node.times):
+        state = ev.propagate(attrs["body"] if i == 0 else again, state)
     return state
 
 
@@ -66,13 +95,14 @@ def lower(node: Repeat, attrs: dict, last: str, mode: str) -> tuple[list | None,
     from workbench.theory.kernel_program import Loop, lower_graph
 
     first, last = lower_graph(attrs["body"], last, mode)
-    if first is None:
+    if first is None or node.times == 1:
+        return (None if first is None else [Loop(1, tuple(first))]), last
+    again, last = lower_graph(attrs.get("body_again", attrs["body"]), last, mode)
+    if again is None:
         return None, last
-    if node.times > 1:
-        again, last = lower_graph(attrs["body"], last, mode)
-        if again is None:
-            return None, last
-    return [Loop(node.times, tuple(first))], last
+    if again == first:
+        return [Loop(node.times, tuple(first))], last
+    return [Loop(1, tuple(first)), Loop(node.times - 1, tuple(again))], last
 
 
 def torch_module(node: Repeat, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
