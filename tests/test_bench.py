@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from workbench.bench import main
+from benchmarks.bench import main
 
 
 def test_critical_benchmark_reports_every_target(capsys):
@@ -21,7 +21,7 @@ def test_critical_benchmark_reports_every_target(capsys):
 
 
 def test_simulator_benchmark_runs_small():
-    from workbench.bench import bench_simulator_build, bench_simulator_forward
+    from benchmarks.bench import bench_simulator_build, bench_simulator_forward
 
     forward = bench_simulator_forward(width=64, depth=3, ensemble=2, batch=8, repeats=1)
     build = bench_simulator_build(width=32, depth=20)
@@ -31,8 +31,9 @@ def test_simulator_benchmark_runs_small():
 
 
 def test_kernel_benchmark_runs_without_neural_tangents():
-    from workbench.bench import bench_kernels
+    from benchmarks.bench import bench_kernels
 
     rows = bench_kernels(compare_python=None, repeats=1, compiled=())
-    assert [r["name"].split()[1] for r in rows] == ["fc_erf", "fc_relu", "cnn_p", "cnn_f"]
+    names = [r["name"].split()[1] for r in rows]
+    assert names == ["fc_erf", "fc_relu", "fc_erf_shape", "cnn_p", "cnn_f"]
     assert all(r["seconds"] > 0 and r["reference"] for r in rows)

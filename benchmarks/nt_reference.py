@@ -1,6 +1,6 @@
 """Reference timings from neural-tangents (run in an environment that has it, e.g.
-``python -m workbench.nt_reference IN.npz OUT.npz``): the same FC and 1D CNN networks as
-``workbench.bench kernels``, jitted analytic kernels in float64, compile excluded. Kept free of
+``python benchmarks/nt_reference.py IN.npz OUT.npz``): the same FC and 1D CNN networks as
+``benchmarks.bench kernels``, jitted analytic kernels in float64, compile excluded. Kept free of
 workbench imports so that it runs in neural-tangents' own virtual environment."""
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ def main(argv: list[str]) -> int:
         for _ in range(int(data["fc_depth"]) - 1):
             layers += [act(), stax.Dense(512, W_std=sw, b_std=sb)]
         results[name], kernels[name] = _time(stax.serial(*layers)[2], data["fc_x"])
+    # 100 x (Dense(512) + Erf) on 10-dimensional inputs: the shape-changing repeat of
+    # workbench's spec language (its first pass maps 10 -> 512)
+    serial = stax.serial(*[stax.Dense(512, W_std=sw, b_std=sb), stax.Erf()] * 100)
+    results["fc_erf_shape"], kernels["fc_erf_shape"] = _time(serial[2], data["shape_x"])
     for name, readout in (("cnn_p", stax.GlobalAvgPool()), ("cnn_f", stax.Flatten())):
         conv = dict(padding="CIRCULAR", W_std=sw, b_std=sb)
         layers = [stax.Conv(64, (3,), **conv)]
@@ -42,7 +46,7 @@ def main(argv: list[str]) -> int:
 
 def _time(kernel_fn, x, repeats: int = 3):
     """Seconds per call after compiling: the median over ``repeats`` rounds of back-to-back
-    calls (as many as fill 0.1 s, at least one), as ``workbench.bench`` times its own."""
+    calls (as many as fill 0.1 s, at least one), as ``benchmarks.bench`` times its own."""
     import jax
     import numpy as np
 

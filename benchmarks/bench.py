@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m workbench.bench critical|simulator|kernels [--json]``.
+"""Benchmarks: ``python -m benchmarks.bench critical|simulator|kernels [--json]``.
 
 Each line prints a time, its target, and a baseline timed in the same run (these machines are
 noisy, so ratios against same-run baselines are what to compare between runs):
@@ -208,9 +208,15 @@ def _kernel_specs(fc_depth: int = 100, cnn_depth: int = 20) -> dict:
         return spec_from_dict({"name": "cnn", "input": {"shape": [3, 16]},
                                "defaults": defaults, "layers": layers})  # fmt: skip
 
+    body = [{"dense": {"width": 512}}, {"act": "erf"}]
+    shape_changing = spec_from_dict(
+        {"name": "fc-erf-shape", "input": {"shape": [10]}, "defaults": defaults,
+         "layers": [{"repeat": {"times": 100, "body": body}}]}
+    )  # fmt: skip
     return {
         "fc_erf": fc("erf"),
         "fc_relu": fc("relu"),
+        "fc_erf_shape": shape_changing,
         "cnn_p": cnn({"pool": "global_avg"}),
         "cnn_f": cnn("flatten"),
     }
@@ -236,9 +242,10 @@ def bench_kernels(
 
     rng = np.random.default_rng(0)
     inputs = {"fc": rng.standard_normal((256, 32)), "cnn": rng.standard_normal((16, 3, 16))}
+    inputs["shape"] = rng.standard_normal((64, 10))
     ours, kernels, fused = {}, {}, {}
     for name, spec in _kernel_specs().items():
-        x = inputs[name.split("_")[0]]
+        x = inputs["shape" if name.endswith("shape") else name.split("_")[0]]
         network_kernels(spec, x[:4])  # warm the activation's compiled forms
         ours[name], kernels[name] = _median_time(lambda s=spec, x=x: network_kernels(s, x), repeats)
         if name in compiled:
@@ -259,7 +266,8 @@ def bench_kernels(
     if python:
         with tempfile.TemporaryDirectory() as tmp:
             data, out = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
-            np.savez(data, fc_x=inputs["fc"], cnn_x=inputs["cnn"], sigma_w2=KERNEL_SIGMAS[0],
+            np.savez(data, fc_x=inputs["fc"], cnn_x=inputs["cnn"], shape_x=inputs["shape"],
+                     sigma_w2=KERNEL_SIGMAS[0],
                      sigma_b2=KERNEL_SIGMAS[1], fc_depth=100, cnn_depth=20)  # fmt: skip
             script = Path(__file__).with_name("nt_reference.py")
             proc = subprocess.run([python, str(script), str(data), str(out)], capture_output=True,
@@ -359,7 +367,7 @@ def _ms(seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workbench.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__)
     parser.add_argument("suite", choices=sorted(SUITES))
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument(

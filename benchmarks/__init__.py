@@ -1,0 +1,1 @@
+"""Benchmarks, kept outside the package: ``python -m benchmarks.bench critical|...``."""
