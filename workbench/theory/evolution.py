@@ -20,18 +20,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.polynomial import chebyshev
 
 from workbench.errors import TheoryError
 from workbench.gaussian import expect
+from workbench.gaussian.interpolant import DualInterpolant
 from workbench.precision import F64, Context
 from workbench.theory.fc_maps import FCStep
 
-INTERPOLANT_TOLERANCE = 1e-14
-MAX_DEGREE = 512
-PANELS = 64
-PANEL_DEGREE = 12
-DOMAIN = (0.0, float(np.pi))
 FROZEN_TOLERANCE = 4 * np.finfo(float).eps
 
 
@@ -77,64 +72,6 @@ def input_kernel(inputs: np.ndarray, sigma_w2: float, sigma_b2: float) -> np.nda
     return sigma_w2 * inputs @ inputs.T / inputs.shape[1] + sigma_b2
 
 
-class _CMapInterpolant:
-    """E[φ(u₁)φ(u₂)] at fixed variance q as a function of the angle θ = arccos c ∈ [0, π]
-    (kinks make it behave like (1 ∓ c)^{3/2} at both ends: analytic in θ).
-
-    Built as one Chebyshev series, its degree doubled until the last coefficients fall below
-    INTERPOLANT_TOLERANCE of the largest; then re-expanded on PANELS equal panels of low
-    degree, checked against the series, so an evaluation costs a few vector operations."""
-
-    def __init__(self, step: FCStep, q: float) -> None:
-        self.step, self.q = step, q
-        series = self._series()
-        self.panels = None if series is None else self._panels(series)
-
-    def _values(self, theta: np.ndarray) -> np.ndarray:
-        c = np.cos(theta)
-        return expect(self.step.phi, self.step.phi, self.q, c * self.q, self.q, F64)
-
-    def _series(self) -> chebyshev.Chebyshev | None:
-        degree = 32
-        while degree <= MAX_DEGREE:
-            series = chebyshev.Chebyshev.interpolate(self._values, degree, domain=DOMAIN)
-            coef = np.abs(series.coef)
-            if coef[-8:].max() <= INTERPOLANT_TOLERANCE * max(coef.max(), 1e-300):
-                return series
-            degree *= 2
-        return None
-
-    def _panels(self, series: chebyshev.Chebyshev) -> np.ndarray | None:
-        """Coefficients (PANELS, PANEL_DEGREE + 1) of the per-panel Chebyshev interpolants."""
-        width = DOMAIN[1] / PANELS
-        nodes = np.cos(np.pi * (np.arange(PANEL_DEGREE + 1) + 0.5) / (PANEL_DEGREE + 1))
-        theta = (np.arange(PANELS)[:, None] + (nodes[None, :] + 1) / 2) * width
-        coefs = chebyshev.chebfit(nodes, series(theta).T, PANEL_DEGREE).T
-        self.panels = coefs
-        probe = np.linspace(0, DOMAIN[1], 4001)
-        scale = max(float(np.abs(series.coef).max()), 1e-300)
-        if np.abs(self._evaluate(probe) - series(probe)).max() > INTERPOLANT_TOLERANCE * scale:
-            return None
-        return coefs
-
-    def _evaluate(self, theta: np.ndarray) -> np.ndarray:
-        position = theta * (PANELS / DOMAIN[1])
-        index = np.minimum(position.astype(int), PANELS - 1)
-        t = 2 * (position - index) - 1
-        coef = self.panels[index]
-        b1 = b2 = np.zeros_like(t)
-        for k in range(PANEL_DEGREE, 0, -1):  # Clenshaw
-            b1, b2 = coef[:, k] + 2 * t * b1 - b2, b1
-        return coef[:, 0] + t * b1 - b2
-
-    @property
-    def ok(self) -> bool:
-        return self.panels is not None
-
-    def __call__(self, c: np.ndarray) -> np.ndarray:
-        return self._evaluate(np.arccos(np.clip(c, -1.0, 1.0)))
-
-
 def _direct_step(step: FCStep, q: np.ndarray, pairs: np.ndarray, c: np.ndarray, ctx: Context):
     sw2, sb2 = ctx.num(step.sigma_w2), ctx.num(step.sigma_b2)
     qa, qb = q[pairs[:, 0]], q[pairs[:, 1]]
@@ -175,7 +112,7 @@ def evolve_kernel(
             0
         )
     notes: list[str] = []
-    interpolants: dict[int, _CMapInterpolant | None] = {}
+    interpolants: dict[int, DualInterpolant | None] = {}
     frozen_q: dict[int, float] = {}
     cycle = len(steps)
     interpolated_run = 0  # consecutive layers done by the (deterministic) interpolants
@@ -210,10 +147,10 @@ def _frozen_interpolant(
     j: int,
     q_in: np.ndarray,
     frozen_q: dict[int, float],
-    interpolants: dict[int, _CMapInterpolant | None],
+    interpolants: dict[int, DualInterpolant | None],
     notes: list[str],
     ctx: Context,
-) -> _CMapInterpolant | None:
+) -> DualInterpolant | None:
     """Step j's c-map interpolant once the variance orbit is frozen (float64 only); None when
     the layer must be integrated directly."""
     if not ctx.fast_float64 or j not in frozen_q or (j + 1) % len(steps) not in frozen_q:
@@ -221,7 +158,7 @@ def _frozen_interpolant(
     if not (q_in == q_in[0]).all():
         return None
     if j not in interpolants:
-        interp = _CMapInterpolant(steps[j], float(q_in[0]))
+        interp = DualInterpolant(steps[j].phi, steps[j].phi, float(q_in[0]))
         interpolants[j] = interp if interp.ok else None
         if not interp.ok:
             notes.append(f"step {j}: c-map interpolant did not converge; integrated directly")

@@ -1,0 +1,78 @@
+"""A dual kernel at fixed variance as a cheap function of the correlation (the fast path of
+deep recursions once every variance has settled on its fixed point: the evaluator's kernels and
+the q/c evolution both use it)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.polynomial import chebyshev
+
+from workbench.activations import Activation
+from workbench.gaussian import expect
+from workbench.precision import F64
+
+INTERPOLANT_TOLERANCE = 1e-14
+MAX_DEGREE = 512
+PANELS = 64
+PANEL_DEGREE = 12
+DOMAIN = (0.0, float(np.pi))
+
+
+class DualInterpolant:
+    """E[f(u₁) g(u₂)] at fixed variances Var u₁ = Var u₂ = q as a function of the
+    correlation c, interpolated in the angle θ = arccos c ∈ [0, π] (kinks make it behave
+    like (1 ∓ c)^{3/2} at both ends: analytic in θ).
+
+    Built as one Chebyshev series, its degree doubled until the last coefficients fall below
+    INTERPOLANT_TOLERANCE of the largest; then re-expanded on PANELS equal panels of low
+    degree, checked against the series, so an evaluation costs a few vector operations."""
+
+    def __init__(self, f: Activation, g: Activation, q: float) -> None:
+        self.f, self.g, self.q = f, g, q
+        series = self._series()
+        self.panels = None if series is None else self._panels(series)
+
+    def _values(self, theta: np.ndarray) -> np.ndarray:
+        c = np.cos(theta)
+        return expect(self.f, self.g, self.q, c * self.q, self.q, F64)
+
+    def _series(self) -> chebyshev.Chebyshev | None:
+        degree = 32
+        while degree <= MAX_DEGREE:
+            series = chebyshev.Chebyshev.interpolate(self._values, degree, domain=DOMAIN)
+            coef = np.abs(series.coef)
+            if coef[-8:].max() <= INTERPOLANT_TOLERANCE * max(coef.max(), 1e-300):
+                return series
+            degree *= 2
+        return None
+
+    def _panels(self, series: chebyshev.Chebyshev) -> np.ndarray | None:
+        """Coefficients (PANELS, PANEL_DEGREE + 1) of the per-panel Chebyshev interpolants."""
+        width = DOMAIN[1] / PANELS
+        nodes = np.cos(np.pi * (np.arange(PANEL_DEGREE + 1) + 0.5) / (PANEL_DEGREE + 1))
+        theta = (np.arange(PANELS)[:, None] + (nodes[None, :] + 1) / 2) * width
+        coefs = chebyshev.chebfit(nodes, series(theta).T, PANEL_DEGREE).T
+        self.panels = coefs
+        probe = np.linspace(0, DOMAIN[1], 4001)
+        scale = max(float(np.abs(series.coef).max()), 1e-300)
+        if np.abs(self._evaluate(probe) - series(probe)).max() > INTERPOLANT_TOLERANCE * scale:
+            return None
+        return coefs
+
+    def _evaluate(self, theta: np.ndarray) -> np.ndarray:
+        position = theta * (PANELS / DOMAIN[1])
+        index = np.minimum(position.astype(int), PANELS - 1)
+        t = 2 * (position - index) - 1
+        coef = self.panels[index]
+        b1 = b2 = np.zeros_like(t)
+        for k in range(PANEL_DEGREE, 0, -1):  # Clenshaw
+            b1, b2 = coef[:, k] + 2 * t * b1 - b2, b1
+        return coef[:, 0] + t * b1 - b2
+
+    @property
+    def ok(self) -> bool:
+        return self.panels is not None
+
+    def __call__(self, c: np.ndarray) -> np.ndarray:
+        c = np.asarray(c, float)
+        return self._evaluate(np.arccos(np.clip(c.ravel(), -1.0, 1.0))).reshape(c.shape)
