@@ -17,11 +17,21 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from workbench.errors import UnsupportedError
+from workbench.spec import fields
 from workbench.spec.fields import sequence, show, type_name, unknown_hint
 from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
 
 REGISTRY: dict[str, ModuleType] = {}  # filled by workbench.nodes.__init__, in spec order
+
+
+# the keys of the normalising kinds (bn, layernorm): the affine map after normalising
+NORMALISATION_SCHEMA = fields.Schema(
+    {
+        "gamma": fields.Key(fields.real, 1.0, "scale after normalisation"),
+        "beta": fields.Key(fields.real, 0.0, "shift after normalisation"),
+    }
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from workbench.errors import TheoryError, UnsupportedError
-from workbench.nodes.base import NodeBase, ParseContext
-from workbench.spec import fields
+from workbench.nodes.base import NORMALISATION_SCHEMA, NodeBase, ParseContext
 from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
 
@@ -21,12 +20,7 @@ KIND = "bn"
 BARE = True
 NEEDS_PIXEL_PAIRS = True
 EXAMPLE = "bn: {gamma: 1.0, beta: 0.0}"
-SCHEMA = fields.Schema(
-    {
-        "gamma": fields.Key(fields.real, 1.0, "scale after normalisation"),
-        "beta": fields.Key(fields.real, 0.0, "shift after normalisation"),
-    }
-)
+SCHEMA = NORMALISATION_SCHEMA
 
 
 @dataclass(frozen=True)

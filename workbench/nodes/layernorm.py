@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from workbench.errors import TheoryError
-from workbench.nodes.base import NodeBase, ParseContext
-from workbench.spec import fields
+from workbench.nodes.base import NORMALISATION_SCHEMA, NodeBase, ParseContext
 from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
 
@@ -25,12 +24,7 @@ if TYPE_CHECKING:
 KIND = "layernorm"
 BARE = True
 EXAMPLE = "layernorm: {gamma: 1.0, beta: 0.0}"
-SCHEMA = fields.Schema(
-    {
-        "gamma": fields.Key(fields.real, 1.0, "scale after normalisation"),
-        "beta": fields.Key(fields.real, 0.0, "shift after normalisation"),
-    }
-)
+SCHEMA = NORMALISATION_SCHEMA
 EPS = 1e-12  # guards a zero feature variance in the simulator only
 
 
