@@ -29,6 +29,9 @@ class DualInterpolant:
 
     def __init__(self, f: Activation, g: Activation, q: float) -> None:
         self.f, self.g, self.q = f, g, q
+        # c = 1 (an input with itself) exactly, not to the interpolant's 1e-14: deep
+        # recursions add these diagonal values layer after layer
+        self.at_one = float(expect(f, g, q, q, q, F64))
         series = self._series()
         self.panels = None if series is None else self._panels(series)
 
@@ -75,4 +78,6 @@ class DualInterpolant:
 
     def __call__(self, c: np.ndarray) -> np.ndarray:
         c = np.asarray(c, float)
-        return self._evaluate(np.arccos(np.clip(c.ravel(), -1.0, 1.0))).reshape(c.shape)
+        out = self._evaluate(np.arccos(np.clip(c.ravel(), -1.0, 1.0))).reshape(c.shape)
+        out[c >= 1.0] = self.at_one
+        return out
