@@ -390,7 +390,6 @@ def _probe_points() -> list[sp.Rational]:
 
 
 @functools.lru_cache(maxsize=1024)
-@functools.lru_cache(maxsize=1024)
 def _parity(expr: sp.Expr) -> int:
     mirrored = expr.xreplace({X: -X})
     for sign in (1, -1):
