@@ -198,7 +198,7 @@ def cmd_kernel(args: argparse.Namespace) -> dict:
 
     def evaluate():
         return network_kernels(spec, x, "ntk" in get, args.parameterization, digits=args.digits,
-                               compiled=args.compile)  # fmt: skip
+                               compiled=args.compile, progress=sys.stderr.isatty())  # fmt: skip
 
     compile_seconds = None
     if args.compile:  # the first call compiles; the timed calls below run the compiled code
@@ -294,7 +294,9 @@ def cmd_ntk_spectrum(args: argparse.Namespace) -> dict:
         raise WorkbenchError(
             f"--depths takes integers like 1,10,100, got {args.depths!r}"
         ) from None
-    result = ntk_spectrum(load_spec(args.spec), args.m, args.c0, depths).to_dict()
+    result = ntk_spectrum(
+        load_spec(args.spec), args.m, args.c0, depths, sys.stderr.isatty()
+    ).to_dict()
     if not args.json:
         print(
             f"{result['architecture']} in the {result['phase']} phase: q* = {result['q_star']:.6g},"

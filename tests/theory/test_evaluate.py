@@ -37,3 +37,13 @@ def test_interpolated_layers_equal_direct_integration(monkeypatch):
     for name in ("nngp", "ntk"):
         a, b = getattr(fast, name), getattr(direct, name)
         assert np.abs(a - b).max() <= 1e-11 * np.abs(b).max(), name
+
+
+def test_long_repeats_show_progress(capsys):
+    spec = load_spec("derivations/tanh-fc-critical.yaml")
+    x = np.random.default_rng(0).standard_normal((2, *spec.input_shape))
+    shown = evaluate.network_kernels(spec, x, progress=True)
+    assert "layers[2]" in capsys.readouterr().err  # tqdm's bar, labelled by the block's path
+    quiet = evaluate.network_kernels(spec, x)
+    assert capsys.readouterr().err == ""
+    assert np.array_equal(shown.nngp, quiet.nngp)

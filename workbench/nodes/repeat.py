@@ -83,8 +83,11 @@ def _settled_shape(node: Repeat, in_shape: Shape, first: Shape, where: Where) ->
 def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
     """The body graph applied ``times`` times (a loop, never unrolled); a body that changed
     the shape on its first pass runs its graph at the settled shape afterwards."""
+    from tqdm import tqdm
+
     again = attrs.get("body_again", attrs["body"])
-    for i in range(node.times):
+    shown = ev.progress and node.times >= 100
+    for i in tqdm(range(node.times), desc=node.path, disable=not shown, leave=False):
         state = ev.propagate(attrs["body"] if i == 0 else again, state)
     return state
 

@@ -64,10 +64,11 @@ def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool, ctx: Context = 
 class Evaluator:
     """Walks compiled graphs under one precision context and NTK parameterisation."""
 
-    def __init__(self, parameterization: str = "ntk") -> None:
+    def __init__(self, parameterization: str = "ntk", progress: bool = False) -> None:
         if parameterization not in PARAMETERIZATIONS:
             raise UnsupportedError(f"parameterization must be one of {PARAMETERIZATIONS}")
         self.parameterization = parameterization
+        self.progress = progress  # show a bar for long loops (repeat blocks)
         self._seen: dict = {}  # φ → variances at which it was realized, with their counts
         self._interpolants: dict = {}  # (φ, q) → (T, Ṫ) interpolants in the correlation
 
@@ -206,6 +207,7 @@ def network_kernels(
     mode: str = "auto",
     digits: int | None = None,
     compiled: bool = False,
+    progress: bool = False,
 ) -> NetworkKernels:
     """NNGP and NTK of the spec's output for the inputs (m, *input_shape), channels first.
     ``mode``: ``full`` pixel-pixel kernels, ``diagonal`` same-pixel only (enough when the
@@ -215,7 +217,7 @@ def network_kernels(
     (``kernel_program``); other specs, and programs whose result is not finite, run on the
     general engine below. ``compiled``: fuse the program with torch.compile (the first call
     per spec and input shape compiles, seconds; then small kernels run ~2x faster)."""
-    evaluator = Evaluator(parameterization)
+    evaluator = Evaluator(parameterization, progress)
     inputs = np.asarray(inputs, float)
     if inputs.shape[1:] != tuple(spec.input_shape):
         raise TheoryError(

@@ -11,6 +11,7 @@ from itertools import product
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from workbench.compile.graph import spec_graph
 from workbench.errors import TheoryError, UnsupportedError
@@ -163,7 +164,9 @@ def _asymptotic(
     return {"lambda_max": diag + (m - 1) * off, "lambda_rest": diag - off, "kappa": 1.0}
 
 
-def ntk_spectrum(spec: Spec, m: int, c0: float, depths: list[int]) -> NTKSpectrum:
+def ntk_spectrum(
+    spec: Spec, m: int, c0: float, depths: list[int], progress: bool = False
+) -> NTKSpectrum:
     """λ_max, λ_rest = mean of the other eigenvalues, κ = λ_max/λ_min and η_max = 2/λ_max of
     the NTK after ``depth`` iterations of the spec's first repeat block (plus its readout), for
     m inputs of variance q* and pairwise correlation c0 (every pixel pair of a CNN likewise),
@@ -185,12 +188,15 @@ def ntk_spectrum(spec: Spec, m: int, c0: float, depths: list[int]) -> NTKSpectru
     d = int(np.prod(spatial)) if spatial else 1
     state = _initial(m, c0, q, spatial, "full" if arch == "CNN-P" else "diagonal")
     ev = Evaluator("ntk")
+    bar = tqdm(total=max(depths, default=0), desc="NTK spectrum", disable=not progress,
+               leave=False)  # fmt: skip
     rows, done = [], 0
     for depth in sorted(set(int(x) for x in depths)):
         if depth < 1:
             raise TheoryError("depths must be positive")
         for _ in range(depth - done):
             state = ev.propagate(body, state)
+            bar.update()
         done = depth
         final = ev.realized(state)
         if readout is not None:
@@ -210,6 +216,7 @@ def ntk_spectrum(spec: Spec, m: int, c0: float, depths: list[int]) -> NTKSpectru
     xi_1 = -1 / math.log(chi1) if chi1 < 1 else None
     gap = math.log(chic) - math.log(chi1) if chic > 0 else -math.inf
     xi_star = -1 / gap if gap < 0 else None
+    bar.close()
     return NTKSpectrum(arch, analysis.phase, q, chi1, chic, xi_1, xi_star, m, c0, d, rows)
 
 
