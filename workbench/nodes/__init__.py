@@ -18,8 +18,6 @@ from workbench.nodes.residual import Residual
 
 register(dense, conv, act, bn, layernorm, residual, pool, flatten, repeat)
 
-Node = NodeBase
-
 __all__ = [
     "REGISTRY",
     "Act",
@@ -27,7 +25,6 @@ __all__ = [
     "Conv",
     "Dense",
     "Flatten",
-    "Node",
     "NodeBase",
     "Pool",
     "Repeat",

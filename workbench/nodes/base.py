@@ -69,11 +69,6 @@ def has_rule(node: NodeBase, family: str) -> bool:
     return getattr(module_of(node), family, None) is not None
 
 
-def describe(node: NodeBase) -> str:
-    """``layers[1] (dense)``: how messages name a node."""
-    return f"{node.path} ({node.kind})" if node.path else node.kind
-
-
 def flat_nodes(nodes: Iterable[NodeBase]) -> Iterator[NodeBase]:
     """Every node and every node inside its bodies, once each, in spec order (no unrolling)."""
     for node in nodes:

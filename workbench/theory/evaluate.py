@@ -69,7 +69,7 @@ class Evaluator:
             raise UnsupportedError(f"parameterization must be one of {PARAMETERIZATIONS}")
         self.parameterization = parameterization
         self.progress = progress  # show a bar for long loops (repeat blocks)
-        self._seen: dict = {}  # φ → variances at which it was realized, with their counts
+        self._seen: dict = {}  # φ → the recent variances at which it was realized
         self._interpolants: dict = {}  # (φ, q) → (T, Ṫ) interpolants in the correlation
 
     def propagate(self, graph: nx.DiGraph, state: KernelState) -> KernelState:
@@ -118,14 +118,11 @@ class Evaluator:
         q = float(variances.flat[0])
         if not q > 0 or np.abs(variances - q).max() > SETTLED * q:
             return None
-        seen = self._seen.setdefault(phi, {})
+        seen = self._seen.setdefault(phi, [])
         match = next((v for v in seen if abs(v - q) <= SETTLED * q), None)
         if match is None:
-            if len(seen) >= 16:
-                seen.pop(next(iter(seen)))
-            seen[q] = 1
+            seen[:] = [*seen[-15:], q]
             return None
-        seen[match] += 1
         key = (phi, match)
         if key not in self._interpolants:
             d = phi.derivative()
