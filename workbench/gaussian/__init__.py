@@ -110,6 +110,37 @@ def _expect_array(
     return out
 
 
+def expect_gram(f: Activation, stack: np.ndarray, ctx: Context = F64) -> np.ndarray:
+    """E[f(u_a) f(u_b)] for every entry of each symmetric covariance matrix in ``stack``
+    (B, s, s), the variances read off the diagonals (the dual kernel T(K) of a layer).
+
+    A closed form serves every entry at once; otherwise, in float64, Mehler's expansion
+    (mehler.py: m coefficient rows instead of m² two-dimensional integrals) when it vouches
+    for its accuracy, else each upper-triangle entry by quadrature (at high precision each
+    distinct entry by the context's own rule)."""
+    if ctx.fast_float64 and closed_form(f.expr, f.expr, ctx) is None:
+        from workbench.gaussian.mehler import dual_matrices
+
+        if (np.diagonal(stack, axis1=1, axis2=2) > 0).all():
+            found = dual_matrices(f, np.asarray(stack, float))
+            if found is not None:
+                return found
+    size = stack.shape[1]
+    rows, cols = np.triu_indices(size)
+    var = np.diagonal(stack, axis1=1, axis2=2)
+    q1, q2, cov = var[:, rows], var[:, cols], stack[:, rows, cols]
+
+    def clipped(a: Any, k: Any, b: Any) -> Any:  # rounding may push |K_ab| past √(q_a q_b)
+        bound = (a * b) ** 0.5
+        return expect(f, f, a, ctx.clip(k, -bound, bound), b, ctx)
+
+    upper = ctx.elementwise(clipped, q1, cov, q2)
+    out = np.empty(stack.shape, dtype=upper.dtype)
+    out[:, rows, cols] = upper
+    out[:, cols, rows] = upper
+    return out
+
+
 def _quadrature_array(
     f: Activation, g: Activation, q11: np.ndarray, q12: np.ndarray, q22: np.ndarray
 ) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from workbench.activations import Activation
 from workbench.compile.graph import spec_graph
 from workbench.errors import TheoryError, UnsupportedError
-from workbench.gaussian import expect, expect1
+from workbench.gaussian import expect1, expect_gram
 from workbench.gaussian.interpolant import DualInterpolant
 from workbench.nodes.base import NodeBase, flat_nodes, module_of, rule
 from workbench.precision import F64, Context
@@ -93,11 +93,10 @@ class Evaluator:
             nngp = t(k / q)
             ntk = None if state.field_ntk is None else t_dot(k / q) * state.field_ntk
         else:
-            nngp = _dual(phi, phi, state, k)
+            nngp = _dual(phi, state, k)
             ntk = None
             if state.field_ntk is not None:
-                d = phi.derivative()
-                ntk = _dual(d, d, state, k) * state.field_ntk
+                ntk = _dual(phi.derivative(), state, k) * state.field_ntk
         if phi.parity == -1:  # odd φ: E[φ(u)] = 0 exactly
             mean = np.zeros(variances.shape, dtype=variances.dtype)
         elif not variances.size:
@@ -156,26 +155,10 @@ def _check_finite(state: KernelState, node: NodeBase) -> None:
             )
 
 
-def _dual(f: Activation, g: Activation, state: KernelState, kernel: np.ndarray) -> np.ndarray:
-    """E[f(u) g(v)] for every entry, Var u and Var v read off the diagonal: each symmetric
-    matrix's upper triangle once (vectorised in float64; each distinct covariance once at
-    high precision). f and g must be the same function (the kernels are symmetric)."""
-    stack = state.as_matrices(kernel)
-    size = stack.shape[1]
-    rows, cols = np.triu_indices(size)
-    var = np.diagonal(stack, axis1=1, axis2=2)
-    q1, q2, cov = var[:, rows], var[:, cols], stack[:, rows, cols]
-    ctx = state.ctx
-
-    def clipped(a, k, b):  # rounding may push |K_ab| a hair above √(q_a q_b)
-        bound = (a * b) ** 0.5
-        return expect(f, g, a, ctx.clip(k, -bound, bound), b, ctx)
-
-    upper = ctx.elementwise(clipped, q1, cov, q2)
-    out = np.empty(stack.shape, dtype=upper.dtype)
-    out[:, rows, cols] = upper
-    out[:, cols, rows] = upper
-    return state.from_matrices(out)
+def _dual(f: Activation, state: KernelState, kernel: np.ndarray) -> np.ndarray:
+    """E[f(u) f(v)] for every entry of the kernel (the Gaussian engine's ``expect_gram`` on
+    the state's matrices: per pixel pair, or per pixel)."""
+    return state.from_matrices(expect_gram(f, state.as_matrices(kernel), state.ctx))
 
 
 @dataclass
