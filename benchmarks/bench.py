@@ -216,6 +216,7 @@ def _kernel_specs(fc_depth: int = 100, cnn_depth: int = 20) -> dict:
     return {
         "fc_erf": fc("erf"),
         "fc_relu": fc("relu"),
+        "fc_tanh": fc("tanh"),
         "fc_erf_shape": shape_changing,
         "cnn_p": cnn({"pool": "global_avg"}),
         "cnn_f": cnn("flatten"),
@@ -227,11 +228,14 @@ def bench_kernels(
     repeats: int = 3,
     compiled: tuple[str, ...] = ("cnn_p", "cnn_f"),
 ) -> list[dict]:
-    """NNGP+NTK of FC (depth 100, 256 inputs, erf and relu) and 1D CNN-P/CNN-F (n = 16, 16
-    inputs, depth 20), beside neural-tangents' jitted analytic kernels (float64, compile
-    excluded) when an interpreter with neural-tangents is given or importable; both sides
-    timed per call as the median of ``repeats`` rounds of back-to-back calls. The networks
-    named in ``compiled`` are also timed with ``compiled=True`` (after one compiling call)."""
+    """NNGP+NTK of FC (depth 100, 256 inputs, erf, relu and tanh) and 1D CNN-P/CNN-F (n = 16,
+    16 inputs, depth 20), beside neural-tangents' jitted kernels (float64, compile excluded;
+    analytic for erf/relu, ``ElementwiseNumerical(tanh, deg=25)`` for tanh) when an
+    interpreter with neural-tangents is given or importable; both sides timed per call as the
+    median of ``repeats`` rounds of back-to-back calls. The networks named in ``compiled`` are
+    also timed with ``compiled=True`` (after one compiling call). For tanh both sides' errors
+    are measured against an independent route on the first 8 inputs: the engine's per-entry
+    two-dimensional quadrature (Mehler's expansion switched off)."""
     import importlib.util
     import subprocess
     import sys
@@ -262,6 +266,7 @@ def bench_kernels(
         python = sys.executable
     reference: dict = {}
     agreement: dict = {}
+    saved_nt: dict = {}
     note = "neural-tangents not available: pass --compare-python PATH to an interpreter with it"
     if python:
         with tempfile.TemporaryDirectory() as tmp:
@@ -275,6 +280,7 @@ def bench_kernels(
             if proc.returncode == 0:
                 reference = json.loads(proc.stdout.strip().splitlines()[-1])
                 saved = np.load(out)
+                saved_nt = {key: saved[key] for key in saved.files}
                 for name, result in kernels.items():
                     diffs = []
                     for kind in ("nngp", "ntk"):
@@ -284,10 +290,13 @@ def bench_kernels(
                 note = f"neural-tangents via {python}"
             else:
                 note = f"neural-tangents run failed: {proc.stderr.strip().splitlines()[-1:]}"
+    accuracy = _tanh_accuracy(_kernel_specs()["fc_tanh"], inputs["fc"][:8], kernels, saved_nt)
     rows = []
     for name, seconds in ours.items():
         row = {"name": f"kernels {name} (NNGP + NTK)", "seconds": seconds, "reference": note}
         row.update(fused.get(name, {}))
+        if name == "fc_tanh":
+            row.update(accuracy)
         if name in reference:
             row.update(
                 neural_tangents_seconds=reference[name],
@@ -299,6 +308,31 @@ def bench_kernels(
                 row["compiled_ratio"] = fused[name]["compiled_seconds"] / reference[name]
         rows.append(row)
     return rows
+
+
+def _tanh_accuracy(spec: Any, x: np.ndarray, ours: dict, nt: dict) -> dict:
+    """Largest relative errors of our tanh kernels (and neural-tangents', when run) on the
+    inputs ``x`` (the first rows of the benchmark's), against per-entry quadrature."""
+    from unittest import mock
+
+    from workbench.theory.evaluate import network_kernels
+
+    with mock.patch("workbench.gaussian.mehler.dual_matrices", return_value=None):
+        ref = network_kernels(spec, x)
+    m = len(x)
+    out: dict = {"accuracy_reference": f"per-entry quadrature, first {m} inputs"}
+    for who, get in (("ours", lambda k: getattr(ours["fc_tanh"], k)),
+                     ("neural_tangents", lambda k: nt.get(f"fc_tanh_{k}"))):  # fmt: skip
+        errors = []
+        for kind in ("nngp", "ntk"):
+            value = get(kind)
+            if value is None:
+                break
+            r = getattr(ref, kind)
+            errors.append(float(np.abs(value[:m, :m] - r).max() / np.abs(r).max()))
+        if errors:
+            out[f"{who}_error"] = max(errors)
+    return out
 
 
 ROUND_SECONDS = 0.1  # a timing round repeats a sub-millisecond call until it lasts this long
@@ -334,6 +368,10 @@ def _line(result: dict) -> str:
                 f"{result['ratio']:.2f} (target ≤ {result['target_ratio']}); max relative "
                 f"difference {result['max_relative_difference']:.1e}"
             )
+        if "ours_error" in result:
+            text += f"; error vs {result['accuracy_reference']}: ours {result['ours_error']:.1e}"
+            if "neural_tangents_error" in result:
+                text += f", neural-tangents {result['neural_tangents_error']:.1e}"
         if "compiled_seconds" in result:
             text += f"; compiled {_ms(result['compiled_seconds'])}"
             if "compiled_ratio" in result:

@@ -35,5 +35,7 @@ def test_kernel_benchmark_runs_without_neural_tangents():
 
     rows = bench_kernels(compare_python=None, repeats=1, compiled=())
     names = [r["name"].split()[1] for r in rows]
-    assert names == ["fc_erf", "fc_relu", "fc_erf_shape", "cnn_p", "cnn_f"]
+    assert names == ["fc_erf", "fc_relu", "fc_tanh", "fc_erf_shape", "cnn_p", "cnn_f"]
     assert all(r["seconds"] > 0 and r["reference"] for r in rows)
+    tanh = rows[2]
+    assert tanh["ours_error"] < 1e-12  # Mehler's expansion against per-entry quadrature
