@@ -57,3 +57,35 @@ def test_a_body_must_keep_the_shape_it_reaches():
         make([{"repeat": {"times": 2, "body": body}}], shape=(3, 8))
     once = make([{"repeat": {"times": 1, "body": body}}], shape=(3, 8))
     assert spec_graph(once).graph["output_shape"] == (4,)
+
+
+def test_a_pass_that_returns_its_input_ends_the_loop():
+    """Ordered tanh (σ_w² = 0.5) reaches a floating-point fixed point, NTK included: 20,000
+    passes give bitwise what 2,000 give, and the general engine says where it stopped."""
+    spec = {"input": {"shape": [8]}, "defaults": {"sigma_w2": 0.5, "sigma_b2": 0.05}}
+
+    def deep(times):
+        body = [{"act": "tanh"}, {"dense": {"width": 16}}]
+        layers = [{"dense": {"width": 16}}, {"repeat": {"times": times, "body": body}}]
+        return spec_from_dict({**spec, "name": "ordered", "layers": layers})
+
+    x = np.random.default_rng(0).standard_normal((6, 8))
+    long, short = network_kernels(deep(20_000), x), network_kernels(deep(2_000), x)
+    assert np.array_equal(long.nngp, short.nngp) and np.array_equal(long.ntk, short.ntk)
+    assert any("exact fixed point after" in note for note in long.notes)
+
+
+def test_the_fused_loop_stops_at_an_exact_fixed_point_and_only_then():
+    from workbench.theory.kernel_program import _repeat
+
+    calls = []
+
+    def settle(state):  # halves the distance to 1 until rounding leaves it at 1 exactly
+        calls.append(1)
+        return (state + 1) / 2
+
+    out = _repeat([settle], 10**6, exact_stop=True)(np.zeros(3))
+    assert np.array_equal(out, np.ones(3)) and len(calls) < 100
+    calls.clear()
+    _repeat([lambda s: (calls.append(1), s + 1)[1]], 1000, exact_stop=True)(np.zeros(3))
+    assert len(calls) == 1000

@@ -82,13 +82,18 @@ def _settled_shape(node: Repeat, in_shape: Shape, first: Shape, where: Where) ->
 
 def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
     """The body graph applied ``times`` times (a loop, never unrolled); a body that changed
-    the shape on its first pass runs its graph at the settled shape afterwards."""
+    the shape on its first pass runs its graph at the settled shape afterwards. A pass that
+    returns its input exactly (a fixed point reached in floating point, NTK included) ends
+    the loop: the remaining passes would repeat it bit for bit."""
     from tqdm import tqdm
 
     again = attrs.get("body_again", attrs["body"])
     shown = ev.progress and node.times >= 100
     for i in tqdm(range(node.times), desc=node.path, disable=not shown, leave=False):
+        before = state
         state = ev.propagate(attrs["body"] if i == 0 else again, state)
+        if i > 0 and state.repeats(before):
+            return state.noted(f"{node.path}: exact fixed point after {i + 1} passes")
     return state
 
 

@@ -222,7 +222,7 @@ def _bind(program: Program, steps: tuple, shape: tuple, spatial: tuple, buffers:
     for i, step in enumerate(steps):
         if isinstance(step, Loop):
             body, spatial = _bind(program, step.body, shape, spatial, buffers)
-            ops.append(_repeat(body, step.times))
+            ops.append(_repeat(body, step.times, exact_stop=not buffers.functional))
         elif isinstance(step, Linear):
             ops.append(_bind_linear(program, step, shape, spatial, buffers, carried))
             carried = 1.0
@@ -236,11 +236,25 @@ def _bind(program: Program, steps: tuple, shape: tuple, spatial: tuple, buffers:
     return ops, spatial
 
 
-def _repeat(body: list[Op], times: int) -> Op:
+STOP_CHECK = 16  # passes between checks for an exact fixed point
+
+
+def _repeat(body: list[Op], times: int, exact_stop: bool) -> Op:
+    """The body ``times`` times; with ``exact_stop``, every STOP_CHECK passes the state is
+    compared with the one a pass before, and a pass that returned its input exactly (a
+    floating-point fixed point, NTK included) ends the loop (the rest would repeat it)."""
+
     def repeat(state: np.ndarray) -> np.ndarray:
-        for _ in range(times):
+        before = None
+        for i in range(times):
+            if exact_stop and i % STOP_CHECK == STOP_CHECK - 1:
+                before = state.copy()
             for op in body:
                 state = op(state)
+            if before is not None:
+                if np.array_equal(state, before):
+                    return state
+                before = None
         return state
 
     return repeat

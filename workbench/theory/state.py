@@ -49,6 +49,17 @@ class KernelState:
         """The state with ``note`` added once."""
         return self if note in self.notes else replace(self, notes=(*self.notes, note))
 
+    def repeats(self, before: KernelState) -> bool:
+        """Whether this state is exactly ``before`` (every array bitwise, the same pending φ):
+        a deterministic map that returned its input will return it again."""
+        if (self.phi, self.mode, self.flattened) != (before.phi, before.mode, before.flattened):
+            return False
+        for name in ("nngp", "ntk", "mean", "field_nngp", "field_ntk"):
+            a, b = getattr(self, name), getattr(before, name)
+            if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+                return False
+        return True
+
     def as_matrices(self, kernel: np.ndarray) -> np.ndarray:
         """A kernel of this layout as a stack of symmetric matrices over (input[, pixel])
         pairs: flat (1, m, m); full (1, m·n, m·n); diagonal (n, m, m), one per pixel."""
