@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m benchmarks.bench critical|simulator|kernels [--json]``.
+"""Benchmarks: ``python -m benchmarks.bench critical|simulator|kernels|depth [--json]``.
 
 Each line prints a time, its target, and a baseline timed in the same run (these machines are
 noisy, so ratios against same-run baselines are what to compare between runs):
@@ -13,18 +13,24 @@ noisy, so ratios against same-run baselines are what to compare between runs):
 * simulator: forward throughput of an ensemble of deep tanh networks against plain torch
   matmuls of the same shapes (target ≥ 50%), and the build time of a 1,000-layer network
   against sampling its weights with torch.randn.
-* kernels: NNGP + NTK of FC (depth 100, 256 inputs, erf and relu) and 1D CNN-P / CNN-F
-  (n = 16, 16 inputs, depth 20) against neural-tangents' jitted analytic kernels on the same
-  CPU (target ratio ≤ 0.5, compile excluded on both sides): our default (eager) time and,
-  for the CNNs, the time with ``compiled=True`` (torch.compile) and its one-off compile.
+* kernels: NNGP + NTK of FC (depth 100, 256 inputs, erf, relu and tanh) and 1D CNN-P / CNN-F
+  (n = 16, 16 inputs, depth 20) against neural-tangents' jitted kernels on the same CPU
+  (target ratio ≤ 0.5, compile excluded on both sides; tanh against ElementwiseNumerical with
+  deg = 25, both sides' errors measured): our default (eager) time and, for the CNNs, the
+  time with ``compiled=True`` (torch.compile) and its one-off compile.
+* depth: the flagship's kernels (10,002 layers, target ≤ 2 s) and a 10,000-layer tanh CNN-P
+  with full pixel-pair kernels (target ≤ 60 s); baseline: per-entry quadrature at every
+  layer, timed on 20 layers and extrapolated.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -335,6 +341,65 @@ def _tanh_accuracy(spec: Any, x: np.ndarray, ours: dict, nt: dict) -> dict:
     return out
 
 
+def _deep_specs(depth: int) -> dict:
+    """The flagship FC spec at ``depth`` repeats, and a 1D tanh CNN-P of ``depth`` convs
+    (xiao2018's setting: n = 16 pixels, circular 3-tap convs, global average pool), both at
+    tanh's critical point for σ_b² = 0.05."""
+    from workbench.compile import load_spec, spec_from_dict
+
+    flagship = load_spec(Path(__file__).parents[1] / "derivations" / "tanh-fc-critical.yaml")
+    repeat = next(i for i, layer in enumerate(flagship.layers) if hasattr(layer, "times"))
+    flagship = dataclasses.replace(
+        flagship,
+        layers=(*flagship.layers[:repeat],
+                dataclasses.replace(flagship.layers[repeat], times=depth),
+                *flagship.layers[repeat + 1 :]),
+    )  # fmt: skip
+    conv = {"conv": {"channels": 64, "kernel": 3}}
+    cnn = spec_from_dict(
+        {"name": "cnn-p-tanh", "input": {"shape": [3, 16]},
+         "defaults": {"sigma_w2": 1.76, "sigma_b2": 0.05},
+         "layers": [conv, {"repeat": {"times": depth - 1, "body": [{"act": "tanh"}, conv]}},
+                    {"act": "tanh"}, {"pool": "global_avg"}, {"dense": {"width": 1}}]}
+    )  # fmt: skip
+    return {"flagship": flagship, "cnn_p_tanh": cnn}
+
+
+def bench_depth(depth: int = 10_000, direct_depth: int = 20) -> list[dict]:
+    """NNGP+NTK of 4 inputs through the flagship (10,002 layers; target ≤ 2 s) and through a
+    10,000-layer tanh CNN-P with full pixel-pair kernels (target ≤ 60 s), each beside the
+    general engine without its fast paths (per-entry quadrature at every layer: no Mehler
+    expansion, no settled-variance interpolants) timed on ``direct_depth`` layers and
+    extrapolated."""
+    from unittest import mock
+
+    from workbench.theory.evaluate import network_kernels
+
+    rng = np.random.default_rng(0)
+    inputs = {
+        "flagship": rng.standard_normal((4, 784)),
+        "cnn_p_tanh": rng.standard_normal((4, 3, 16)),
+    }
+    targets = {"flagship": 2.0, "cnn_p_tanh": 60.0}
+    shallow = _deep_specs(direct_depth)
+    rows = []
+    for name, spec in _deep_specs(depth).items():
+        seconds, result = _timed(lambda s=spec, x=inputs[name]: network_kernels(s, x))
+        with mock.patch("workbench.gaussian.mehler.dual_matrices", return_value=None), \
+                mock.patch("workbench.theory.evaluate.Evaluator._interpolants_at",
+                           return_value=None):  # fmt: skip
+            direct, _ = _timed(lambda s=shallow[name], x=inputs[name]: network_kernels(s, x))
+        baseline = direct / direct_depth * depth
+        rows.append({
+            "name": f"{name} kernels, {depth} layers, 4 inputs (NNGP + NTK, {result.mode})",
+            "seconds": seconds, "target_seconds": targets[name],
+            "baseline": f"per-entry quadrature at every layer ({direct_depth} layers, "
+                        "extrapolated)",
+            "baseline_seconds": baseline, "speedup": baseline / seconds,
+        })  # fmt: skip
+    return rows
+
+
 ROUND_SECONDS = 0.1  # a timing round repeats a sub-millisecond call until it lasts this long
 
 
@@ -356,6 +421,7 @@ SUITES = {
     "critical": (bench_critical_line, bench_critical_digits, bench_evolution),
     "simulator": (bench_simulator_forward, bench_simulator_build),
     "kernels": (bench_kernels,),
+    "depth": (bench_depth,),
 }
 
 

@@ -39,3 +39,12 @@ def test_kernel_benchmark_runs_without_neural_tangents():
     assert all(r["seconds"] > 0 and r["reference"] for r in rows)
     tanh = rows[2]
     assert tanh["ours_error"] < 1e-12  # Mehler's expansion against per-entry quadrature
+
+
+def test_depth_benchmark_runs_small():
+    from benchmarks.bench import bench_depth
+
+    rows = bench_depth(depth=50, direct_depth=1)
+    assert [r["name"].split()[0] for r in rows] == ["flagship", "cnn_p_tanh"]
+    assert all(r["seconds"] > 0 and r["baseline_seconds"] > 0 for r in rows)
+    assert "full" in rows[1]["name"]  # pixel-pair kernels, as the target states
