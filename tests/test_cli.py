@@ -82,7 +82,6 @@ def test_unknown_output_type_fails_before_computing(tmp_path, capsys):
         (["critical", "--activation", "tanh", "--sigma-b2", "-1"], "sigma_b2"),
         (["critical", "--activation", "relu", "--sigma-b2", "0.1"], "no critical point"),
         (["check", "no/such/spec.yaml"], "not found"),
-        (["analyze", str(SPECS / "conv2d_resnet.yaml")], "skipped"),
     ],
 )
 def test_errors_are_one_line_with_exit_2(argv, message, capsys):
@@ -91,8 +90,14 @@ def test_errors_are_one_line_with_exit_2(argv, message, capsys):
     text = captured.err + captured.out
     assert message in text
     assert "Traceback" not in text
-    if message != "skipped":
-        assert code == 2 and captured.err.startswith("error:")
+    assert code == 2 and captured.err.startswith("error:")
+
+
+def test_analyze_covers_a_conv_resnet_with_batch_norm(capsys):
+    """Residual blocks with batch norm inside: analysed by their own rules, not skipped."""
+    assert main(["analyze", str(SPECS / "conv2d_resnet.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "variance grows" in out and "skipped" not in out
 
 
 def test_bad_spec_names_file_line_and_path(tmp_path, capsys):

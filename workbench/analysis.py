@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workbench.errors import UnsupportedError
+from workbench.compile.graph import spec_graph
+from workbench.errors import TheoryError, UnsupportedError
 from workbench.nodes.base import blocks
 from workbench.precision import F64, Context
 from workbench.spec.model import Spec
+from workbench.theory.block_orbit import OrbitAnalysis, analyze_orbit, block_attrs
 from workbench.theory.fc_fixed_points import FixedPointAnalysis, analyze_cycle
 from workbench.theory.fc_maps import body_steps
 
 
 @dataclass
 class SpecAnalysis:
-    """One FixedPointAnalysis per repeat block the FC theory covers; the others in skipped."""
+    """One analysis per repeat block: the FC cycle theory's where the body is dense/conv and
+    act (FixedPointAnalysis), else the orbit of the block's own rules (OrbitAnalysis); blocks
+    whose rules refuse the analysis are listed in skipped with the reason."""
 
     name: str
-    blocks: list[FixedPointAnalysis]
+    blocks: list[FixedPointAnalysis | OrbitAnalysis]
     skipped: list[dict] = field(default_factory=list)
     precision: str = "float64"
 
@@ -31,13 +35,25 @@ class SpecAnalysis:
 
 
 def analyze_spec(spec: Spec, ctx: Context = F64) -> SpecAnalysis:
-    """Fixed points, susceptibilities, depth scales and phase of each repeat block."""
-    analysed, skipped = [], []
+    """Fixed points, susceptibilities, depth scales and phase of each repeat block (batch
+    norm, residual and layernorm bodies: the orbit of their rules, in float64)."""
+    analysed: list = []
+    skipped = []
+    graph = None
     for block in blocks(spec.layers):
         try:
             steps = body_steps(block.body)
-        except UnsupportedError as err:
-            skipped.append({"path": block.path, "reason": err.message})
+        except UnsupportedError:
+            graph = spec_graph(spec) if graph is None else graph
+            try:
+                found = analyze_orbit(block.path, block_attrs(graph, block.path), block.times)
+            except (UnsupportedError, TheoryError) as err:
+                skipped.append({"path": block.path, "reason": err.message})
+                continue
+            if not ctx.fast_float64:
+                found.notes.append("iterated in float64 (the orbit's rules include float64-only "
+                                   "ones such as batch norm's)")  # fmt: skip
+            analysed.append(found)
             continue
         analysed.append(analyze_cycle(steps, ctx, block.path))
     return SpecAnalysis(spec.name, analysed, skipped, ctx.describe())

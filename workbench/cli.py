@@ -102,10 +102,17 @@ def cmd_analyze(args: argparse.Namespace) -> dict:
     result = analyze_spec(load_spec(args.spec), context(args.digits)).to_dict()
     if not args.json:
         print(f"{result['spec']} ({result['precision']})")
-        _print_table(
-            result["blocks"],
-            ["path", "phase", "q_star", "c_star", "chi_1", "chi_q", "chi_c", "xi_q", "xi_c"],
-        )
+        cycles = [b for b in result["blocks"] if "method" not in b]
+        orbits = [b for b in result["blocks"] if "method" in b]
+        if cycles:
+            _print_table(
+                cycles,
+                ["path", "phase", "q_star", "c_star", "chi_1", "chi_q", "chi_c", "xi_q", "xi_c"],
+            )
+        if orbits:
+            print("blocks analysed by iterating their own rules (batch norm, residual, ...):")
+            _print_table(orbits, ["path", "phase", "batch", "passes", "q_star", "c_star",
+                                  "xi_c", "growth"])  # fmt: skip
         for block in result["blocks"]:
             for note in block.get("notes", []):
                 print(f"  {block['path']}: {note}")
