@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from workbench.compile.graph import spec_graph
+from workbench.compile.graph import node_attrs, spec_graph
 from workbench.errors import TheoryError, UnsupportedError
 from workbench.nodes.base import blocks
 from workbench.precision import F64, Context
 from workbench.spec.model import Spec
-from workbench.theory.block_orbit import OrbitAnalysis, analyze_orbit, block_attrs
+from workbench.theory.block_orbit import OrbitAnalysis, analyze_orbit
 from workbench.theory.fc_fixed_points import FixedPointAnalysis, analyze_cycle
 from workbench.theory.fc_maps import body_steps
 
@@ -34,9 +34,10 @@ class SpecAnalysis:
         }
 
 
-def analyze_spec(spec: Spec, ctx: Context = F64) -> SpecAnalysis:
+def analyze_spec(spec: Spec, ctx: Context = F64, progress: bool = False) -> SpecAnalysis:
     """Fixed points, susceptibilities, depth scales and phase of each repeat block (batch
-    norm, residual and layernorm bodies: the orbit of their rules, in float64)."""
+    norm, residual and layernorm bodies: the orbit of their rules, in float64, with a
+    progress bar per orbit when ``progress``)."""
     analysed: list = []
     skipped = []
     graph = None
@@ -46,7 +47,8 @@ def analyze_spec(spec: Spec, ctx: Context = F64) -> SpecAnalysis:
         except UnsupportedError:
             graph = spec_graph(spec) if graph is None else graph
             try:
-                found = analyze_orbit(block.path, block_attrs(graph, block.path), block.times)
+                attrs = node_attrs(graph, block.path)
+                found = analyze_orbit(block.path, attrs, block.times, progress=progress)
             except (UnsupportedError, TheoryError) as err:
                 skipped.append({"path": block.path, "reason": err.message})
                 continue

@@ -99,7 +99,8 @@ def cmd_analyze(args: argparse.Namespace) -> dict:
     from workbench.compile import load_spec
     from workbench.precision import context
 
-    result = analyze_spec(load_spec(args.spec), context(args.digits)).to_dict()
+    spec = load_spec(args.spec)
+    result = analyze_spec(spec, context(args.digits), progress=sys.stderr.isatty()).to_dict()
     if not args.json:
         print(f"{result['spec']} ({result['precision']})")
         cycles = [b for b in result["blocks"] if "method" not in b]

@@ -49,3 +49,18 @@ def spec_graph(spec: Spec) -> nx.DiGraph:
     graph = body_graph(spec.layers, spec.input_shape, spec.file)
     graph.graph.update(name=spec.name, file=spec.file)
     return graph
+
+
+def node_attrs(graph: nx.DiGraph, path: str) -> dict:
+    """The attributes of the node at spec path ``path``, looking inside bodies (a KeyError
+    naming the path when the graph has none)."""
+    if path in graph.nodes:
+        return graph.nodes[path]
+    for name in graph.nodes:
+        body = graph.nodes[name].get("body")
+        if body is not None:
+            try:
+                return node_attrs(body, path)
+            except KeyError:
+                continue
+    raise KeyError(path)

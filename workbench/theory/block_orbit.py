@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import networkx as nx
 import numpy as np
 
 from workbench.errors import TheoryError
@@ -88,9 +87,14 @@ def _q_and_c(state) -> tuple[float, float]:
     return float(q.mean()), float(corr[off].mean())
 
 
-def analyze_orbit(path: str, attrs: dict, times: int, batch: int = BATCH) -> OrbitAnalysis:
+def analyze_orbit(
+    path: str, attrs: dict, times: int, batch: int = BATCH, progress: bool = False
+) -> OrbitAnalysis:
     """Iterate the block's body graph (``attrs`` of its graph node) for up to
-    min(times, MAX_PASSES) passes from an equicorrelated batch; see the module docstring."""
+    min(times, MAX_PASSES) passes from an equicorrelated batch; see the module docstring.
+    ``progress``: a tqdm bar over the passes, labelled by the block's path."""
+    from tqdm import tqdm
+
     from workbench.theory.evaluate import Evaluator
 
     ev = Evaluator("ntk")
@@ -98,8 +102,9 @@ def analyze_orbit(path: str, attrs: dict, times: int, batch: int = BATCH) -> Orb
     state = _start(tuple(attrs["body"].graph["input_shape"]), batch)
     qs, cs = [], []
     passes = min(times, MAX_PASSES)
+    bar = tqdm(range(passes), desc=f"{path} orbit", disable=not progress, leave=False)
     with np.errstate(all="ignore"):
-        for i in range(passes):
+        for i in bar:
             state = ev.realized(ev.propagate(attrs["body"] if i == 0 else again, state))
             q, c = _q_and_c(state)
             if not (np.isfinite(q) and np.isfinite(c)):
@@ -182,16 +187,3 @@ def _approach_rate(c: np.ndarray) -> float | None:
 
 def _slope(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.polyfit(x, y, 1)[0])
-
-
-def block_attrs(graph: nx.DiGraph, path: str) -> dict | None:
-    """The graph attributes of the node at ``path``, looking inside bodies."""
-    if path in graph.nodes:
-        return graph.nodes[path]
-    for name in graph.nodes:
-        body = graph.nodes[name].get("body")
-        if body is not None:
-            found = block_attrs(body, path)
-            if found is not None:
-                return found
-    return None

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from workbench.compile.graph import spec_graph
+from workbench.compile.graph import node_attrs, spec_graph
 from workbench.errors import TheoryError, UnsupportedError
-from workbench.nodes.base import has_rule, module_of, rule
+from workbench.nodes.base import blocks, flat_nodes, has_rule, module_of, rule
 from workbench.precision import F64
 from workbench.spec.model import Spec
 from workbench.theory.evaluate import Evaluator
@@ -30,8 +30,8 @@ def block_analysis(block: Any):
 
 
 def _repeat_blocks(spec: Spec) -> list[Any]:
-    """The spec's top-level repeat blocks."""
-    return [n for n in spec.layers if getattr(module_of(n), "IS_BLOCK", False)]
+    """The spec's repeat blocks, outer before inner, residual bodies included."""
+    return list(blocks(spec.layers))
 
 
 # --- Fourier modes -----------------------------------------------------------------------
@@ -55,7 +55,7 @@ def conv_modes(spec: Spec) -> list[ModeTable]:
     tables = []
     spatial = tuple(spec.input_shape[1:])
     for block in _repeat_blocks(spec):
-        convs = [n for n in block.body if has_rule(n, "mode_eigenvalues")]
+        convs = [n for n in flat_nodes(block.body) if has_rule(n, "mode_eigenvalues")]
         if not convs:
             continue
         if len(convs) > 1:
@@ -134,9 +134,10 @@ class NTKSpectrum:
 
 def _architecture(spec: Spec, block: Any) -> tuple[str, Any]:
     """FC for a flat block; CNN-P or CNN-F by the first readout after a spatial one."""
-    if len(spec_graph(spec).nodes[block.path]["in_shape"]) == 1:
+    if len(node_attrs(spec_graph(spec), block.path)["in_shape"]) == 1:
         return "FC", None
-    after = spec.layers[spec.layers.index(block) + 1 :]
+    order = list(flat_nodes(spec.layers))
+    after = order[order.index(block) + 1 :]  # its body, then everything after it
     readout = next((n for n in after if getattr(module_of(n), "READOUT", None)), None)
     if readout is None:
         raise UnsupportedError("a CNN spectrum needs a pool or flatten readout after the block")
@@ -177,7 +178,7 @@ def ntk_spectrum(
     if m < 2 or not -1 / (m - 1) < c0 < 1:
         raise TheoryError("need m >= 2 inputs and -1/(m-1) < c0 < 1")
     block = blocks[0]
-    body = spec_graph(spec).nodes[block.path]["body"]
+    body = node_attrs(spec_graph(spec), block.path)["body"]
     analysis = block_analysis(block)
     if analysis.q_star is None:
         raise TheoryError(f"{block.path}: no finite fixed point q*, so no spectrum asymptotics")
