@@ -365,12 +365,14 @@ def _deep_specs(depth: int) -> dict:
     return {"flagship": flagship, "cnn_p_tanh": cnn}
 
 
-def bench_depth(depth: int = 10_000, direct_depth: int = 20) -> list[dict]:
+def bench_depth(
+    depth: int = 10_000, direct_depth: int = 20, names: tuple[str, ...] = ("flagship", "cnn_p_tanh")
+) -> list[dict]:
     """NNGP+NTK of 4 inputs through the flagship (10,002 layers; target ≤ 2 s) and through a
     10,000-layer tanh CNN-P with full pixel-pair kernels (target ≤ 60 s), each beside the
     general engine without its fast paths (per-entry quadrature at every layer: no Mehler
     expansion, no settled-variance interpolants) timed on ``direct_depth`` layers and
-    extrapolated."""
+    extrapolated. ``names``: which of the two to run."""
     from unittest import mock
 
     from workbench.theory.evaluate import network_kernels
@@ -384,6 +386,8 @@ def bench_depth(depth: int = 10_000, direct_depth: int = 20) -> list[dict]:
     shallow = _deep_specs(direct_depth)
     rows = []
     for name, spec in _deep_specs(depth).items():
+        if name not in names:
+            continue
         seconds, result = _timed(lambda s=spec, x=inputs[name]: network_kernels(s, x))
         with mock.patch("workbench.gaussian.mehler.dual_matrices", return_value=None), \
                 mock.patch("workbench.theory.evaluate.Evaluator._interpolants_at",

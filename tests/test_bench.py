@@ -42,9 +42,10 @@ def test_kernel_benchmark_runs_without_neural_tangents():
 
 
 def test_depth_benchmark_runs_small():
-    from benchmarks.bench import bench_depth
+    from benchmarks.bench import _deep_specs, bench_depth
 
-    rows = bench_depth(depth=50, direct_depth=1)
-    assert [r["name"].split()[0] for r in rows] == ["flagship", "cnn_p_tanh"]
-    assert all(r["seconds"] > 0 and r["baseline_seconds"] > 0 for r in rows)
-    assert "full" in rows[1]["name"]  # pixel-pair kernels, as the target states
+    (row,) = bench_depth(depth=50, direct_depth=2, names=("flagship",))
+    assert row["name"].startswith("flagship") and "50 layers" in row["name"]
+    assert row["seconds"] > 0 and row["baseline_seconds"] > 0
+    cnn = _deep_specs(50)["cnn_p_tanh"]
+    assert cnn.layers[1].times == 49  # 50 convs, pooled: pixel-pair kernels

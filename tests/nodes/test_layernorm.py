@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import sympy as sp
 import torch
+from spec_factory import make_spec
 
 from workbench import notation as n
-from workbench.compile import spec_from_dict
 from workbench.errors import SpecError
 from workbench.nodes.base import rule
 from workbench.sim import probes
@@ -22,14 +22,7 @@ LAYERNORM = {"layernorm": {"gamma": 1.3, "beta": 0.2}}
 
 
 def make(layers, shape):
-    return spec_from_dict(
-        {
-            "name": "ln",
-            "input": {"shape": shape},
-            "defaults": {"sigma_w2": 1.6, "sigma_b2": 0.1},
-            "layers": layers,
-        }
-    )
+    return make_spec(layers, shape, sw2=1.6, sb2=0.1, name="ln")
 
 
 CASES = {

@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from spec_factory import make_spec
 
 from workbench.analysis import analyze_spec
 from workbench.compile import spec_from_dict, spec_graph
 from workbench.sim.network import build_network
 from workbench.theory.evaluate import network_kernels
 
-DEFAULTS = {"sigma_w2": 1.5, "sigma_b2": 0.05}
 BODY = [{"dense": {"width": 512}}, {"act": "erf"}]
 
 
 def make(layers, shape=(10,)):
-    return spec_from_dict(
-        {"name": "r", "input": {"shape": list(shape)}, "defaults": DEFAULTS, "layers": layers}
-    )
+    return make_spec(layers, shape, name="r")
 
 
 SHAPE_CHANGING = make([{"repeat": {"times": 100, "body": BODY}}, {"dense": {"width": 1}}])

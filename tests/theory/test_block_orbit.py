@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from spec_factory import make_spec
 
 from workbench.analysis import analyze_spec
-from workbench.compile import spec_from_dict
 
 DENSE = {"dense": {"width": 64}}
 
@@ -15,9 +15,7 @@ DENSE = {"dense": {"width": 64}}
 def make(body, times=200, shape=(16,), sw2=1.5, sb2=0.05):
     first = DENSE if len(shape) == 1 else {"conv": {"channels": 8, "kernel": 3}}
     layers = [first, {"repeat": {"times": times, "body": body}}]
-    defaults = {"sigma_w2": sw2, "sigma_b2": sb2}
-    return spec_from_dict({"name": "b", "input": {"shape": list(shape)}, "defaults": defaults,
-                           "layers": layers})  # fmt: skip
+    return make_spec(layers, shape, sw2, sb2, name="b")
 
 
 def relu_dual(c):

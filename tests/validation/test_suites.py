@@ -4,15 +4,15 @@ shape, failing checks give a non-zero exit, malformed suites give typed errors."
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from spec_factory import ROOT
 
 from workbench.cli import main
 from workbench.validation import quantities
 
-SUITES = sorted((Path(__file__).parents[1] / "validate").glob("*.yaml"))
+SUITES = sorted((ROOT / "validate").glob("*.yaml"))
 
 
 def test_four_suites_are_shipped():

@@ -5,18 +5,18 @@ from __future__ import annotations
 import copy
 import json
 import math
-from pathlib import Path
 
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from spec_factory import SPEC_FILES
 
 from workbench.compile import spec_from_dict, spec_from_text
 from workbench.compile.graph import spec_graph
 from workbench.compile.summary import summarize, total_depth
 from workbench.errors import SpecError
 
-SPECS = Path(__file__).parent / "specs"
+SPECS = SPEC_FILES
 ACTIVATIONS = ("tanh", "relu", "erf")
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from spec_factory import SPEC_FILES
 
 from workbench.compile import build_spec, load_spec, spec_from_dict, spec_from_text
 from workbench.errors import SpecError
 from workbench.spec import dense, repeat
 
-SPECS = Path(__file__).parent / "specs"
+SPECS = SPEC_FILES
 
 
 FC = """\

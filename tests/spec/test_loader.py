@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from spec_factory import SPEC_FILES
 
 from workbench.compile import build_spec, load_spec, spec_from_text
 from workbench.errors import SpecError
 from workbench.nodes import Act, BatchNorm, Conv, Dense, Flatten, Pool, Repeat, Residual
 from workbench.spec import act, bn, conv, dense, flatten, pool, repeat, residual
 
-SPECS = Path(__file__).parent / "specs"
+SPECS = SPEC_FILES
 
 
 def test_fc_tanh_yaml():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import tracemalloc
-from pathlib import Path
 
 import networkx as nx
 import pytest
+from spec_factory import SPEC_FILES
 
 from workbench.compile import load_spec, spec_from_text
 from workbench.compile.graph import spec_graph
@@ -18,7 +18,7 @@ from workbench.nodes import Dense, Repeat
 from workbench.nodes.base import walk_nodes
 from workbench.spec import Spec
 
-SPECS = Path(__file__).parent / "specs"
+SPECS = SPEC_FILES
 
 
 def deep_text(times: int) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from spec_factory import SPEC_FILES
 from torch import nn
 
 from workbench.activations import parse_activation
@@ -22,7 +23,7 @@ from workbench.sim.network import build_network
 from workbench.theory.evolution import evolve_kernel, input_kernel
 from workbench.theory.fc_maps import single_step
 
-SPECS = __import__("pathlib").Path(__file__).parent / "specs"
+SPECS = SPEC_FILES
 
 
 def fc_spec(act="tanh", width=8, depth=3, sw2=1.5, sb2=0.1, init="gaussian", d=None):

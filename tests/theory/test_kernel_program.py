@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy as sp
+from spec_factory import make_spec
 
 import workbench.theory.evaluate as kernels
 from workbench.activations import Activation, X, parse_activation
@@ -18,14 +19,7 @@ from workbench.theory.kernel_program import lower, pack, unpack
 
 
 def spec(layers, shape, sw2=1.5, sb2=0.05):
-    return spec_from_dict(
-        {
-            "name": "p",
-            "input": {"shape": shape},
-            "defaults": {"sigma_w2": sw2, "sigma_b2": sb2},
-            "layers": layers,
-        }
-    )
+    return make_spec(layers, shape, sw2, sb2, name="p")
 
 
 def general(monkeypatch, *args, **kwargs):
