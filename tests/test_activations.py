@@ -255,14 +255,15 @@ def test_kinks_of_derivatives_and_compositions() -> None:
     [("tanh", True), ("erf", True), ("linear", True), ("arctan", True), ("softsign", True),
      ("relu", False), ("sigmoid", False), ("gelu", False), ("abs", False), ("swish", False)],
 )  # fmt: skip
-def test_is_odd(name: str, odd: bool) -> None:
-    assert named(name).is_odd is odd
+def test_odd_parity(name: str, odd: bool) -> None:
+    assert (named(name).parity == -1) is odd
 
 
-def test_is_odd_of_custom_expressions() -> None:
-    assert parse_activation("sigmoid(x) - 1/2").is_odd  # needs more than auto-simplification
-    assert parse_activation("x*abs(x)").is_odd
-    assert not parse_activation("x + 0.001").is_odd
+def test_parity_of_custom_expressions() -> None:
+    assert parse_activation("sigmoid(x) - 1/2").parity == -1  # needs more than expansion
+    assert parse_activation("x*abs(x)").parity == -1
+    assert parse_activation("x + 0.001").parity == 0
+    assert parse_activation("cos(x) + x**2").parity == 1
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,8 @@ _EXPORTS = {
     "network_kernels": "workbench.theory.evaluate",
     "ntk_spectrum": "workbench.theory.spectrum",
     "conv_modes": "workbench.theory.spectrum",
+    "mean_predictor": "workbench.theory.spectrum",
+    "prediction_gap": "workbench.theory.spectrum",
     "derive": "workbench.theory.derive",
     "build_network": "workbench.sim.network",
     "init_linear_": "workbench.sim.init",
