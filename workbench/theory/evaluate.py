@@ -11,6 +11,7 @@ finiteness guard. In float64 a chain spec runs as one fused program instead
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import networkx as nx
@@ -56,7 +57,8 @@ def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool, ctx: Context = 
             nngp = np.einsum("acp,bcq->abpq", flat, flat) / channels
             nngp = nngp.reshape(m, m, *spatial, *spatial)
         else:
-            nngp = np.einsum("acp,bcp->abp", flat, flat).reshape(m, m, *spatial) / channels
+            same = np.matmul(flat.transpose(2, 0, 1), flat.transpose(2, 1, 0))  # (pixels, m, m)
+        nngp = np.moveaxis(same, 0, 2).reshape(m, m, *spatial) / channels
     ntk = np.zeros_like(nngp) if want_ntk else None
     return KernelState(nngp, ntk, x.mean(axis=1), mode, tuple(spatial), channels, ctx=ctx)
 
@@ -285,7 +287,14 @@ def _check_psd(kernels: dict[str, np.ndarray | None], m: int, mode: str, spatial
         names += [name] * len(stack)
         blocks.append(stack)
     batch = np.concatenate(blocks)
-    eig = np.linalg.eigvalsh((batch + np.swapaxes(batch, 1, 2)) / 2)
+    batch = (batch + np.swapaxes(batch, 1, 2)) / 2
+    trace = np.einsum("bii->b", batch)
+    try:  # PD after a shift of 1e-9 trace ≥ 1e-9 λ_max: nothing below the floor (fast path)
+        np.linalg.cholesky(batch + (1e-9 * np.abs(trace))[:, None, None] * np.eye(batch.shape[1]))
+        return
+    except np.linalg.LinAlgError:
+        pass
+    eig = np.linalg.eigvalsh(batch)
     floor = -1e-9 * np.maximum(np.abs(eig[:, -1]), 1e-300)
     bad = np.flatnonzero(eig[:, 0] < floor)
     if bad.size:
@@ -296,6 +305,7 @@ def _check_psd(kernels: dict[str, np.ndarray | None], m: int, mode: str, spatial
         )
 
 
+@lru_cache(maxsize=64)
 def _diagonal_is_enough(spec: Spec) -> bool:
     """Same-pixel kernels suffice when the spatial part ends in a readout and no node needs
     pixel pairs (each kind declares ``NEEDS_PIXEL_PAIRS`` and ``READOUT``)."""
