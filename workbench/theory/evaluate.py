@@ -58,7 +58,7 @@ def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool, ctx: Context = 
             nngp = nngp.reshape(m, m, *spatial, *spatial)
         else:
             same = np.matmul(flat.transpose(2, 0, 1), flat.transpose(2, 1, 0))  # (pixels, m, m)
-        nngp = np.moveaxis(same, 0, 2).reshape(m, m, *spatial) / channels
+            nngp = np.moveaxis(same, 0, 2).reshape(m, m, *spatial) / channels
     ntk = np.zeros_like(nngp) if want_ntk else None
     return KernelState(nngp, ntk, x.mean(axis=1), mode, tuple(spatial), channels, ctx=ctx)
 
