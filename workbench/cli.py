@@ -279,6 +279,22 @@ def cmd_derive(args: argparse.Namespace) -> dict:
     return result
 
 
+def cmd_report(args: argparse.Namespace) -> dict:
+    from workbench.report import write_report
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    command = "workbench " + " ".join(sys.argv[1:]) if sys.argv[1:] else "workbench report"
+    files = write_report(args.spec, args.out, formats, args.digits, args.seed, command,
+                         progress=sys.stderr.isatty())  # fmt: skip
+    result = files.to_dict()
+    if not args.json:
+        main_file = next((f for f in files.files if f.suffix == ".html"), files.files[0])
+        print(f"report written to {files.directory}/ — open {main_file}")
+        for line in files.sections_left_out:
+            print(f"  left out: {line}")
+    return result
+
+
 def cmd_modes(args: argparse.Namespace) -> dict:
     from workbench.compile import load_spec
     from workbench.theory.spectrum import conv_modes
@@ -365,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("derive", cmd_derive, "the symbolic recursions of every stage (sympy, LaTeX)")
     p.add_argument("spec", type=Path)
     p.add_argument("--latex", action="store_true", help="print the rules as LaTeX")
+    p = add("report", cmd_report, "a derivation report: recursions, numbers and plots (HTML, MD)")
+    p.add_argument("spec", type=Path)
+    p.add_argument("-o", "--out", type=Path, required=True, help="directory to write into")
+    p.add_argument("--format", default="html,md", help="comma-separated: html, md")
+    p.add_argument("--digits", type=int, help="significant digits for the fixed points")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs shown")
     p = add("modes", cmd_modes, "CNN depth scales per Fourier mode of each conv repeat block")
     p.add_argument("spec", type=Path)
     p = add("ntk-spectrum", cmd_ntk_spectrum, "NTK eigenvalues, condition number, max rate")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from workbench.errors import TheoryError
-from workbench.gaussian import expect
+from workbench.gaussian import expect, expect_gram
 from workbench.gaussian.interpolant import DualInterpolant
 from workbench.precision import F64, Context
 from workbench.theory.fc_maps import FCStep
@@ -73,9 +73,22 @@ def input_kernel(inputs: np.ndarray, sigma_w2: float, sigma_b2: float) -> np.nda
 
 
 def _direct_step(step: FCStep, q: np.ndarray, pairs: np.ndarray, c: np.ndarray, ctx: Context):
+    """One layer of eqs. 3–7 for every input and pair: in float64 the whole kernel's dual at
+    once (the engine's ``expect_gram``: Mehler's expansion where it vouches for itself), at
+    high precision each distinct covariance by the context's own rule."""
     sw2, sb2 = ctx.num(step.sigma_w2), ctx.num(step.sigma_b2)
     qa, qb = q[pairs[:, 0]], q[pairs[:, 1]]
     phi = step.phi
+    if ctx.fast_float64 and (q > 0).all():
+        root = np.sqrt(q)
+        kernel = np.outer(root, root)
+        kernel[pairs[:, 0], pairs[:, 1]] *= c
+        kernel[pairs[:, 1], pairs[:, 0]] *= c
+        dual = sw2 * expect_gram(phi, kernel[None])[0] + sb2
+        q_new = np.diagonal(dual).copy()
+        return q_new, dual[pairs[:, 0], pairs[:, 1]] / np.sqrt(
+            q_new[pairs[:, 0]] * q_new[pairs[:, 1]]
+        )
 
     def second_moment(q1, corr, q2):
         return sw2 * expect(phi, phi, q1, corr * (q1 * q2) ** 0.5, q2, ctx) + sb2
@@ -114,6 +127,7 @@ def evolve_kernel(
     notes: list[str] = []
     interpolants: dict[int, DualInterpolant | None] = {}
     frozen_q: dict[int, float] = {}
+    steps = _shortest_period(tuple(steps))
     cycle = len(steps)
     interpolated_run = 0  # consecutive layers done by the (deterministic) interpolants
     bar = tqdm(total=depth, desc="kernel evolution", disable=not progress, leave=False)
@@ -140,6 +154,16 @@ def evolve_kernel(
             break
     bar.close()
     return KernelEvolution(q, c, pairs, notes)
+
+
+def _shortest_period(steps: tuple[FCStep, ...]) -> tuple[FCStep, ...]:
+    """The shortest p-step cycle that ``steps`` repeats (a spec unrolled layer by layer, e.g.
+    10,001 equal steps, is a 1-step cycle), so the fixed-point orbit can freeze."""
+    n = len(steps)
+    for period in range(1, n):
+        if n % period == 0 and steps == steps[:period] * (n // period):
+            return steps[:period]
+    return steps
 
 
 def _frozen_interpolant(
