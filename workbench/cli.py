@@ -62,6 +62,27 @@ def _print_table(rows: list[dict], columns: Sequence[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
 
 
+def cmd_kinds(args: argparse.Namespace) -> dict:
+    import workbench.nodes  # noqa: F401 - registers the kinds
+    from workbench.errors import WorkbenchError
+    from workbench.nodes.base import REGISTRY
+    from workbench.nodes.catalog import describe_kind, describe_kinds
+    from workbench.spec.fields import unknown_hint
+
+    if args.kind is not None and args.kind not in REGISTRY:
+        raise WorkbenchError(f"unknown node kind {args.kind!r}",
+                        hint=unknown_hint(args.kind, list(REGISTRY), "kind"))  # fmt: skip
+    kinds = describe_kinds() if args.kind is None else [describe_kind(args.kind)]
+    if not args.json:
+        for kind in kinds:
+            bare = f" (or bare `- {kind['kind']}`)" if kind["bare"] else ""
+            print(f"{kind['kind']}: {kind['summary']}\n  example: {kind['example']}{bare}")
+            for key in kind["keys"]:
+                choices = f" one of {', '.join(key['choices'])};" if key["choices"] else ""
+                print(f"  {key['name']:10s} default {key['default']!s:18s}{choices} {key['doc']}")
+    return {"kinds": kinds}
+
+
 def cmd_check(args: argparse.Namespace) -> dict:
     from workbench.compile import load_spec
     from workbench.compile.summary import summarize, total_depth
@@ -347,6 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    p = add("kinds", cmd_kinds, "the spec language: every node kind, its keys and defaults")
+    p.add_argument("kind", nargs="?", help="one kind (default: all)")
     p = add("check", cmd_check, "validate a spec and print a per-stage summary")
     p.add_argument("spec", type=Path)
     p = add("analyze", cmd_analyze, "fixed points, susceptibilities, depth scales per repeat block")
@@ -411,6 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `workbench kinds | head`: the reader left; not an error
+        sys.stderr.close()
+        return 0
     if args.json:
         print(json.dumps(result, indent=2))
     return getattr(args, "exit_code", 0)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import sympy as sp
 
+from workbench.activations import NAMED
 from workbench.errors import ExpressionError, UnsupportedError
 from workbench.nodes.base import NodeBase, ParseContext, PointwiseMap
 from workbench.spec import fields
@@ -21,9 +22,26 @@ if TYPE_CHECKING:
     from workbench.theory.state import KernelState
 
 KIND = "act"
+NAMED_ACTIVATIONS = (
+    "linear",
+    "relu",
+    "tanh",
+    "erf",
+    "sigmoid",
+    "arctan",
+    "softsign",
+    "gelu",
+    "swish",
+    "silu",
+    "abs",
+    "softplus",
+)  # activations.NAMED (tested equal)
 BARE = False
 EXAMPLE = "act: tanh"
-SCHEMA = fields.Schema({"expr": fields.Key(fields.text, doc="activation expression in x")})
+SCHEMA = fields.Schema(
+    {"expr": fields.Key(fields.text, doc='or any expression in x: `act: {expr: "x*tanh(x)"}`')}
+)
+VALUE = fields.Key(fields.choice(*NAMED), doc="a named activation: `act: tanh`")
 _FORM_HINT = 'write `act: tanh` (a name) or `act: {expr: "x * tanh(x)"}`'
 
 

@@ -23,6 +23,7 @@ NEEDS_PIXEL_PAIRS = True
 EXAMPLE = "pool: global_avg"
 MODES = ("global_avg",)
 _check_mode = fields.choice(*MODES)
+VALUE = fields.Key(_check_mode, doc="the pooling mode (the value itself: `pool: global_avg`)")
 
 
 @dataclass(frozen=True)

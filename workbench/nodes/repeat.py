@@ -24,7 +24,7 @@ EXAMPLE = "repeat: {times: 10, body: [{dense: {width: 512}}, {act: tanh}]}"
 SCHEMA = fields.Schema(
     {
         "times": fields.Key(fields.positive_int, doc="number of repetitions (integer >= 1)"),
-        "body": fields.Key(lambda v, w: v, doc="list of layers (non-empty, shape-preserving)"),
+        "body": fields.Key(lambda v, w: v, doc="list of layers; after its first pass, same shape"),
     }
 )
 

@@ -192,6 +192,7 @@ def choice(*options: str) -> Checker:
             )
         return value
 
+    check.choices = options  # type: ignore[attr-defined]  # read by the kind catalogue
     return check
 
 
