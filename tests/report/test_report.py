@@ -1,0 +1,116 @@
+"""`workbench report`: the content equals the API's results, figures are real PNGs, the HTML
+carries MathML (no raw LaTeX), sections that do not apply say why, and a fixed seed gives the
+same bytes apart from the provenance timestamps."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from spec_factory import FLAGSHIP, SPEC_FILES
+
+from workbench.analysis import analyze_spec
+from workbench.compile import load_spec
+from workbench.report import write_report
+from workbench.theory.derive import derive
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def flagship(tmp_path_factory):
+    out = tmp_path_factory.mktemp("flagship")
+    return write_report(FLAGSHIP, out, seed=3), out
+
+
+def test_every_recursion_is_in_the_markdown_and_as_mathml_in_the_html(flagship):
+    files, out = flagship
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    stages = derive(load_spec(FLAGSHIP)).to_dict(latex=True)["stages"]
+    for stage in stages:
+        assert f"`{stage['path']}` ({stage['kind']})" in md
+        for tex in stage["rules"].values():
+            assert f"$${tex}$$" in md
+    assert html.count("<math") == sum(len(s["rules"]) for s in stages)
+    assert "\\frac" not in html and "\\int" not in html  # all of it became MathML
+    for text in (md, html):
+        assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+
+
+def test_fixed_point_numbers_are_the_apis(flagship):
+    _, out = flagship
+    md = (out / "report.md").read_text().split("## Fixed points")[1]
+    block = analyze_spec(load_spec(FLAGSHIP)).to_dict()["blocks"][0]
+    row = next(line for line in md.splitlines() if line.startswith(f"| {block['path']} |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    columns = ["path", "phase", "q_star", "c_star", "chi_1", "chi_q", "chi_c", "xi_q", "xi_c"]
+    for name, cell in zip(columns[2:], cells[2:]):
+        assert float(cell) == pytest.approx(block[name], rel=1e-9), name
+    assert cells[1] == block["phase"]
+
+
+def test_figures_are_png_files_embedded_in_the_html(flagship):
+    files, out = flagship
+    pngs = [f for f in files.files if f.suffix == ".png"]
+    assert {p.stem for p in pngs} == {"stages", "evolution", "phase", "spectrum"}
+    html = (out / "report.html").read_text()
+    for png in pngs:
+        data = png.read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000
+    assert html.count('src="data:image/png;base64,') == len(pngs)
+    assert any("Fourier mode" in line for line in files.sections_left_out)  # FC: no conv modes
+
+
+def test_same_seed_same_bytes_apart_from_timestamps(flagship, tmp_path):
+    files, out = flagship
+    again = write_report(FLAGSHIP, tmp_path, seed=3)
+    for first in files.files:
+        second = tmp_path / first.name
+        a, b = first.read_bytes(), second.read_bytes()
+        if first.suffix == ".png":
+            assert a == b, first.name
+            continue
+        strip = [line for line in a.decode().splitlines() if "(timestamp)" not in line]
+        assert strip == [line for line in b.decode().splitlines() if "(timestamp)" not in line]
+    assert len(again.files) == len(files.files)
+
+
+def test_conv_spec_gets_its_mode_table(tmp_path):
+    files = write_report(SPEC_FILES / "conv1d.yaml", tmp_path, formats=("md",))
+    md = (tmp_path / "report.md").read_text()
+    assert "## Depth scales per Fourier mode" in md and "| block | frequency |" in md
+    assert (tmp_path / "modes.png").read_bytes().startswith(PNG)
+    assert files.files[0].name == "report.md"
+
+
+def test_cli_report_and_unknown_format(tmp_path, capsys):
+    from workbench.cli import main
+
+    assert main(["report", str(SPEC_FILES / "conv1d.yaml"), "-o", str(tmp_path),
+                 "--format", "md"]) == 0  # fmt: skip
+    assert "open" in capsys.readouterr().out
+    assert main(["report", str(FLAGSHIP), "-o", str(tmp_path), "--format", "docx"]) == 2
+    assert "unknown report format" in capsys.readouterr().err
+
+
+DERIVATIONS = sorted((FLAGSHIP.parent).glob("*.yaml"))
+PAPERS = ("pabari_zhou", "xiao2018", "xiao_bahri", "mean_field_batchnorm", "labatie2019",
+          "Schoenholz")  # fmt: skip
+
+
+@pytest.mark.parametrize("path", DERIVATIONS, ids=[p.stem for p in DERIVATIONS])
+def test_every_derivation_renders_its_report(path, tmp_path):
+    """Each seed-paper setting: its comment names the paper, and its report has every stage's
+    recursion, real PNGs, no NaN, and a reason for every section left out."""
+    header = path.read_text().split("name:")[0]
+    assert header.startswith("#") and any(paper in header for paper in PAPERS), path.name
+    files = write_report(path, tmp_path, formats=("md",))
+    md = (tmp_path / "report.md").read_text()
+    for stage in derive(load_spec(path)).to_dict(latex=True)["stages"]:
+        for tex in stage["rules"].values():
+            assert f"$${tex}$$" in md
+    assert not re.search(r"\bnan\b", md, re.IGNORECASE)
+    for png in (f for f in files.files if f.suffix == ".png"):
+        assert png.read_bytes().startswith(PNG)
+    assert md.count("*Left out: ") == len(files.sections_left_out)

@@ -1,0 +1,143 @@
+"""What a derivation report says, gathered from the public API (never computed a second way):
+the spec, its stages, every stage's recursion (``derive``), the fixed-point analysis
+(``analyze_spec``), qˡ/cˡ against depth (``evolve_kernel``), the phase diagram
+(``critical_line``), conv modes (``conv_modes``) and the NTK spectrum (``ntk_spectrum``).
+
+A section that does not apply to the spec is kept as one line saying why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from workbench.errors import TheoryError, UnsupportedError, WorkbenchError
+
+EVOLUTION_INPUTS = 8  # random inputs whose qˡ, cˡ are followed
+EVOLUTION_MAX_DEPTH = 10_000
+SPECTRUM_M, SPECTRUM_C0 = 8, 0.5
+
+
+@dataclass
+class Section:
+    """One part of the report: a title, its data (None when it does not apply) and why not."""
+
+    key: str
+    title: str
+    data: Any = None
+    missing: str | None = None
+
+
+@dataclass
+class ReportContent:
+    spec_name: str
+    spec_text: str
+    sections: list[Section] = field(default_factory=list)
+
+    def section(self, key: str) -> Section:
+        return next(s for s in self.sections if s.key == key)
+
+
+def gather(spec: Any, spec_text: str, ctx: Any, seed: int, progress: Any) -> ReportContent:
+    """Every section of the report for ``spec`` (``progress(label)`` is called per step)."""
+    content = ReportContent(spec.name, spec_text)
+    for key, title, make in (
+        ("stages", "Stages", _stages),
+        ("recursions", "Recursions", _recursions),
+        ("fixed_points", "Fixed points, susceptibilities and depth scales", _fixed_points),
+        ("evolution", "Signal propagation against depth", _evolution),
+        ("phase", "Phase diagram", _phase),
+        ("modes", "Depth scales per Fourier mode", _modes),
+        ("spectrum", "NTK spectrum against depth", _spectrum),
+    ):
+        progress(title)
+        try:
+            content.sections.append(Section(key, title, make(spec, ctx, seed)))
+        except (UnsupportedError, TheoryError) as err:
+            content.sections.append(Section(key, title, missing=err.message))
+    return content
+
+
+def _stages(spec: Any, ctx: Any, seed: int) -> list[dict]:
+    from workbench.compile.summary import summarize
+
+    return summarize(spec)
+
+
+def _recursions(spec: Any, ctx: Any, seed: int) -> list[dict]:
+    from workbench.theory.derive import derive
+
+    return derive(spec).to_dict(latex=True)["stages"]
+
+
+def _fixed_points(spec: Any, ctx: Any, seed: int) -> dict:
+    from workbench.analysis import analyze_spec
+
+    result = analyze_spec(spec, ctx).to_dict()
+    if not result["blocks"] and not result["skipped"]:
+        raise UnsupportedError("the spec has no repeat block to analyse")
+    return result
+
+
+def _fc(spec: Any):
+    from workbench.theory.fc_maps import fc_chain
+
+    return fc_chain(spec)
+
+
+def _evolution(spec: Any, ctx: Any, seed: int) -> dict:
+    """qˡ of each input and cˡ of each pair through the FC recursion, inputs drawn with ``seed``."""
+    from workbench.compile.summary import total_depth
+    from workbench.theory.evolution import evolve_kernel, input_kernel
+
+    first, steps = _fc(spec)
+    if not steps:
+        raise UnsupportedError("a single weight layer has no depth to propagate through")
+    depth = min(total_depth(spec), EVOLUTION_MAX_DEPTH)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((EVOLUTION_INPUTS, int(np.prod(spec.input_shape))))
+    kernel = input_kernel(x, float(first.sigma_w2), float(first.sigma_b2))
+    evolution = evolve_kernel(steps, kernel, depth)
+    return {"depth": depth, "q": evolution.q, "c": evolution.c, "inputs": EVOLUTION_INPUTS,
+            "seed": seed, "notes": list(evolution.notes)}  # fmt: skip
+
+
+def _phase(spec: Any, ctx: Any, seed: int) -> dict:
+    """The critical line of the spec's one repeated activation, with the spec's point."""
+    from workbench.nodes.base import blocks
+    from workbench.theory.critical import critical_line
+    from workbench.theory.fc_maps import body_steps
+
+    block = next(iter(blocks(spec.layers)), None)
+    if block is None:
+        raise UnsupportedError("the spec has no repeat block, so no phase to place it in")
+    steps = body_steps(block.body)
+    if len(steps) != 1:
+        raise UnsupportedError(f"{block.path}: a phase diagram needs one dense+act per pass")
+    step = steps[0]
+    sw2, sb2 = float(step.sigma_w2), float(step.sigma_b2)
+    grid = np.linspace(0.0, max(0.3, 2 * sb2), 25)
+    if step.phi.positive_homogeneity() == 1:  # relu-like: critical only at σ_b² = 0 (one point)
+        grid = np.zeros(1)
+    try:
+        line = critical_line(step.phi, list(grid))
+    except WorkbenchError as err:
+        raise UnsupportedError(f"no critical line for {step.phi.name}: {err.message}") from None
+    return {"activation": step.phi.name, "sigma_w2": sw2, "sigma_b2": sb2,
+            "line": [p.to_dict() for p in line]}  # fmt: skip
+
+
+def _modes(spec: Any, ctx: Any, seed: int) -> list[dict]:
+    from workbench.theory.spectrum import conv_modes
+
+    return [t.to_dict() for t in conv_modes(spec)]
+
+
+def _spectrum(spec: Any, ctx: Any, seed: int) -> dict:
+    from workbench.compile.summary import total_depth
+    from workbench.theory.spectrum import ntk_spectrum
+
+    top = max(2, min(total_depth(spec), 1000))
+    depths = sorted({int(d) for d in np.unique(np.geomspace(1, top, 12).round())})
+    return ntk_spectrum(spec, SPECTRUM_M, SPECTRUM_C0, depths).to_dict()
