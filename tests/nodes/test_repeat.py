@@ -82,8 +82,8 @@ def test_the_fused_loop_stops_at_an_exact_fixed_point_and_only_then():
         calls.append(1)
         return (state + 1) / 2
 
-    out = _repeat([settle], 10**6, exact_stop=True)(np.zeros(3))
+    out = _repeat([settle], 10**6, checked=True)(np.zeros(3))
     assert np.array_equal(out, np.ones(3)) and len(calls) < 100
     calls.clear()
-    _repeat([lambda s: (calls.append(1), s + 1)[1]], 1000, exact_stop=True)(np.zeros(3))
+    _repeat([lambda s: (calls.append(1), s + 1)[1]], 1000, checked=True)(np.zeros(3))
     assert len(calls) == 1000

@@ -270,3 +270,20 @@ def test_compiled_request_on_the_general_engine_says_so():
     cnn_x = np.random.default_rng(9).standard_normal((3, 2, 5))
     notes = network_kernels(pooled, cnn_x, compiled=True).notes
     assert any("not compiled: pixel-pair kernels run faster eagerly" in n for n in notes)
+
+
+def test_overflow_is_named_by_the_program_itself_without_a_second_engine(monkeypatch):
+    """Deep in the chaotic phase the fused program raises, naming the repeat block and the
+    pass; the general engine is not asked to recompute."""
+    from workbench.errors import TheoryError
+    from workbench.theory import evaluate
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the general engine recomputed the kernels")
+
+    monkeypatch.setattr(evaluate.Evaluator, "propagate", refuse)
+    s = spec([{"dense": {"width": 8}},
+              {"repeat": {"times": 40000, "body": [{"act": "relu"}, {"dense": {"width": 8}}]}}],
+             [8], 2.5, 0.0)  # fmt: skip
+    with pytest.raises(TheoryError, match=r"layers\[1\]: the kernel overflowed float64 after"):
+        network_kernels(s, np.ones((2, 8)))

@@ -104,13 +104,13 @@ def lower(node: Repeat, attrs: dict, last: str, mode: str) -> tuple[list | None,
 
     first, last = lower_graph(attrs["body"], last, mode)
     if first is None or node.times == 1:
-        return (None if first is None else [Loop(1, tuple(first))]), last
+        return (None if first is None else [Loop(1, tuple(first), node.path)]), last
     again, last = lower_graph(attrs.get("body_again", attrs["body"]), last, mode)
     if again is None:
         return None, last
     if again == first:
-        return [Loop(node.times, tuple(first))], last
-    return [Loop(1, tuple(first)), Loop(node.times - 1, tuple(again))], last
+        return [Loop(node.times, tuple(first), node.path)], last
+    return [Loop(1, tuple(first), node.path), Loop(node.times - 1, tuple(again), node.path)], last
 
 
 def torch_module(node: Repeat, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:

@@ -86,8 +86,14 @@ def phase_diagram(data: dict, path: Path) -> Path:
     sw2 = [p["sigma_w2"] for p in line]
     sb2 = [p["sigma_b2"] for p in line]
     fig, ax = plt.subplots(figsize=(5.0, 3.8))
-    ax.plot(sw2, sb2, "-" if len(line) > 1 else "s", color="0.2", lw=1.2,
-            label="critical line (χ₁ = 1)" if len(line) > 1 else "critical point (χ₁ = 1)")
+    ax.plot(
+        sw2,
+        sb2,
+        "-" if len(line) > 1 else "s",
+        color="0.2",
+        lw=1.2,
+        label="critical line (χ₁ = 1)" if len(line) > 1 else "critical point (χ₁ = 1)",
+    )
     ax.plot([data["sigma_w2"]], [data["sigma_b2"]], "o", color="#c0392b", label="this spec")
     ax.set_xlabel(r"$\sigma_w^2$")
     ax.set_ylabel(r"$\sigma_b^2$")

@@ -26,9 +26,11 @@ from workbench.nodes.base import NodeBase, flat_nodes, module_of, rule
 from workbench.precision import F64, Context
 from workbench.spec.model import Spec
 from workbench.theory.kernel_program import (
+    OVERFLOW_GUARD,
     Program,
     compiled_run,
     lower,
+    overflow,
     pack,
     run,
     unpack,
@@ -36,7 +38,6 @@ from workbench.theory.kernel_program import (
 from workbench.theory.state import KernelState
 
 SETTLED = 32 * float(np.finfo(float).eps)  # variances this close (7e-15) count as one q
-OVERFLOW_GUARD = 1e150  # beyond this, products of two kernel entries overflow float64
 PARAMETERIZATIONS = ("ntk", "standard")
 
 
@@ -150,11 +151,7 @@ def _check_finite(state: KernelState, node: NodeBase) -> None:
         if value is None:
             continue
         if not state.ctx.all_finite(value, OVERFLOW_GUARD):
-            raise TheoryError(
-                f"{node.path}: the {name.split('_')[-1]} kernel overflowed float64",
-                hint="the network is deep in the chaotic phase; use fewer layers or a smaller "
-                "sigma_w2",
-            )
+            raise overflow(f"{node.path}: the {name.split('_')[-1]} kernel")
 
 
 def _dual(f: Activation, state: KernelState, kernel: np.ndarray) -> np.ndarray:
@@ -238,9 +235,9 @@ def network_kernels(
 def _run_program(
     program: Program, inputs: np.ndarray, compiled: bool, notes: list[str]
 ) -> NetworkKernels | None:
-    """The fused program's kernels, or None when they are not finite (zero variances, or an
-    overflow deep in the chaotic phase: the general engine then handles it or names the
-    node)."""
+    """The fused program's kernels, or None for zero-variance inputs (the general engine's
+    rules handle those). An overflow deep in the chaotic phase is a TheoryError: the eager
+    run names the repeat block where it happened; nothing is recomputed elsewhere."""
     start = initial_state(inputs, program.mode, False)
     if not (start.own_variances(start.nngp) > 0).all():
         return None  # zero-variance inputs (σ_w² > 0 keeps all later variances positive)
@@ -260,7 +257,10 @@ def _run_program(
             kernels[name] = None
             continue
         if not np.abs(packed).max() < OVERFLOW_GUARD:  # also catches NaN
-            return None
+            raise overflow(
+                f"the {name} kernel of the fused program",
+                "(compiled runs are checked only at the end)" if compiled else "",
+            )
         kernels[name] = unpack(packed, program.m, program.mode if packed.ndim > 1 else "flat")
     spatial = program.spatial if kernels["nngp"].ndim > 2 else ()
     mode = program.mode if spatial else "flat"

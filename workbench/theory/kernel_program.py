@@ -26,6 +26,7 @@ import networkx as nx
 import numpy as np
 
 from workbench.compile.graph import spec_graph
+from workbench.errors import TheoryError
 from workbench.nodes.base import has_rule, rule
 from workbench.spec.model import Spec
 
@@ -54,6 +55,7 @@ class Readout:
 class Loop:
     times: int
     body: tuple
+    path: str = ""  # the repeat node's spec path (named when its kernel overflows)
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,7 @@ def _bind(program: Program, steps: tuple, shape: tuple, spatial: tuple, buffers:
     for i, step in enumerate(steps):
         if isinstance(step, Loop):
             body, spatial = _bind(program, step.body, shape, spatial, buffers)
-            ops.append(_repeat(body, step.times, exact_stop=not buffers.functional))
+            ops.append(_repeat(body, step.times, not buffers.functional, step.path))
         elif isinstance(step, Linear):
             ops.append(_bind_linear(program, step, shape, spatial, buffers, carried))
             carried = 1.0
@@ -236,18 +238,20 @@ def _bind(program: Program, steps: tuple, shape: tuple, spatial: tuple, buffers:
     return ops, spatial
 
 
-STOP_CHECK = 16  # passes between checks for an exact fixed point
+STOP_CHECK = 16  # passes between checks for an exact fixed point and for overflow
+OVERFLOW_GUARD = 1e150  # beyond this, products of two kernel entries overflow float64
 
 
-def _repeat(body: list[Op], times: int, exact_stop: bool) -> Op:
-    """The body ``times`` times; with ``exact_stop``, every STOP_CHECK passes the state is
-    compared with the one a pass before, and a pass that returned its input exactly (a
-    floating-point fixed point, NTK included) ends the loop (the rest would repeat it)."""
+def _repeat(body: list[Op], times: int, checked: bool, path: str = "") -> Op:
+    """The body ``times`` times. ``checked`` (eager runs): every STOP_CHECK passes the state
+    is compared with the one a pass before — a pass that returned its input exactly (a
+    floating-point fixed point, NTK included) ends the loop, the rest would repeat it — and
+    a state past OVERFLOW_GUARD (or NaN) is a TheoryError naming the repeat node."""
 
     def repeat(state: np.ndarray) -> np.ndarray:
         before = None
         for i in range(times):
-            if exact_stop and i % STOP_CHECK == STOP_CHECK - 1:
+            if checked and i % STOP_CHECK == STOP_CHECK - 1:
                 before = state.copy()
             for op in body:
                 state = op(state)
@@ -255,9 +259,20 @@ def _repeat(body: list[Op], times: int, exact_stop: bool) -> Op:
                 if np.array_equal(state, before):
                     return state
                 before = None
+                if not np.abs(state).max() < OVERFLOW_GUARD:
+                    where = f"{path or 'a repeat block'}: the kernel"
+                    raise overflow(where, f"after {i + 1} passes")
         return state
 
     return repeat
+
+
+def overflow(where: str, when: str = "") -> TheoryError:
+    """The typed error of a kernel that left float64's range (deep in the chaotic phase)."""
+    return TheoryError(
+        f"{where} overflowed float64{' ' + when if when else ''}",
+        hint="the network is deep in the chaotic phase; use fewer layers or a smaller sigma_w2",
+    )
 
 
 def _bind_linear(
