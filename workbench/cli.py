@@ -407,7 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("report", cmd_report, "a derivation report: recursions, numbers and plots (HTML, MD)")
     p.add_argument("spec", type=Path)
     p.add_argument("-o", "--out", type=Path, required=True, help="directory to write into")
-    p.add_argument("--format", default="html,md", help="comma-separated: html, md")
+    p.add_argument("--format", default="html,md", help="comma-separated: html, md, pdf")
     p.add_argument("--digits", type=int, help="significant digits for the fixed points")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs shown")
     p = add("modes", cmd_modes, "CNN depth scales per Fourier mode of each conv repeat block")

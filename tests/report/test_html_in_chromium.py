@@ -41,3 +41,12 @@ def test_mathematics_is_laid_out_by_a_browser(tmp_path):
     assert len(boxes) == rules
     assert all(width > 5 and height > 5 for width, height in boxes)
     assert 'data-raw-latex="false"' in dom
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium here: `apt install chromium` to run")
+def test_pdf_is_printed_by_the_browser(tmp_path):
+    files = write_report(FLAGSHIP, tmp_path, formats=("pdf",))
+    pdf = tmp_path / "report.pdf"
+    assert pdf in files.files and not (tmp_path / "report.html").exists()
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and len(data) > 50_000

@@ -14,7 +14,7 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 
-FORMATS = ("html", "md")
+FORMATS = ("html", "md", "pdf")
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,35 @@ def write_report(
     written = []
     if "md" in formats:
         written.append(write_markdown(content, drawn, provenance, out / "report.md"))
-    if "html" in formats:
-        written.append(write_html(content, drawn, provenance, out / "report.html"))
+    if "html" in formats or "pdf" in formats:
+        html = write_html(content, drawn, provenance, out / "report.html")
+        if "html" in formats:
+            written.append(html)
+        if "pdf" in formats:
+            written.append(_print_pdf(html, out / "report.pdf"))
+            if "html" not in formats:
+                html.unlink()
     bar.close()
     left_out = tuple(f"{s.title}: {s.missing}" for s in content.sections if s.missing)
     return ReportFiles(out, (*written, *drawn.values()), left_out)
+
+
+def _print_pdf(html: Path, pdf: Path) -> Path:
+    """The HTML printed to PDF by headless Chromium (it lays MathML out natively)."""
+    import shutil
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        raise WorkbenchError(
+            "PDF output needs Chromium to print the HTML",
+            hint="install it (Debian/Ubuntu: `apt install chromium`), or use --format html,md",
+        )
+    command = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
+               f"--print-to-pdf={pdf}", html.resolve().as_uri()]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 or not pdf.exists():
+        raise WorkbenchError(f"Chromium could not print the PDF: {done.stderr.strip()[-300:]}")
+    return pdf
 
 
 def _provenance(spec_path: Path, ctx: Any, seed: int, command: str | None, seconds: float):
