@@ -44,11 +44,23 @@ PARAMETERIZATIONS = ("ntk", "standard")
 def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool, ctx: Context = F64) -> KernelState:
     """The inputs' own second moments: X of shape (m, C) or (m, C, *S), averaged over channels
     (the 1/fan_in of the first layer's weights). At high precision the arrays hold mpf."""
+    x = ctx.array(_finite_inputs(inputs))
+    nngp, mode = input_moments(x, mode)
+    ntk = np.zeros_like(nngp) if want_ntk else None
+    spatial = x.shape[2:]
+    return KernelState(nngp, ntk, x.mean(axis=1), mode, tuple(spatial), x.shape[1], ctx=ctx)
+
+
+def _finite_inputs(inputs: np.ndarray) -> np.ndarray:
     x = np.asarray(inputs, float)
-    m, channels, spatial = x.shape[0], x.shape[1], x.shape[2:]
     if not np.isfinite(x).all():
         raise TheoryError("inputs must be finite")
-    x = ctx.array(x)
+    return x
+
+
+def input_moments(x: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
+    """X Xᵀ / C over channels, per pixel pair (full) or same pixel (diagonal), and the layout."""
+    m, channels, spatial = x.shape[0], x.shape[1], x.shape[2:]
     if not spatial:
         nngp = x @ x.T / channels
         mode = "flat"
@@ -60,8 +72,7 @@ def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool, ctx: Context = 
         else:
             same = np.matmul(flat.transpose(2, 0, 1), flat.transpose(2, 1, 0))  # (pixels, m, m)
             nngp = np.moveaxis(same, 0, 2).reshape(m, m, *spatial) / channels
-    ntk = np.zeros_like(nngp) if want_ntk else None
-    return KernelState(nngp, ntk, x.mean(axis=1), mode, tuple(spatial), channels, ctx=ctx)
+    return nngp, mode
 
 
 class Evaluator:
@@ -238,10 +249,10 @@ def _run_program(
     """The fused program's kernels, or None for zero-variance inputs (the general engine's
     rules handle those). An overflow deep in the chaotic phase is a TheoryError: the eager
     run names the repeat block where it happened; nothing is recomputed elsewhere."""
-    start = initial_state(inputs, program.mode, False)
-    if not (start.own_variances(start.nngp) > 0).all():
+    x = _finite_inputs(inputs)
+    if not (np.einsum("ac...->a...", x * x) > 0).all():
         return None  # zero-variance inputs (σ_w² > 0 keeps all later variances positive)
-    first = pack(start.nngp)
+    first = pack(input_moments(x, program.mode)[0])
     out = None
     if compiled:
         try:

@@ -67,6 +67,19 @@ class Program:
     parameterization: str
     ntk: bool
 
+    def __hash__(self) -> int:
+        """Hashed once: programs key the per-thread caches of bound steps on every run."""
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            fields = (self.steps, self.m, self.mode, self.spatial, self.parameterization)
+            cached = hash((*fields, self.ntk))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    def __getstate__(self) -> dict:
+        """Pickled without the cached hash (string hashes differ between processes)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
 
 @lru_cache(maxsize=64)
 def lower(spec: Spec, m: int, mode: str, parameterization: str, ntk: bool) -> Program | None:
