@@ -306,7 +306,7 @@ def cmd_report(args: argparse.Namespace) -> dict:
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     command = "workbench " + " ".join(sys.argv[1:]) if sys.argv[1:] else "workbench report"
     files = write_report(args.spec, args.out, formats, args.digits, args.seed, command,
-                         progress=sys.stderr.isatty())  # fmt: skip
+                         progress=sys.stderr.isatty(), validate=args.validate)  # fmt: skip
     result = files.to_dict()
     if not args.json:
         main_file = next((f for f in files.files if f.suffix == ".html"), files.files[0])
@@ -410,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="html,md", help="comma-separated: html, md, pdf")
     p.add_argument("--digits", type=int, help="significant digits for the fixed points")
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs shown")
+    p.add_argument("--validate", action="store_true",
+                   help="add Monte-Carlo checks of the spec's own finite networks")  # fmt: skip
     p = add("modes", cmd_modes, "CNN depth scales per Fourier mode of each conv repeat block")
     p.add_argument("spec", type=Path)
     p = add("ntk-spectrum", cmd_ntk_spectrum, "NTK eigenvalues, condition number, max rate")

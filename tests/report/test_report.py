@@ -114,3 +114,35 @@ def test_every_derivation_renders_its_report(path, tmp_path):
     for png in (f for f in files.files if f.suffix == ".png"):
         assert png.read_bytes().startswith(PNG)
     assert md.count("*Left out: ") == len(files.sections_left_out)
+
+
+def test_validate_checks_the_flagship_and_can_fail(tmp_path, monkeypatch):
+    """--validate: every layer's qˡ, cˡ of 16 width-512 networks of the flagship itself (cut
+    at 30 layers) against the recursion — all pass; with the theory's variances 6% off the
+    same data fail, and the report says so."""
+    from workbench.report import monte_carlo
+    from workbench.validation import quantities
+
+    files = write_report(FLAGSHIP, tmp_path / "ok", formats=("md",), validate=True)
+    md = (tmp_path / "ok" / "report.md").read_text()
+    assert "**all passed**" in md and "| q, layer 29 |" in md
+    assert (tmp_path / "ok" / "validation.png").read_bytes().startswith(PNG)
+    assert not any("Monte-Carlo" in line for line in files.sections_left_out)
+
+    honest = quantities._fc_theory
+
+    def off(spec, x, layer):
+        evolution = honest(spec, x, layer)
+        evolution.q *= 1.06
+        return evolution
+
+    monkeypatch.setattr(quantities, "_fc_theory", off)
+    write_report(FLAGSHIP, tmp_path / "off", formats=("md",), validate=True)
+    md = (tmp_path / "off" / "report.md").read_text()
+    assert "**SOME CHECKS FAILED**" in md and "| False |" in md
+    assert monte_carlo.VALIDATE_WIDTH >= 512  # the interval that caught 6% above
+
+
+def test_validate_on_a_conv_spec_says_why_not(tmp_path):
+    files = write_report(SPEC_FILES / "conv1d.yaml", tmp_path, formats=("md",), validate=True)
+    assert any(line.startswith("Monte-Carlo validation:") for line in files.sections_left_out)

@@ -14,7 +14,8 @@ from typing import Any
 
 from workbench.errors import WorkbenchError
 
-FORMATS = ("html", "md", "pdf")
+FORMATS = ("html", "md", "pdf")  # what --format accepts
+DEFAULT_FORMATS = ("html", "md")
 
 
 @dataclass(frozen=True)
@@ -31,13 +32,15 @@ class ReportFiles:
 def write_report(
     spec_path: str | Path,
     out_dir: str | Path,
-    formats: tuple[str, ...] = FORMATS,
+    formats: tuple[str, ...] = DEFAULT_FORMATS,
     digits: int | None = None,
     seed: int = 0,
     command: str | None = None,
     progress: bool = False,
+    validate: bool = False,
 ) -> ReportFiles:
-    """Write ``report.<format>`` and the figures (PNG) into ``out_dir`` (created)."""
+    """Write ``report.<format>`` and the figures (PNG) into ``out_dir`` (created);
+    ``validate`` adds the Monte-Carlo checks of the spec's own finite networks."""
     from tqdm import tqdm
 
     from workbench.compile import load_spec
@@ -55,18 +58,19 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ctx = context(digits)
-    bar = tqdm(total=8, desc="report", disable=not progress, leave=False)
+    bar = tqdm(total=9 if validate else 8, desc="report", disable=not progress, leave=False)
 
     def step(label: str) -> None:
         bar.set_postfix_str(label)
         bar.update()
 
-    content = gather(spec, spec_path.read_text(encoding="utf-8"), ctx, seed, step)
+    content = gather(spec, spec_path.read_text(encoding="utf-8"), ctx, seed, step, validate)
     drawn = {"stages": fig.stage_graph(content.section("stages").data, out / "stages.png")}
     for key, draw in (("evolution", fig.evolution), ("phase", fig.phase_diagram),
-                      ("modes", fig.modes), ("spectrum", fig.spectrum)):  # fmt: skip
-        section = content.section(key)
-        if section.data:
+                      ("modes", fig.modes), ("spectrum", fig.spectrum),
+                      ("validation", fig.validation)):  # fmt: skip
+        section = next((s for s in content.sections if s.key == key), None)
+        if section is not None and section.data:
             drawn[key] = draw(section.data, out / f"{key}.png")
     step("writing")
     provenance = _provenance(spec_path, ctx, seed, command, time.perf_counter() - start)

@@ -39,10 +39,13 @@ class ReportContent:
         return next(s for s in self.sections if s.key == key)
 
 
-def gather(spec: Any, spec_text: str, ctx: Any, seed: int, progress: Any) -> ReportContent:
-    """Every section of the report for ``spec`` (``progress(label)`` is called per step)."""
+def gather(
+    spec: Any, spec_text: str, ctx: Any, seed: int, progress: Any, validate: bool = False
+) -> ReportContent:
+    """Every section of the report for ``spec`` (``progress(label)`` is called per step);
+    ``validate`` adds the Monte-Carlo section (``monte_carlo.validate``)."""
     content = ReportContent(spec.name, spec_text)
-    for key, title, make in (
+    sections = [
         ("stages", "Stages", _stages),
         ("recursions", "Recursions", _recursions),
         ("fixed_points", "Fixed points, susceptibilities and depth scales", _fixed_points),
@@ -50,7 +53,10 @@ def gather(spec: Any, spec_text: str, ctx: Any, seed: int, progress: Any) -> Rep
         ("phase", "Phase diagram", _phase),
         ("modes", "Depth scales per Fourier mode", _modes),
         ("spectrum", "NTK spectrum against depth", _spectrum),
-    ):
+    ]
+    if validate:
+        sections.append(("validation", "Monte-Carlo validation", _validation))
+    for key, title, make in sections:
         progress(title)
         try:
             content.sections.append(Section(key, title, make(spec, ctx, seed)))
@@ -141,3 +147,9 @@ def _spectrum(spec: Any, ctx: Any, seed: int) -> dict:
     top = max(2, min(total_depth(spec), 1000))
     depths = sorted({int(d) for d in np.unique(np.geomspace(1, top, 12).round())})
     return ntk_spectrum(spec, SPECTRUM_M, SPECTRUM_C0, depths).to_dict()
+
+
+def _validation(spec: Any, ctx: Any, seed: int) -> dict:
+    from workbench.report.monte_carlo import validate
+
+    return validate(spec, seed)

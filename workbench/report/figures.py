@@ -136,3 +136,25 @@ def spectrum(data: dict, path: Path) -> Path:
     right.set_xlabel("depth")
     right.set_ylabel(r"$\kappa = \lambda_{max}/\lambda_{min}$")
     return _save(fig, path)
+
+
+def validation(data: dict, path: Path) -> Path:
+    """Theory lines and Monte-Carlo points (mean ± interval + allowance) of qˡ and cˡ."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, quantity in zip(axes, ("q", "c")):
+        rows = [c for c in data["checks"] if c["quantity"] == quantity]
+        layer = [c["layer"] for c in rows]
+        ax.plot(layer, [c["theory"] for c in rows], "-", color="0.2", lw=1.2, label="theory")
+        ax.errorbar(layer, [c["mc_mean"] for c in rows],
+                    yerr=[c["mc_ci"] + c["allowance"] for c in rows], fmt="o", ms=3,
+                    color="#c0392b", label=f"Monte-Carlo ({data['samples']} nets, width "
+                    f"{data['width']})")  # fmt: skip
+        failed = [c for c in rows if not c["passed"]]
+        if failed:
+            ax.plot([c["layer"] for c in failed], [c["mc_mean"] for c in failed], "x",
+                    color="k", ms=8, label="failed")  # fmt: skip
+        ax.set_xlabel("layer l")
+        ax.set_ylabel(rf"${quantity}^l$")
+        ax.legend(fontsize=7)
+    return _save(fig, path)

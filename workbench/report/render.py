@@ -20,6 +20,7 @@ ORBIT_COLUMNS = ("path", "phase", "batch", "passes", "q_star", "c_star", "xi_c",
 STAGE_COLUMNS = ("path", "kind", "in_shape", "out_shape", "sigma_w2", "sigma_b2", "activation",
                  "times")  # fmt: skip
 SPECTRUM_COLUMNS = ("depth", "lambda_max", "lambda_rest", "kappa", "eta_max")
+VALIDATION_COLUMNS = ("name", "theory", "mc_mean", "mc_ci", "allowance", "passed")
 
 
 def number(value: Any) -> str:
@@ -53,6 +54,9 @@ def tables(content: ReportContent) -> dict[str, dict]:
     spectrum = content.section("spectrum")
     if spectrum.data:
         out["spectrum"] = _table(spectrum.data["depths"], SPECTRUM_COLUMNS)
+    checks = next((s for s in content.sections if s.key == "validation"), None)
+    if checks is not None and checks.data:
+        out["validation"] = _table(checks.data["checks"], VALIDATION_COLUMNS)
     modes = content.section("modes")
     if modes.data:
         rows = [{"block": t["path"], **m} for t in modes.data for m in t["modes"]]

@@ -64,6 +64,12 @@ def run_check(check: Check, device: str, dtype: str = "float64", seed: int = 0) 
     x = make_inputs(check.spec, check.inputs)
     net = build_network(check.spec, check.width, check.samples, seed, dtype, device)
     theory, samples = QUANTITIES[check.quantity](check, net, x)
+    return compare(check, theory, samples, time.perf_counter() - start)
+
+
+def compare(check: Check, theory: float, samples: np.ndarray, seconds: float) -> CheckResult:
+    """Theory against the mean of independent Monte-Carlo samples: passed when they differ by
+    at most the Student-t interval at the check's confidence plus its finite-width allowance."""
     samples = np.asarray(samples, float)
     if not np.isfinite(samples).all() or not np.isfinite(theory):
         raise WorkbenchError(f"check '{check.name}': non-finite theory or Monte-Carlo values")
@@ -73,7 +79,6 @@ def run_check(check: Check, device: str, dtype: str = "float64", seed: int = 0) 
     ci = float(stats.t.ppf(0.5 + check.confidence / 2, max(n - 1, 1)) * sem)
     allowance = check.relative * abs(theory) + check.absolute
     passed = abs(mean - theory) <= ci + allowance
-    seconds = time.perf_counter() - start
     return CheckResult(check.name, check.quantity, float(theory), mean, ci, allowance, passed,
                        check.width, check.samples, seconds)  # fmt: skip
 
