@@ -114,6 +114,25 @@ def test_every_derivation_renders_its_report(path, tmp_path):
     for png in (f for f in files.files if f.suffix == ".png"):
         assert png.read_bytes().startswith(PNG)
     assert md.count("*Left out: ") == len(files.sections_left_out)
+    _fixed_point_cells_are_the_apis(md, path)
+
+
+def _fixed_point_cells_are_the_apis(md, path):
+    """Every number of the fixed-point tables equals analyze_spec's to 10 digits."""
+    section = md.split("## Fixed points")[1].split("\n## ")[0]
+    rows, header = {}, []
+    for line in section.splitlines():
+        if line.startswith("| path |"):
+            header = [c.strip() for c in line.strip("|").split("|")]
+        elif line.startswith("| ") and header:
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            rows[cells[0]] = dict(zip(header, cells))
+    for block in analyze_spec(load_spec(path)).to_dict()["blocks"]:
+        cells = rows[block["path"]]
+        for name, cell in cells.items():
+            value = block.get(name)
+            if isinstance(value, float):
+                assert float(cell) == pytest.approx(value, rel=1e-9), (path.name, name)
 
 
 def test_validate_checks_the_flagship_and_can_fail(tmp_path, monkeypatch):
