@@ -97,7 +97,10 @@ def _evolution(spec: Any, ctx: Any, seed: int) -> dict:
     from workbench.compile.summary import total_depth
     from workbench.theory.evolution import evolve_kernel, input_kernel
 
-    first, steps = _fc(spec)
+    try:
+        first, steps = _fc(spec)
+    except UnsupportedError:
+        return _block_evolution(spec, seed)
     if not steps:
         raise UnsupportedError("a single weight layer has no depth to propagate through")
     depth = min(total_depth(spec), EVOLUTION_MAX_DEPTH)
@@ -107,6 +110,26 @@ def _evolution(spec: Any, ctx: Any, seed: int) -> dict:
     evolution = evolve_kernel(steps, kernel, depth)
     return {"depth": depth, "q": evolution.q, "c": evolution.c, "inputs": EVOLUTION_INPUTS,
             "seed": seed, "notes": list(evolution.notes)}  # fmt: skip
+
+
+def _block_evolution(spec: Any, seed: int) -> dict:
+    """For specs outside the FC chain (conv, bn, residual...): the first repeat block's own
+    rules iterated from an equicorrelated batch (``block_orbit.orbit``)."""
+    from workbench.compile.graph import node_attrs, spec_graph
+    from workbench.nodes.base import blocks
+    from workbench.theory.block_orbit import BATCH, C0, orbit
+
+    block = next(iter(blocks(spec.layers)), None)
+    if block is None:
+        raise UnsupportedError("no repeat block and not a dense/act chain: nothing to follow")
+    passes = min(block.times, EVOLUTION_MAX_DEPTH)
+    q, c = orbit(block.path, node_attrs(spec_graph(spec), block.path), passes)
+    note = (f"{block.path}: means over a batch of {BATCH} inputs (and their pixels) of q^l and "
+            f"of the correlation between distinct inputs, from q⁰ = 1, c⁰ = {C0} at the block's "
+            f"input, by the block's own rules; {len(q)} of {block.times} passes (the orbit stops "
+            "once it has settled)")  # fmt: skip
+    return {"depth": len(q), "q": q[:, None], "c": c[:, None], "inputs": BATCH, "seed": seed,
+            "notes": [note]}  # fmt: skip
 
 
 def _phase(spec: Any, ctx: Any, seed: int) -> dict:

@@ -68,13 +68,16 @@ def evolution(data: dict, path: Path) -> Path:
     left.set_xscale("log")
     left.set_xlabel("layer l + 1")
     left.set_ylabel(r"$q^l$")
-    left.set_title(f"variances of {q.shape[1]} inputs")
+    batch_mean = q.shape[1] == 1  # a block's orbit: means over its batch
+    left.set_title("batch-mean variance" if batch_mean else f"variances of {q.shape[1]} inputs")
     if c.size:
         right.plot(layers + 1, np.clip(np.abs(1 - c), 1e-17, None), lw=0.6)
         right.set_xscale("log")
         right.set_yscale("log")
         right.set_ylabel(r"$|1 - c^l|$ (floored at 1e-17)")
-        right.set_title(f"correlations of {c.shape[1]} pairs")
+        right.set_title(
+            "batch-mean correlation" if batch_mean else f"correlations of {c.shape[1]} pairs"
+        )
     right.set_xlabel("layer l + 1")
     return _save(fig, path)
 

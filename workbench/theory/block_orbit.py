@@ -93,6 +93,18 @@ def analyze_orbit(
     """Iterate the block's body graph (``attrs`` of its graph node) for up to
     min(times, MAX_PASSES) passes from an equicorrelated batch; see the module docstring.
     ``progress``: a tqdm bar over the passes, labelled by the block's path."""
+    q, c = orbit(path, attrs, min(times, MAX_PASSES), batch, progress)
+    if q[-1] == 0:
+        return OrbitAnalysis(path, "variance vanishes", batch, len(q))
+    return _summarise(path, batch, q, c, times)
+
+
+def orbit(
+    path: str, attrs: dict, passes: int, batch: int = BATCH, progress: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """qˡ (mean over the batch and pixels) and cˡ (mean same-pixel correlation of distinct
+    inputs) after each pass of the block's own rules, from the equicorrelated start; it stops
+    early once both have settled (later passes repeat them) or the variance vanishes."""
     from tqdm import tqdm
 
     from workbench.theory.evaluate import Evaluator
@@ -101,21 +113,22 @@ def analyze_orbit(
     again = attrs.get("body_again", attrs["body"])
     state = _start(tuple(attrs["body"].graph["input_shape"]), batch)
     qs, cs = [], []
-    passes = min(times, MAX_PASSES)
     bar = tqdm(range(passes), desc=f"{path} orbit", disable=not progress, leave=False)
     with np.errstate(all="ignore"):
         for i in bar:
             state = ev.realized(ev.propagate(attrs["body"] if i == 0 else again, state))
             q, c = _q_and_c(state)
+            if q == 0:
+                qs.append(0.0)
+                cs.append(0.0)
+                break
             if not (np.isfinite(q) and np.isfinite(c)):
                 raise TheoryError(f"{path}: the block's orbit is not finite after {i + 1} passes")
             qs.append(q)
             cs.append(c)
-            if q == 0:
-                return OrbitAnalysis(path, "variance vanishes", batch, i + 1)
             if i >= 3 and _settled(qs[-3:]) and _settled(cs[-3:]):
                 break
-    return _summarise(path, batch, np.array(qs), np.array(cs), times)
+    return np.array(qs), np.array(cs)
 
 
 def _settled(values: list[float]) -> bool:
