@@ -69,7 +69,7 @@ def write_report(
     for key, draw in (("evolution", fig.evolution), ("phase", fig.phase_diagram),
                       ("modes", fig.modes), ("spectrum", fig.spectrum),
                       ("validation", fig.validation)):  # fmt: skip
-        section = next((s for s in content.sections if s.key == key), None)
+        section = content.section(key)
         if section is not None and section.data:
             drawn[key] = draw(section.data, out / f"{key}.png")
     step("writing")

@@ -35,8 +35,9 @@ class ReportContent:
     spec_text: str
     sections: list[Section] = field(default_factory=list)
 
-    def section(self, key: str) -> Section:
-        return next(s for s in self.sections if s.key == key)
+    def section(self, key: str) -> Section | None:
+        """The section ``key``, None when the report has none (validation without --validate)."""
+        return next((s for s in self.sections if s.key == key), None)
 
 
 def gather(

@@ -54,7 +54,7 @@ def tables(content: ReportContent) -> dict[str, dict]:
     spectrum = content.section("spectrum")
     if spectrum.data:
         out["spectrum"] = _table(spectrum.data["depths"], SPECTRUM_COLUMNS)
-    checks = next((s for s in content.sections if s.key == "validation"), None)
+    checks = content.section("validation")
     if checks is not None and checks.data:
         out["validation"] = _table(checks.data["checks"], VALIDATION_COLUMNS)
     modes = content.section("modes")

@@ -448,18 +448,7 @@ def _bind_activate(
         state = buffers.stacked(out, state)
         return np.multiply(state, scale, out=out) if scaled else state
 
-    if buffers.functional or not program.ntk:
-        return activate
-    first, second = buffers("state 1", *shape), buffers("state 2", *shape)
-    work = (scratch[0], scratch[1])
-
-    def activate_eager(x: np.ndarray) -> np.ndarray:  # the steps above in fewer Python calls
-        out = second if x is first else first
-        t_dot = pair(products(x[0], prepare), x[0], (out[0], out[1], *work))[1]
-        np.multiply(t_dot, x[1], out=out[1])
-        return np.multiply(out, scale, out=out) if scaled else out
-
-    return activate_eager
+    return activate
 
 
 def _variance_products(m: int, spatial, mode: str, shape, buffers: _Buffers):
