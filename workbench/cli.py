@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -36,11 +37,24 @@ def _count(text: str) -> int:
     return value
 
 
+def _number(text: str) -> float:
+    """A number from the command line, kept exact (``precision.ExactReal``) for --digits."""
+    from workbench.precision import exact_real
+
+    try:
+        value = exact_real(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _grid(text: str) -> tuple[float, float, int]:
     parts = text.split(":")
     try:
-        a, b, n = float(parts[0]), float(parts[1]), int(parts[2])
-    except (ValueError, IndexError):
+        a, b, n = _number(parts[0]), _number(parts[1]), int(parts[2])
+    except (ValueError, IndexError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"expected a:b:n (e.g. 0:0.3:31), got {text!r}") from None
     if len(parts) != 3 or n < 1 or a < 0 or b < a:
         raise argparse.ArgumentTypeError(f"expected 0 <= a <= b and n >= 1 in a:b:n, got {text!r}")
@@ -156,17 +170,15 @@ def cmd_critical(args: argparse.Namespace) -> dict:
 
 
 def cmd_phase_diagram(args: argparse.Namespace) -> dict:
-    import numpy as np
 
     from workbench.activations import parse_activation
     from workbench.plots import check_phase_diagram_path, write_phase_diagram
-    from workbench.precision import context
+    from workbench.precision import context, exact_grid
     from workbench.theory.critical import critical_line
 
     if args.out:
         check_phase_diagram_path(Path(args.out))
-    a, b, n = args.sigma_b2
-    grid = np.linspace(a, b, n)
+    grid = exact_grid(*args.sigma_b2)
     phi = parse_activation(args.activation)
     points = critical_line(phi, grid, context(args.digits), progress=not args.json)
     rows = [p.to_dict() for p in points]
@@ -248,15 +260,18 @@ def cmd_kernel(args: argparse.Namespace) -> dict:
             saved[f"{name}_x1_x2"] = k[:m, m:]
             k = k[:m, :m]
         saved[name] = k
+    stored = {k: np.asarray(v, dtype=float) for k, v in saved.items()}
+    if args.digits:  # the values as computed, beside their float64 roundings
+        stored.update({f"{k}_decimal": _decimal_strings(v, args.digits) for k, v in saved.items()})
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(out_path, **{k: np.asarray(v, dtype=float) for k, v in saved.items()})
+        np.savez(out_path, **stored)
     except OSError as err:
         raise WorkbenchError(f"cannot write '{out_path}': {err.strerror or err}") from None
     summary = {
         "spec": spec.name,
         "out": str(out_path),
-        "arrays": {k: list(v.shape) for k, v in saved.items()},
+        "arrays": {k: list(v.shape) for k, v in stored.items()},
         "parameterization": args.parameterization,
         "mode": result.mode,
         "notes": result.notes,
@@ -267,12 +282,26 @@ def cmd_kernel(args: argparse.Namespace) -> dict:
         summary["compile_seconds"] = compile_seconds
     if args.digits:
         summary["digits"] = args.digits
-        summary["note"] = "the npz holds float64 roundings of the high-precision kernels"
+        summary["note"] = (
+            f"each array is stored twice: float64 roundings, and as '<name>_decimal' strings "
+            f"of {args.digits} significant digits (mpmath.mpf reads them). The inputs are "
+            "float64 values from the .npy, taken as the exact binary fractions they hold"
+        )
     if not args.json:
         shapes = ", ".join(f"{k} {v}" for k, v in summary["arrays"].items())
         print(f"{spec.name}: wrote {out_path} ({shapes})")
         print(f"median of {args.repeat}: {summary['seconds']:.4f} s")
     return summary
+
+
+def _decimal_strings(values: Any, digits: int) -> Any:
+    """An array of numbers as decimal strings of ``digits`` significant digits."""
+    import mpmath
+    import numpy as np
+
+    with mpmath.workdps(digits + 5):  # mpf() rounds to the working precision
+        text = [mpmath.nstr(mpmath.mpf(v), digits, strip_zeros=False) for v in np.ravel(values)]
+    return np.array(text, dtype=str).reshape(np.shape(values))
 
 
 def _load_array(path: Path, flag: str):
@@ -377,7 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--digits", type=_digits, help="compute with mpmath at N significant digits")
     p = add("critical", cmd_critical, "the critical sigma_w2 and q* at a bias variance")
     p.add_argument("--activation", required=True, help="a name (tanh) or an expression in x")
-    p.add_argument("--sigma-b2", type=float, required=True)
+    p.add_argument("--sigma-b2", type=_number, required=True)
     p.add_argument("--digits", type=_digits)
     p = add(
         "phase-diagram", cmd_phase_diagram, "the critical line sigma_w2(sigma_b2), coloured by q*"
@@ -417,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("ntk-spectrum", cmd_ntk_spectrum, "NTK eigenvalues, condition number, max rate")
     p.add_argument("spec", type=Path)
     p.add_argument("--m", type=int, required=True, help="number of inputs")
-    p.add_argument("--c0", type=float, required=True, help="their pairwise correlation")
+    p.add_argument("--c0", type=_number, required=True, help="their pairwise correlation")
     p.add_argument("--depths", default="1,10,100")
     p = add("validate", cmd_validate, "run a validation suite: theory against Monte-Carlo")
     p.add_argument("suite", type=Path)

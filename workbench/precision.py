@@ -15,6 +15,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, ClassVar
 
 import mpmath
@@ -23,6 +24,63 @@ import numpy as np
 from workbench.errors import UnsupportedError, WorkbenchError
 
 GUARD_DIGITS = 10
+
+
+class ExactReal(float):
+    """A float that remembers the exact number the user wrote (its decimal text as a
+    Fraction): float64 code sees the nearest double, a precision context converts the exact
+    value (``Mp.num``), so ``--digits 40`` answers for σ_b² = 0.05, not for the double
+    0.05000000000000000277…"""
+
+    fraction: Fraction
+
+    def __new__(cls, value: Fraction) -> ExactReal:
+        self = super().__new__(cls, float(value))
+        self.fraction = value
+        return self
+
+    def __reduce__(self) -> tuple:
+        return (ExactReal, (self.fraction,))
+
+    def __repr__(self) -> str:
+        return float.__repr__(self)
+
+
+def exact_real(text: str) -> float:
+    """The number written as ``text`` (decimal, or rational a/b): an ExactReal; a plain
+    float where the text is no finite rational (inf, nan, past float64's range). Raises
+    ValueError for text that is no number."""
+    try:
+        value = Fraction(text.strip().replace("_", ""))
+        if math.isfinite(float(value)):
+            return ExactReal(value)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        pass
+    return float(text)
+
+
+def exact_grid(start: float, stop: float, count: int) -> list[float]:
+    """``count`` evenly spaced numbers from start to stop, each exact (np.linspace's values
+    in float64; the exact rationals start + i (stop − start)/(count − 1) under --digits)."""
+    a, b = exact_fraction(start), exact_fraction(stop)
+    if count == 1:
+        return [ExactReal(a)]
+    return [ExactReal(a + (b - a) * i / (count - 1)) for i in range(count)]
+
+
+def exact_fraction(value: Any) -> Fraction:
+    """The exact rational value of a number: what the user wrote for an ExactReal, else the
+    binary value of the float (exact too, but maybe not what was meant)."""
+    if isinstance(value, ExactReal):
+        return value.fraction
+    if isinstance(value, int):
+        return Fraction(value)
+    return Fraction(float(value))
+
+
+def is_exact_input(value: Any) -> bool:
+    """Whether ``value`` carries the number the user wrote (an int or an ExactReal)."""
+    return isinstance(value, ExactReal | int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -54,10 +112,11 @@ class Float64:
         return bool(np.isfinite(values).all() and np.abs(values).max(initial=0) < guard)
 
     def exact(self, value: Any) -> Any:
-        """A sympy number equal to the float64 value."""
+        """A sympy number equal to the value (the number the user wrote, for an ExactReal)."""
         import sympy as sp
 
-        return sp.Rational(float(value))
+        fraction = exact_fraction(value)
+        return sp.Rational(fraction.numerator, fraction.denominator)
 
     def require_float64(self, what: str) -> None:
         """Refuse (in the other context) what only float64 computes."""
@@ -138,7 +197,12 @@ class Mp:
         return f"mpmath ({self.digits} digits)"
 
     def num(self, value: Any) -> Any:
+        """``value`` at this precision: an ExactReal (a number the user wrote) rounded from
+        its exact fraction, anything else as it is."""
         with self.active():
+            if isinstance(value, ExactReal):
+                fraction = value.fraction
+                return mpmath.mpf(fraction.numerator) / fraction.denominator
             return mpmath.mpf(value)
 
     def array(self, values: Any) -> np.ndarray:
@@ -165,9 +229,11 @@ class Mp:
         return all(self.isfinite(v) for v in np.ravel(values))
 
     def exact(self, value: Any) -> Any:
-        """A sympy number carrying this context's digits."""
+        """A sympy number carrying this context's digits (exact for an ExactReal)."""
         import sympy as sp
 
+        if isinstance(value, ExactReal):
+            return sp.Rational(value.fraction.numerator, value.fraction.denominator)
         return sp.Float(value, self.digits + GUARD_DIGITS)
 
     def require_float64(self, what: str) -> None:

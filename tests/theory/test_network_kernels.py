@@ -442,3 +442,34 @@ def test_ntk_spectrum_cli_json(erf_critical, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert [d["depth"] for d in result["depths"]] == [1, 10, 100]
     assert result["depths"][-1]["asymptotic"]["kappa"] == 3.0
+
+
+def test_kernel_cli_digits_store_the_decimal_values(tmp_path, capsys):
+    import mpmath
+
+    path = tmp_path / "f.yaml"
+    path.write_text(
+        "name: f\ninput: {shape: [3]}\ndefaults: {sigma_w2: 1.5, sigma_b2: 0.05}\n"
+        "layers:\n  - dense: {width: 8}\n  - act: erf\n  - dense: {width: 8}\n"
+    )
+    x = np.array([[1.0, 0.5, -0.25], [0.5, 0.5, 2.0]])
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "k.npz"
+    argv = ["kernel", str(path), "--inputs", str(tmp_path / "x.npy"), "--out", str(out)]
+    assert main([*argv, "--digits", "30", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "exact binary fractions" in summary["note"]
+    saved = np.load(out)  # no pickle needed: plain unicode arrays
+    assert saved["nngp_decimal"].shape == (2, 2) and saved["ntk_decimal"].shape == (2, 2)
+    # the decimal strings are the 30-digit values: erf's arcsine kernel at 40 digits agrees
+    with mpmath.workdps(40):
+        sw2, sb2 = mpmath.mpf(3) / 2, mpmath.mpf(1) / 20
+        k0 = [[sw2 * mpmath.fsum(mpmath.mpf(u) * mpmath.mpf(v) for u, v in zip(a, b)) / 3 + sb2
+               for b in x] for a in x]  # fmt: skip
+        for a in range(2):
+            for b in range(2):
+                arg = 2 * k0[a][b] / mpmath.sqrt((1 + 2 * k0[a][a]) * (1 + 2 * k0[b][b]))
+                expected = sw2 * 2 / mpmath.pi * mpmath.asin(arg) + sb2
+                got = mpmath.mpf(str(saved["nngp_decimal"][a, b]))
+                assert abs(got / expected - 1) < 1e-28
+                assert float(saved["nngp"][a, b]) == pytest.approx(float(expected), rel=1e-15)

@@ -93,6 +93,7 @@ def weight_layer(
     K' = σ_w² A(K) + σ_b²; Θ' = K' + σ_w² A(Θ) (``ntk``) or fan_in·P(K) + 1 + σ_w² A(Θ)
     (``standard``: gradients w.r.t. W itself). Dense: A = P = identity; conv: A = A_v ⋆
     (the variance-weighted tap sum) and P the plain tap sum."""
+    sigma_w2, sigma_b2 = state.ctx.num(sigma_w2), state.ctx.num(sigma_b2)  # exact under --digits
     nngp = sigma_w2 * mix(state.nngp) + sigma_b2
     ntk = None
     if state.ntk is not None:

@@ -10,8 +10,10 @@ import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
+from workbench.precision import ExactReal
 from workbench.spec.where import Where
 
 Checker = Callable[[Any, Where], Any]
@@ -147,11 +149,13 @@ def real(value: object, where: Where) -> float:
         hint = hint or _type_hint(value, "a number such as 1.5")
         raise where.error(f"expected a number, got {type_name(value)} {show(value)}", hint)
     try:
-        number = float(value)
+        number = value if isinstance(value, ExactReal) else float(value)
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
         raise where.error(f"expected a finite number, got {show(value)}", "use a finite value")
+    if is_int(value):  # keep the exact integer for the precision contexts
+        number = ExactReal(Fraction(value))
     return number
 
 

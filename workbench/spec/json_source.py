@@ -7,6 +7,7 @@ import json
 import re
 
 from workbench.errors import SpecError
+from workbench.precision import exact_real
 from workbench.spec.where import join_item, join_key
 
 Lines = dict[str, int]
@@ -84,7 +85,7 @@ class _LineScanner:
 def parse_json(text: str, file: str | None = None) -> tuple[object, Lines]:
     """Parse JSON; syntax errors become SpecError with the decoder's line."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_float=exact_real)
         scanner = _LineScanner(text, file)
         start = scanner.skip(0)
         scanner.lines[""] = scanner.line(start)

@@ -5,9 +5,24 @@ from __future__ import annotations
 import yaml
 
 from workbench.errors import SpecError
+from workbench.precision import exact_real
 from workbench.spec.where import join_item, join_key
 
 Lines = dict[str, int]
+
+
+class _ExactLoader(yaml.SafeLoader):
+    """The safe loader, keeping the decimal text of every float (``precision.ExactReal``)."""
+
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        text = self.construct_scalar(node)
+        try:
+            return exact_real(text)
+        except ValueError:  # YAML's own spellings: .inf, .nan, base-60 1:30.5
+            return super().construct_yaml_float(node)
+
+
+_ExactLoader.add_constructor("tag:yaml.org,2002:float", _ExactLoader.construct_yaml_float)
 
 
 def _line(mark: yaml.Mark | None) -> int | None:
@@ -76,7 +91,7 @@ def parse_yaml(text: str, file: str | None = None) -> tuple[object, Lines]:
     """Parse one YAML document safely; errors become SpecError with the parser's line."""
     loader = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _ExactLoader(text)
         node = loader.get_single_node()
         if node is None:
             return None, {}

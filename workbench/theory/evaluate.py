@@ -44,11 +44,13 @@ PARAMETERIZATIONS = ("ntk", "standard")
 def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool, ctx: Context = F64) -> KernelState:
     """The inputs' own second moments: X of shape (m, C) or (m, C, *S), averaged over channels
     (the 1/fan_in of the first layer's weights). At high precision the arrays hold mpf."""
-    x = ctx.array(_finite_inputs(inputs))
-    nngp, mode = input_moments(x, mode)
+    with ctx.active():
+        x = ctx.array(_finite_inputs(inputs))
+        nngp, mode = input_moments(x, mode)
+        mean = x.mean(axis=1)
     ntk = np.zeros_like(nngp) if want_ntk else None
     spatial = x.shape[2:]
-    return KernelState(nngp, ntk, x.mean(axis=1), mode, tuple(spatial), x.shape[1], ctx=ctx)
+    return KernelState(nngp, ntk, mean, mode, tuple(spatial), x.shape[1], ctx=ctx)
 
 
 def _finite_inputs(inputs: np.ndarray) -> np.ndarray:
@@ -87,12 +89,14 @@ class Evaluator:
         self._interpolants: dict = {}  # (φ, q) → (T, Ṫ) interpolants in the correlation
 
     def propagate(self, graph: nx.DiGraph, state: KernelState) -> KernelState:
-        """Run the state through the graph's nodes in order, each by its own kernel rule."""
-        for name in nx.topological_sort(graph):
-            attrs = graph.nodes[name]
-            node = attrs["node"]
-            state = rule(node, "kernel")(node, state, self, attrs)
-            _check_finite(state, node)
+        """Run the state through the graph's nodes in order, each by its own kernel rule (all
+        arithmetic at the state's precision: mpf operations round to the active one)."""
+        with state.ctx.active():
+            for name in nx.topological_sort(graph):
+                attrs = graph.nodes[name]
+                node = attrs["node"]
+                state = rule(node, "kernel")(node, state, self, attrs)
+                _check_finite(state, node)
         return state
 
     def realized(self, state: KernelState) -> KernelState:
@@ -238,7 +242,9 @@ def network_kernels(
     elif compiled:
         notes.append("not compiled: high-precision kernels run on the general engine")
     state = initial_state(inputs, mode, ntk, ctx).replace(notes=tuple(notes))
-    state = evaluator.flat(evaluator.propagate(spec_graph(spec), state))
+    state = evaluator.propagate(spec_graph(spec), state)
+    with ctx.active():
+        state = evaluator.flat(state)
     _check_psd({"nngp": state.nngp, "ntk": state.ntk}, state.m, state.mode, state.spatial)
     return NetworkKernels(state.nngp, state.ntk, parameterization, mode, list(state.notes))
 
