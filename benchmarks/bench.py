@@ -103,9 +103,9 @@ def bench_evolution(depth: int = 10_000, inputs: int = 32, direct_layers: int = 
     seconds, evolution = _timed(lambda: evolve_kernel(steps, kernel, depth))
 
     def direct() -> None:
-        q, c = evolution.q[0], evolution.c[0]
+        q, s = evolution.q[0], evolution.one_minus_c[0]
         for _ in range(direct_layers):
-            q, c = _direct_step(steps[0], q, evolution.pairs, c, F64)
+            q, s, _ = _direct_step(steps[0], q, evolution.pairs, s, F64)
 
     direct_seconds, _ = _timed(direct)
     baseline = direct_seconds / direct_layers * depth

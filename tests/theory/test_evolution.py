@@ -21,6 +21,13 @@ def inputs_at(q0: float, sw2: float, sb2: float, n: int = 12, d: int = 40, seed:
     return input_kernel(x, sw2, sb2)
 
 
+_REPRESENTATION = {
+    "tanh": "Mehler series",
+    "relu": "arc-cosine closed form",
+    "sigmoid": "Mehler series",
+}
+
+
 @pytest.mark.parametrize(
     "name, sw2, sb2",
     [("tanh", 1.76095463960674, 0.05), ("relu", 2.0, 0.0), ("sigmoid", 40.0, 0.3)],
@@ -33,12 +40,12 @@ def test_interpolated_layers_equal_direct_integration(name, sw2, sb2):
     q_star = float(fixed["q_star"]) if fixed["q_star"] is not None else 1.0
     kernel = inputs_at(q_star, sw2, sb2, n=8)
     fast = evolve_kernel(steps, kernel, 25)
-    q, c = fast.q[0], fast.c[0]
+    q, s = fast.q[0], fast.one_minus_c[0]
     for layer in range(1, 26):
-        q, c = _direct_step(steps[0], q, fast.pairs, c, F64)
-        assert np.abs(c - fast.c[layer]).max() <= 1e-12, layer
+        q, s, _ = _direct_step(steps[0], q, fast.pairs, s, F64)
+        assert np.abs(s - fast.one_minus_c[layer]).max() <= 1e-12, layer
         assert np.abs(q - fast.q[layer]).max() <= 1e-13 * q_star
-    assert not fast.notes
+    assert fast.notes == [f"1 - c carried depth-safely ({_REPRESENTATION[name]})"]
 
 
 def test_chaotic_correlations_reach_c_star():
@@ -77,10 +84,10 @@ def test_repeat_cycle_of_two_steps():
     steps = (*single_step("tanh", 1.5, 0.05), *single_step("tanh", 2.5, 0.2))
     kernel = inputs_at(1.0, 1.5, 0.05, n=5)
     fast = evolve_kernel(steps, kernel, 300)
-    q, c = fast.q[0], fast.c[0]
+    q, s = fast.q[0], fast.one_minus_c[0]
     for layer in range(300):
-        q, c = _direct_step(steps[layer % 2], q, fast.pairs, c, F64)
-    assert np.abs(c - fast.c[300]).max() <= 1e-11
+        q, s, _ = _direct_step(steps[layer % 2], q, fast.pairs, s, F64)
+    assert np.abs(s - fast.one_minus_c[300]).max() <= 1e-11
     assert fast.q[299][0] != pytest.approx(fast.q[300][0], rel=1e-3)
 
 

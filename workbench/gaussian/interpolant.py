@@ -4,6 +4,8 @@ the q/c evolution both use it)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numpy.polynomial import chebyshev
 
@@ -18,26 +20,17 @@ PANEL_DEGREE = 12
 DOMAIN = (0.0, float(np.pi))
 
 
-class DualInterpolant:
-    """E[f(u₁) g(u₂)] at fixed variances Var u₁ = Var u₂ = q as a function of the
-    correlation c, interpolated in the angle θ = arccos c ∈ [0, π] (kinks make it behave
-    like (1 ∓ c)^{3/2} at both ends: analytic in θ).
-
-    Built as one Chebyshev series, its degree doubled until the last coefficients fall below
+class AngleInterpolant:
+    """A smooth function of the angle θ ∈ [0, π] (``values``: vectorised θ ↦ values) as one
+    Chebyshev series, its degree doubled until the last coefficients fall below
     INTERPOLANT_TOLERANCE of the largest; then re-expanded on PANELS equal panels of low
-    degree, checked against the series, so an evaluation costs a few vector operations."""
+    degree, checked against the series, so an evaluation costs a few vector operations.
+    ``ok`` is False when it did not converge."""
 
-    def __init__(self, f: Activation, g: Activation, q: float) -> None:
-        self.f, self.g, self.q = f, g, q
-        # c = 1 (an input with itself) exactly, not to the interpolant's 1e-14: deep
-        # recursions add these diagonal values layer after layer
-        self.at_one = float(expect(f, g, q, q, q, F64))
+    def __init__(self, values: Callable[[np.ndarray], np.ndarray]) -> None:
+        self._values = values
         series = self._series()
         self.panels = None if series is None else self._panels(series)
-
-    def _values(self, theta: np.ndarray) -> np.ndarray:
-        c = np.cos(theta)
-        return expect(self.f, self.g, self.q, c * self.q, self.q, F64)
 
     def _series(self) -> chebyshev.Chebyshev | None:
         degree = 32
@@ -58,11 +51,12 @@ class DualInterpolant:
         self.panels = coefs
         probe = np.linspace(0, DOMAIN[1], 4001)
         scale = max(float(np.abs(series.coef).max()), 1e-300)
-        if np.abs(self._evaluate(probe) - series(probe)).max() > INTERPOLANT_TOLERANCE * scale:
+        if np.abs(self.at(probe) - series(probe)).max() > INTERPOLANT_TOLERANCE * scale:
             return None
         return coefs
 
-    def _evaluate(self, theta: np.ndarray) -> np.ndarray:
+    def at(self, theta: np.ndarray) -> np.ndarray:
+        """The interpolant at angles θ (a 1-d array)."""
         position = theta * (PANELS / DOMAIN[1])
         index = np.minimum(position.astype(int), PANELS - 1)
         t = 2 * (position - index) - 1
@@ -76,8 +70,21 @@ class DualInterpolant:
     def ok(self) -> bool:
         return self.panels is not None
 
+
+class DualInterpolant(AngleInterpolant):
+    """E[f(u₁) g(u₂)] at fixed variances Var u₁ = Var u₂ = q as a function of the
+    correlation c, interpolated in the angle θ = arccos c ∈ [0, π] (kinks make it behave
+    like (1 ∓ c)^{3/2} at both ends: analytic in θ)."""
+
+    def __init__(self, f: Activation, g: Activation, q: float) -> None:
+        self.f, self.g, self.q = f, g, q
+        # c = 1 (an input with itself) exactly, not to the interpolant's 1e-14: deep
+        # recursions add these diagonal values layer after layer
+        self.at_one = float(expect(f, g, q, q, q, F64))
+        super().__init__(lambda theta: expect(f, g, q, np.cos(theta) * q, q, F64))
+
     def __call__(self, c: np.ndarray) -> np.ndarray:
         c = np.asarray(c, float)
-        out = self._evaluate(np.arccos(np.clip(c.ravel(), -1.0, 1.0))).reshape(c.shape)
+        out = self.at(np.arccos(np.clip(c.ravel(), -1.0, 1.0))).reshape(c.shape)
         out[c >= 1.0] = self.at_one
         return out

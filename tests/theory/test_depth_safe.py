@@ -1,0 +1,148 @@
+"""1 − cˡ keeps every digit at depth: float64 evolution against independent 50-digit
+references (closed forms iterated in mpmath; for tanh, the gap's Taylor series at c = 1 from
+Price's theorem, d^m/dρ^m E[φ(u)φ(v)] = q^m E[φ^(m)(u) φ^(m)(v)], with one-dimensional
+integrals of the derivative polynomials of tanh)."""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from workbench.activations import parse_activation
+from workbench.theory.critical import critical_point
+from workbench.theory.evolution import evolve_kernel, input_kernel, input_one_minus_c
+from workbench.theory.fc_maps import single_step
+
+LAYERS = (10, 100, 1_000, 10_000, 100_000)
+
+
+def _relu_reference() -> dict[int, mpmath.mpf]:
+    """relu at σ_w² = 2, σ_b² = 0 from c⁰ = 0: c ↦ (sin θ + (π − θ) c)/π, 50 digits."""
+    out = {}
+    with mpmath.workdps(50):
+        c = mpmath.mpf(0)
+        for layer in range(1, LAYERS[-1] + 1):
+            theta = mpmath.acos(c)
+            c = (mpmath.sin(theta) + (mpmath.pi - theta) * c) / mpmath.pi
+            if layer in LAYERS:
+                out[layer] = 1 - c
+    return out
+
+
+def test_relu_edge_of_chaos_keeps_one_minus_c_at_every_depth():
+    evolution = evolve_kernel(single_step("relu", 2.0, 0.0), np.eye(2), LAYERS[-1])
+    reference = _relu_reference()
+    for layer in LAYERS:
+        got = evolution.one_minus_c[layer][0]
+        assert abs(got / reference[layer] - 1) < 1e-10, layer
+    # l² (1 − cˡ) → 9π²/2 (the relu edge-of-chaos law), approached like log(l)/l
+    misses = [abs(layer**2 * evolution.one_minus_c[layer][0] / (4.5 * math.pi**2) - 1)
+              for layer in LAYERS[2:]]  # fmt: skip
+    assert misses[0] > misses[1] > misses[2] and misses[2] < 1e-3
+    assert "depth-safely (arc-cosine closed form)" in evolution.notes[0]
+
+
+def test_erf_critical_line_at_depth_hundred_thousand():
+    point = critical_point(parse_activation("erf"), 0.05)
+    sw2, q_star = float(point.sigma_w2), float(point.q_star)
+    evolution = evolve_kernel(single_step("erf", sw2, 0.05), q_star * np.eye(2), LAYERS[-1])
+    reference = {}
+    with mpmath.workdps(50):
+        w, b = mpmath.mpf(sw2), mpmath.mpf(0.05)
+        q, k = mpmath.mpf(q_star), mpmath.mpf(0)
+        for layer in range(1, LAYERS[-1] + 1):
+            q, k = (w * 2 / mpmath.pi * mpmath.asin(2 * v / (1 + 2 * q)) + b for v in (q, k))
+            if layer in LAYERS:
+                reference[layer] = 1 - k / q
+    for layer in LAYERS:
+        assert abs(evolution.one_minus_c[layer][0] / reference[layer] - 1) < 1e-10, layer
+
+
+def _tanh_derivative_moments(q: mpmath.mpf, count: int) -> list[mpmath.mpf]:
+    """E[φ^(m)(u)²], u ~ N(0, q), m = 1 … count, φ = tanh: φ^(m) = P_m(tanh) with
+    P_{m+1}(t) = P_m′(t)(1 − t²), P_0(t) = t (integer coefficients)."""
+    poly = [0, 1]  # coefficients of t^0, t^1, …
+    moments = []
+    root = mpmath.sqrt(q)
+    for _ in range(count):
+        derivative = [i * poly[i] for i in range(1, len(poly))]
+        poly = [0] * (len(derivative) + 2)
+        for i, coef in enumerate(derivative):
+            poly[i] += coef
+            poly[i + 2] -= coef
+        coefs = [mpmath.mpf(v) for v in reversed(poly)]
+        moments.append(
+            mpmath.quad(
+                lambda z, coefs=coefs: (
+                    mpmath.polyval(coefs, mpmath.tanh(root * z)) ** 2 * mpmath.exp(-(z**2) / 2)
+                ),
+                [-mpmath.inf, -2, 0, 2, mpmath.inf],
+            )
+            / mpmath.sqrt(2 * mpmath.pi)
+        )
+    return moments
+
+
+def test_tanh_critical_line_at_depth_hundred_thousand():
+    """From c⁰ = 0.999 (where 20 terms of the Price series reach 50 digits: its terms fall
+    like m! (q s/(π/2)²)^m) down the critical line at σ_b² = 0.05. The reference iterates the
+    series in 240-bit fixed point (exact integer arithmetic, ~70 digits for these s)."""
+    point = critical_point(parse_activation("tanh"), 0.05)
+    sw2, q_star = float(point.sigma_w2), float(point.q_star)
+    kernel = q_star * np.array([[1.0, 0.999], [0.999, 1.0]])
+    evolution = evolve_kernel(single_step("tanh", sw2, 0.05), kernel, LAYERS[-1],
+                              one_minus_c=np.array([0.001]))  # fmt: skip
+    assert "Mehler series" in evolution.notes[0]
+    terms, bits = 20, 240
+    with mpmath.workdps(80):  # the derivative polynomials cancel: 30 guard digits
+        q = mpmath.mpf(q_star)
+        moments = _tanh_derivative_moments(q, terms)
+        # s′ = σ_w² G(s)/q* with G(s) = s R(s), R(s) = −Σ_{m≥1} (−q)^m s^{m−1} E[φ^(m)²]/m!
+        # (q stays q*: the float64 q* is its own fixed point to 1e-16, which moves s by far
+        # less than 1e-10 over these layers)
+        w = mpmath.mpf(sw2)
+        fixed = [int(mpmath.nint(-w * (-q) ** m * moments[m - 1] / math.factorial(m) / q
+                                 * 2**bits)) for m in range(1, terms + 1)]  # fmt: skip
+        s = int(mpmath.nint(mpmath.mpf("0.001") * 2**bits))
+    reference = {}
+    for layer in range(1, LAYERS[-1] + 1):
+        r = fixed[-1]
+        for coef in reversed(fixed[:-1]):
+            r = ((r * s) >> bits) + coef
+        s = (r * s) >> bits
+        if layer in LAYERS:
+            reference[layer] = s / 2**bits
+    for layer in LAYERS:
+        assert abs(evolution.one_minus_c[layer][0] / reference[layer] - 1) < 1e-10, layer
+
+
+def test_input_one_minus_c_keeps_nearly_parallel_inputs_apart():
+    x = np.random.default_rng(0).standard_normal((3, 50))
+    x[1] = x[0] + 1e-9 * x[2]
+    x[2] = 3 * x[0]  # parallel, another norm
+    got = input_one_minus_c(x, 1.5, 0.2)
+    kernel = input_kernel(x, 1.5, 0.2)
+    with mpmath.workdps(50):
+        xs = [[mpmath.mpf(v) for v in row] for row in x]
+
+        def k(a, b):
+            return mpmath.mpf(1.5) * mpmath.fsum(
+                u * v for u, v in zip(xs[a], xs[b])
+            ) / 50 + mpmath.mpf(0.2)
+
+        for p, (a, b) in enumerate([(0, 1), (0, 2), (1, 2)]):
+            expected = 1 - k(a, b) / mpmath.sqrt(k(a, a) * k(b, b))
+            assert abs(got[p] / expected - 1) < 1e-12, (a, b)
+    naive = 1 - kernel[0, 1] / np.sqrt(kernel[0, 0] * kernel[1, 1])
+    assert abs(naive / got[0] - 1) > 1e-6  # what the difference would have lost
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "erf"])
+def test_evolve_kernel_reports_one_minus_c_per_layer(name):
+    evolution = evolve_kernel(single_step(name, 1.5, 0.1), 0.5 * np.eye(3) + 0.5, 5)
+    table = evolution.to_dict()
+    assert np.allclose(np.array(table["one_minus_c"]), 1 - np.array(table["c"]), atol=1e-15)
+    assert all(np.diag(np.array(m)).max() == 0 for m in table["one_minus_c"])
