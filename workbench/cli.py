@@ -186,7 +186,7 @@ def cmd_phase_diagram(args: argparse.Namespace) -> dict:
     if args.out:
         result["out"] = str(write_phase_diagram(points, Path(args.out)))
     if not args.json:
-        _print_table(rows, ["sigma_b2", "sigma_w2", "q_star"])
+        _print_table(rows, ["sigma_b2", "sigma_w2", "q_star", "note"])
         if args.out:
             print(f"wrote {result['out']}")
     return result

@@ -53,13 +53,31 @@ def _plot_phase_diagram(points: Sequence[CriticalPoint], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sw2 = [float(p.sigma_w2) for p in points]
-    sb2 = [float(p.sigma_b2) for p in points]
-    qs = [float(p.q_star) if p.q_star is not None else float("nan") for p in points]
+    finite = [p for p in points if p.finite and p.sigma_w2 is not None]
+    marked = [p for p in points if not p.finite and p.sigma_w2 is not None]
+    sw2 = [float(p.sigma_w2) for p in finite]
+    sb2 = [float(p.sigma_b2) for p in finite]
+    qs = [float(p.q_star) if p.q_star is not None else float("nan") for p in finite]
     fig, ax = plt.subplots(figsize=(5.5, 4.2), dpi=150)
     ax.plot(sw2, sb2, color="0.3", lw=1, zorder=1)
-    sc = ax.scatter(sw2, sb2, c=qs, cmap="viridis", s=18, zorder=2)
-    fig.colorbar(sc, ax=ax, label=r"$q^*$ on the critical line")
+    sc = ax.scatter(sw2, sb2, c=qs, cmap="viridis", s=18, zorder=2, plotnonfinite=False)
+    free = [i for i, q in enumerate(qs) if q != q]  # every q is a fixed point there
+    if free:
+        ax.scatter([sw2[i] for i in free], [sb2[i] for i in free], color="0.5", s=18, zorder=2,
+                   label="every $q$ is a fixed point")  # fmt: skip
+    if marked:  # χ₁ = 1 there, but q grows without bound (relu with σ_b² > 0)
+        label = r"$\chi_1=1$, no finite $q^*$"
+        ax.scatter([float(p.sigma_w2) for p in marked], [float(p.sigma_b2) for p in marked],
+                   marker="x", color="tab:red", s=22, zorder=3, label=label)  # fmt: skip
+    if marked or free:
+        ax.legend(loc="upper left", fontsize=8)
+    missing = [p for p in points if p.sigma_w2 is None]
+    if missing:
+        ax.annotate(f"{len(missing)} sigma_b2 without a critical point", (0.02, 0.02),
+                    xycoords="axes fraction", fontsize=7, color="tab:red")  # fmt: skip
+    sb2 = sb2 + [float(p.sigma_b2) for p in marked] or [0.0]
+    if len(free) < len(finite):
+        fig.colorbar(sc, ax=ax, label=r"$q^*$ on the critical line")
     x_lo, x_hi = ax.get_xlim()
     y_mid = (min(sb2) + max(sb2)) / 2
     ax.text(x_lo + 0.05 * (x_hi - x_lo), y_mid, "ordered\n" + r"$\chi_1<1$", va="center")

@@ -28,7 +28,9 @@ Q_GRID = np.geomspace(1e-8, 1e6, 57)
 
 @dataclass
 class CriticalPoint:
-    """A point of the critical line; q_star is None where every q is a fixed point."""
+    """A point of the critical line; q_star is None where every q is a fixed point or where
+    none is finite (``finite`` False: χ₁ = 1 at sigma_w2 but q grows without bound; sigma_w2
+    None where χ₁ = 1 has no solution at all). ``note`` says which."""
 
     activation: str
     sigma_b2: Any
@@ -36,14 +38,17 @@ class CriticalPoint:
     q_star: Any
     note: str | None = None
     ctx: Context = F64
+    finite: bool = True
 
     def to_dict(self) -> dict:
         out = {
             "activation": self.activation,
             "sigma_b2": self.ctx.to_json(self.sigma_b2),
-            "sigma_w2": self.ctx.to_json(self.sigma_w2),
+            "sigma_w2": None if self.sigma_w2 is None else self.ctx.to_json(self.sigma_w2),
             "q_star": None if self.q_star is None else self.ctx.to_json(self.q_star),
         }
+        if not self.finite:
+            out["finite_q_star"] = False
         if self.note:
             out["note"] = self.note
         return out
@@ -62,15 +67,27 @@ def _gap(phi: Activation, sigma_b2: Any, q: Any, ctx: Context) -> Any:
 
 
 def critical_point(phi: Activation, sigma_b2: Any, ctx: Context = F64) -> CriticalPoint:
-    """The critical (σ_w², q*) at bias variance σ_b² (eqs. 23–24)."""
-    return critical_line(phi, [sigma_b2], ctx)[0]
+    """The critical (σ_w², q*) at bias variance σ_b² (eqs. 23–24); a TheoryError saying why
+    where there is no critical point with a finite q*."""
+    point = critical_line(phi, [sigma_b2], ctx)[0]
+    if not point.finite:
+        message = f"{phi.name} has no critical point at sigma_b2 = {sigma_b2}: {point.note}"
+        raise TheoryError(message, hint=_NO_POINT_HINT)
+    return point
+
+
+_NO_POINT_HINT = (
+    "use sigma_b2 = 0 for the critical point of a positively homogeneous activation; "
+    "`workbench phase-diagram` marks such bias variances"
+)
 
 
 def critical_line(
     phi: Activation, sigma_b2_values: Sequence[Any], ctx: Context = F64, progress: bool = False
 ) -> list[CriticalPoint]:
     """Critical points over a grid of σ_b² (the phase diagram's boundary). The float64 roots of
-    G come from one vectorised solve for the whole grid; other precisions polish each of them."""
+    G come from one vectorised solve for the whole grid; other precisions polish each of them.
+    A σ_b² without a finite critical point is kept, marked (``CriticalPoint.finite``)."""
     from tqdm import tqdm
 
     for sb2 in sigma_b2_values:
@@ -93,7 +110,11 @@ def critical_line(
             if homogeneous:
                 points.append(_homogeneous(phi, sb2, ctx))
             elif np.isnan(q64):
-                points.append(_zero_limit(phi, sb2, ctx))
+                try:
+                    points.append(_zero_limit(phi, sb2, ctx))
+                except TheoryError as exc:
+                    points.append(CriticalPoint(phi.name, sb2, None, None, exc.message, ctx,
+                                                finite=False))  # fmt: skip
             else:
                 points.append(_from_root(phi, sb2, q64, ctx))
     return points
@@ -175,10 +196,7 @@ def _zero_limit(phi: Activation, sb2: Any, ctx: Context) -> CriticalPoint:
     zero = ctx.num(0)
     phi0 = expect(phi, phi, zero, zero, zero, ctx)
     if sb2 != 0 or phi0 != 0:
-        raise TheoryError(
-            f"{phi.name} has no critical point at sigma_b2 = {sb2}: the condition "
-            "chi_1 = 1 has no solution with a finite fixed point q*",
-        )
+        raise TheoryError("the condition chi_1 = 1 has no solution with a finite fixed point q*")
     dphi0 = expect(phi.derivative(), phi.derivative(), zero, zero, zero, ctx)
     if dphi0 == 0:
         raise TheoryError(f"{phi.name}'(0) = 0: no critical point at sigma_b2 = 0")
@@ -192,9 +210,7 @@ def _homogeneous(phi: Activation, sb2: Any, ctx: Context) -> CriticalPoint:
     one = ctx.num(1)
     sigma_w2 = 1 / _moments(phi, one, ctx)[1]
     if sb2 != 0:
-        raise TheoryError(
-            f"{phi.name} has no critical point at sigma_b2 = {sb2}: at the critical "
-            f"sigma_w2 = {float(sigma_w2):.6g} the variance grows without bound",
-            hint="use sigma_b2 = 0 for the critical point of a positively homogeneous activation",
-        )
+        note = (f"no finite q*: at the critical sigma_w2 = {float(sigma_w2):.6g} the variance "
+                f"grows by sigma_b2 = {float(sb2):.6g} per layer, without bound")  # fmt: skip
+        return CriticalPoint(phi.name, sb2, sigma_w2, None, note, ctx, finite=False)
     return CriticalPoint(phi.name, sb2, sigma_w2, None, "every q is a fixed point", ctx)

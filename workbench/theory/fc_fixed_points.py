@@ -100,8 +100,32 @@ def explore_q(steps: Sequence[FCStep], q0: float = 1.0) -> tuple[str, float, flo
     return "fixed", q, 0.0
 
 
+def affine_q_map(steps: Sequence[FCStep], ctx: Context) -> tuple[Any, Any] | None:
+    """(a, b) with q ↦ a q + b the cycle's q-map, exactly, when every φ is positively
+    homogeneous of degree 1 (relu, leaky relu, linear: E[φ(√q z)²] = q E[φ(z)²]); else None."""
+    if not all(step.phi.positive_homogeneity() == 1 for step in steps):
+        return None
+    one = ctx.num(1)
+    a, b = one, ctx.num(0)
+    for step in steps:
+        gain = ctx.num(step.sigma_w2) * expect(step.phi, step.phi, one, one, one, ctx)
+        a, b = gain * a, gain * b + ctx.num(step.sigma_b2)
+    return a, b
+
+
 def q_fixed_point(steps: Sequence[FCStep], ctx: Context, q0: float = 1.0) -> tuple[str, Any, Any]:
-    """The attracting fixed point q* of the cycle's q-map (eq. 23) in ``ctx``."""
+    """The attracting fixed point q* of the cycle's q-map (eq. 23) in ``ctx``: ('fixed', q*,
+    0) | ('zero', 0, 0) | ('diverges', q, rate per cycle) | ('linear', q, increment per
+    cycle). An affine map (degree-1 homogeneous φ) is solved exactly: relu just above its
+    critical σ_w² = 2 grows by a factor 1.0005 per layer, too slowly for iteration to see."""
+    affine = affine_q_map(steps, ctx)
+    if affine is not None:
+        a, b = affine
+        if abs(a - 1) <= ctx.tolerance:
+            return ("fixed", ctx.num(q0), ctx.num(0)) if b == 0 else ("linear", ctx.num(q0), b)
+        if a > 1:
+            return "diverges", ctx.num(q0), a
+        return ("fixed", b / (1 - a), ctx.num(0)) if b > 0 else ("zero", ctx.num(0), ctx.num(0))
     status, q_est, rate = explore_q(steps, q0)
     if status != "fixed":
         return status, q_est, ctx.num(rate)
@@ -139,6 +163,8 @@ def analyze_cycle(
         notes: list[str] = []
         if status == "diverges":
             return _diverging(steps, ctx, path, rate)
+        if status == "linear":
+            return _diverging(steps, ctx, path, ctx.num(1), increment=rate)
         if status == "zero":
             return _zero_variance(steps, ctx, path)
         orbit = q_orbit(steps, q_star, ctx)
@@ -177,11 +203,18 @@ def analyze_cycle(
         )
 
 
-def _diverging(steps: Sequence[FCStep], ctx: Context, path: str, rate: Any) -> FixedPointAnalysis:
-    """No finite q*: q grows by ``rate`` per cycle; χ₁ is its large-q limit. For positively
-    homogeneous φ (relu, linear...) the correlation map has a scale-free limit: the c-map with
-    the biases dropped and each step normalised to unit variance gain."""
-    notes = [f"no finite fixed point: q grows by a factor {float(rate):.6g} per iteration"]
+def _diverging(
+    steps: Sequence[FCStep], ctx: Context, path: str, rate: Any, increment: Any = None
+) -> FixedPointAnalysis:
+    """No finite q*: q grows by ``rate`` per cycle (or, at rate 1, by ``increment``); χ₁ is
+    its large-q limit. For positively homogeneous φ (relu, linear...) the correlation map has
+    a scale-free limit: the c-map with the biases dropped and each step normalised to unit
+    variance gain."""
+    if increment is not None:
+        notes = [f"no finite fixed point: q grows linearly, by {float(increment):.6g} per "
+                 "iteration (chi_1 = 1 with a bias)"]  # fmt: skip
+    else:
+        notes = [f"no finite fixed point: q grows by a factor {float(rate):.6g} per iteration"]
     large_q = ctx.num(DIVERGENCE_THRESHOLD)
     chi1 = chi_1(steps, large_q, ctx)
     phase = phase_of(chi1, ctx)
@@ -209,10 +242,12 @@ def _diverging(steps: Sequence[FCStep], ctx: Context, path: str, rate: Any) -> F
 
 
 def _zero_variance(steps: Sequence[FCStep], ctx: Context, path: str) -> FixedPointAnalysis:
-    """q* = 0: the signal dies out; χ₁ is its q → 0 limit σ_w² φ'(0)²."""
+    """q* = 0: the signal dies out; χ₁ is its q → 0 limit σ_w² φ'(0)² (σ_w² E[φ'(z)²] for
+    degree-1 homogeneous φ, whose χ₁ does not depend on q: relu's φ'(0) is no limit)."""
     zero = ctx.num(0)
-    chi1 = chi_1(steps, zero, ctx)
-    chiq = chi_1(steps, zero, ctx)
+    homogeneous = all(step.phi.positive_homogeneity() == 1 for step in steps)
+    chi1 = chi_1(steps, ctx.num(1) if homogeneous else zero, ctx)
+    chiq = chi1
     notes = ["q* = 0: the variance vanishes with depth; c* is undefined at zero variance"]
     return FixedPointAnalysis(
         path,
