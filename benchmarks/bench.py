@@ -120,17 +120,16 @@ def bench_evolution(depth: int = 10_000, inputs: int = 32, direct_layers: int = 
     }
 
 
-def _fc_spec(width: int, depth: int):
+def _fc_spec(width: int, depth: int, act: str = "tanh", sigma_w2: float = 1.76):
     from workbench.compile import spec_from_dict
 
+    body = [{"dense": {"width": width}}, {"act": act}]
     return spec_from_dict(
         {
             "name": "bench-fc",
             "input": {"shape": [width]},
-            "defaults": {"sigma_w2": 1.76, "sigma_b2": 0.05},
-            "layers": [
-                {"repeat": {"times": depth, "body": [{"dense": {"width": width}}, {"act": "tanh"}]}}
-            ],
+            "defaults": {"sigma_w2": sigma_w2, "sigma_b2": 0.05},
+            "layers": [{"repeat": {"times": depth, "body": body}}],
         }
     )
 
@@ -404,6 +403,33 @@ def bench_depth(
     return rows
 
 
+def bench_depth_safe(inputs: int = 256, depth: int = 100, repeats: int = 7) -> list[dict]:
+    """The cost of carrying the gap G = √(K_aa K_bb) − K_ab (1 − c, depth-safe) in the fused
+    FC program (relu: the arc-cosine kernel's angle near c = 1): NNGP + NTK of ``inputs``
+    inputs through a ``depth``-layer relu net at σ_w² = 2, against the same program without
+    the gap row (which loses ~1e-7 of the NTK on nearly parallel pairs), same run."""
+    from dataclasses import replace
+
+    from workbench.gaussian.gap import inner_product_gap
+    from workbench.theory.evaluate import input_moments
+    from workbench.theory.kernel_program import lower, pack, pair_indices, run
+
+    x = np.random.default_rng(0).standard_normal((inputs, 64))
+    spec = _fc_spec(64, depth, act="relu", sigma_w2=2.0)
+    program = lower(spec, inputs, "flat", "ntk", True)
+    plain = replace(program, gap=False)
+    first = pack(input_moments(x, "flat")[0])
+    gap0 = inner_product_gap(x, np.stack(pair_indices(inputs)[:2], axis=1))[0]
+    with_gap, _ = _median_time(lambda: run(program, first, gap0), repeats)
+    without, _ = _median_time(lambda: run(plain, first), repeats)
+    return [{
+        "name": f"depth-safe fused FC program, relu, {depth} layers, {inputs} inputs",
+        "seconds": with_gap, "target_ratio": 1.3,
+        "baseline": "the same program without the gap row",
+        "baseline_seconds": without, "ratio": with_gap / without,
+    }]  # fmt: skip
+
+
 ROUND_SECONDS = 0.1  # a timing round repeats a sub-millisecond call until it lasts this long
 
 
@@ -425,7 +451,7 @@ SUITES = {
     "critical": (bench_critical_line, bench_critical_digits, bench_evolution),
     "simulator": (bench_simulator_forward, bench_simulator_build),
     "kernels": (bench_kernels,),
-    "depth": (bench_depth,),
+    "depth": (bench_depth, bench_depth_safe),
 }
 
 

@@ -49,3 +49,10 @@ def test_depth_benchmark_runs_small():
     assert row["seconds"] > 0 and row["baseline_seconds"] > 0
     cnn = _deep_specs(50)["cnn_p_tanh"]
     assert cnn.layers[1].times == 49  # 50 convs, pooled: pixel-pair kernels
+
+
+def test_depth_safe_benchmark_runs_small():
+    from benchmarks.bench import bench_depth_safe
+
+    (row,) = bench_depth_safe(inputs=8, depth=5, repeats=1)
+    assert row["ratio"] > 0 and "relu" in row["name"]

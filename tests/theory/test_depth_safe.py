@@ -146,3 +146,61 @@ def test_evolve_kernel_reports_one_minus_c_per_layer(name):
     table = evolution.to_dict()
     assert np.allclose(np.array(table["one_minus_c"]), 1 - np.array(table["c"]), atol=1e-15)
     assert all(np.diag(np.array(m)).max() == 0 for m in table["one_minus_c"])
+
+
+def _relu_fc_reference(x: np.ndarray, sw2: float, sb2: float, depth: int):
+    """NNGP and NTK of a depth-layer relu FC net at 50 digits (arc-cosine kernels, xiao_bahri
+    eq. 6, NTK parameterisation), written out independently of the workbench."""
+    with mpmath.workdps(50):
+        w, b = mpmath.mpf(sw2), mpmath.mpf(sb2)
+        rows = [[mpmath.mpf(v) for v in row] for row in x]
+        m, d = len(rows), len(rows[0])
+        k = [[w * mpmath.fsum(u * v for u, v in zip(rows[i], rows[j])) / d + b for j in range(m)]
+             for i in range(m)]  # fmt: skip
+        theta = [row[:] for row in k]
+        for _ in range(depth - 1):
+            new_k = [[None] * m for _ in range(m)]
+            new_t = [[None] * m for _ in range(m)]
+            for i in range(m):
+                for j in range(i, m):
+                    root = mpmath.sqrt(k[i][i] * k[j][j])
+                    c = min(max(k[i][j] / root, -1), 1)
+                    angle = mpmath.acos(c)
+                    t = root * (mpmath.sin(angle) + (mpmath.pi - angle) * c) / (2 * mpmath.pi)
+                    t_dot = (mpmath.pi - angle) / (2 * mpmath.pi)
+                    new_k[i][j] = new_k[j][i] = w * t + b
+                    new_t[i][j] = new_t[j][i] = new_k[i][j] + w * t_dot * theta[i][j]
+            k, theta = new_k, new_t
+        gap = [[1 - k[i][j] / mpmath.sqrt(k[i][i] * k[j][j]) for j in range(m)] for i in range(m)]
+        return tuple(np.array([[float(v) for v in row] for row in a]) for a in (k, theta, gap))
+
+
+def test_relu_fc_kernels_equal_fifty_digits_on_nearly_parallel_pairs(make_spec):
+    from workbench.theory.evaluate import network_kernels
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((12, 16))
+    x[1] = x[0] + 1e-7 * x[2]  # nearly equal
+    x[3] = x[0] * (1 + 1e-9)  # parallel, nearly the same norm
+    x[4] = 2 * x[5] + 1e-8 * x[6]  # nearly parallel, other norm
+    x[7] = -x[8] + 1e-6 * x[9]  # nearly antiparallel
+    depth = 100
+    body = [{"dense": {"width": 8}}, {"act": "relu"}]
+    spec = make_spec([*body, {"repeat": {"times": depth - 1, "body": body}},
+                      {"dense": {"width": 1}}], shape=(16,), sw2=2.0, sb2=0.05)  # fmt: skip
+    got = network_kernels(spec, x)
+    nngp, ntk, one_minus_c = _relu_fc_reference(x, 2.0, 0.05, depth + 1)
+    assert np.abs(got.nngp / nngp - 1).max() < 1e-12
+    assert np.abs(got.ntk / ntk - 1).max() < 1e-12
+    # the output's 1 − c is carried too: 1e-13 relative where the inputs' norms differ by more
+    # than 1e-6; where they differ by 1e-7 … 1e-9 (pairs 0–1, 0–3, 1–3) the bias's share of the
+    # gap, σ_b²(√q_a − √q_b)², is formed from the rounded variances (relative error
+    # 1e-16/(q_a − q_b)/q; the norm difference is not carried through the layers)
+    miss = np.abs(got.one_minus_c / np.where(one_minus_c > 0, one_minus_c, 1) - 1)
+    np.fill_diagonal(miss, 0)
+    close = [(0, 1), (0, 3), (1, 3)]
+    assert max(miss[a, b] for a, b in close) < 1e-6
+    for a, b in close:
+        miss[a, b] = miss[b, a] = 0
+    assert miss.max() < 1e-13
+    assert np.diag(got.one_minus_c).max() == 0

@@ -57,3 +57,39 @@ def test_phase_diagram_marks_bias_variances_without_finite_q_star(capsys, tmp_pa
     assert out.stat().st_size > 0
     assert main(["critical", "--activation", "relu", "--sigma-b2", "0.1"]) == 2
     assert "grows by sigma_b2 = 0.1 per layer" in capsys.readouterr().err
+
+
+PHASES = {  # (σ_w², σ_b²): ordered, critical, chaotic
+    "relu": [(1.5, 0.05), (2.0, 0.0), (4.0, 0.05)],
+    "tanh": [(1.2, 0.05), (1.7609546396067393, 0.05), (2.5, 0.05)],
+    "erf": [(1.0, 0.05), (1.3758390073466813, 0.05), (3.0, 0.05)],
+}
+
+
+@pytest.mark.parametrize("depth", [10, 1_000, 100_000])
+@pytest.mark.parametrize("name", sorted(PHASES))
+def test_every_phase_at_every_depth_gives_numbers_or_a_rate(make_spec, name, depth):
+    """analyze and kernel in each phase: finite numbers, or a typed divergence report that
+    states the growth rate — never inf/NaN, never an untyped error."""
+    import numpy as np
+
+    from workbench.errors import TheoryError
+    from workbench.theory.evaluate import network_kernels
+
+    x = np.random.default_rng(1).standard_normal((2, 8))
+    for sw2, sb2 in PHASES[name]:
+        body = [{"dense": {"width": 8}}, {"act": name}]
+        spec = make_spec([*body, {"repeat": {"times": depth - 1, "body": body}}], sw2=sw2, sb2=sb2)
+        (block,) = analyze_spec(spec).to_dict()["blocks"]
+        if block["q_star"] is None:
+            assert float(block["growth_rate"]) > 1 and "no finite fixed point" in block["notes"][0]
+        else:
+            assert np.isfinite(float(block["q_star"])) and np.isfinite(float(block["chi_1"]))
+        try:
+            kernels = network_kernels(spec, x)
+        except TheoryError as exc:
+            assert "grows by a factor" in exc.message, exc.message
+            assert depth > 10
+            continue
+        for k in (kernels.nngp, kernels.ntk, kernels.one_minus_c):
+            assert np.isfinite(k).all()

@@ -461,6 +461,9 @@ def test_kernel_cli_digits_store_the_decimal_values(tmp_path, capsys):
     assert "exact binary fractions" in summary["note"]
     saved = np.load(out)  # no pickle needed: plain unicode arrays
     assert saved["nngp_decimal"].shape == (2, 2) and saved["ntk_decimal"].shape == (2, 2)
+    c = saved["nngp"][0, 1] / np.sqrt(saved["nngp"][0, 0] * saved["nngp"][1, 1])
+    assert saved["one_minus_c"][0, 1] == pytest.approx(1 - c, rel=1e-12)
+    assert saved["one_minus_c"][0, 0] == 0
     # the decimal strings are the 30-digit values: erf's arcsine kernel at 40 digits agrees
     with mpmath.workdps(40):
         sw2, sb2 = mpmath.mpf(3) / 2, mpmath.mpf(1) / 20

@@ -19,6 +19,7 @@ context's arithmetic, so the same code serves float64 and mpmath.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -307,6 +308,13 @@ class JointDual:
     prepare: Callable[[np.ndarray], np.ndarray]
     pair: Callable[[np.ndarray, np.ndarray, Any], tuple[np.ndarray, np.ndarray]]
     scale: float
+    # (g1·g2, q12, G) ↦ both kernels and the new gap √(T_aa T_bb) − T_ab, all / scale, from
+    # the gap G = √(q1 q2) − q12 (relu: the angle needs it near c = 1); None: see gap.py
+    pair_from_gap: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None
+
+
+# θ − sin θ = θ³ Σ_k c_k θ^{2k}, c_k = (−1)^k/(2k + 3)!
+_THETA_MINUS_SIN = tuple((-1) ** k / math.factorial(2 * k + 3) for k in range(7))
 
 
 @lru_cache(maxsize=512)
@@ -338,7 +346,23 @@ def joint_dual(phi_expr: sp.Expr) -> JointDual | None:
             t = np.multiply(t_dot, q12, out=out[0])
             return np.add(t, r, out=out[0]), t_dot
 
-        return JointDual(lambda q: q, relu_pair, a2 / (2 * np.pi))
+        def relu_pair_from_gap(gg, q12, gap):
+            # r = √gg sin θ = √(G (2√gg − G)): no cancellation where c → 1. The new gap over
+            # the scale a²/2π is √gg (π − J(θ)) = (π − θ) G + √gg (θ − sin θ), two
+            # non-negative terms; θ − sin θ as θ √gg − r for θ ≥ 0.3, by 7 terms of its
+            # series below (2e-19 there)
+            root = np.sqrt(gg)
+            r = np.sqrt(np.maximum(gap * (2 * root - gap), 0.0))
+            t_dot = np.arctan2(r, -q12)
+            theta = np.pi - t_dot
+            t2 = theta * theta
+            series = _THETA_MINUS_SIN[-1]
+            for coefficient in _THETA_MINUS_SIN[-2::-1]:
+                series = series * t2 + coefficient
+            excess = np.where(theta < 0.3, root * theta * t2 * series, theta * root - r)
+            return t_dot * q12 + r, t_dot, t_dot * gap + excess
+
+        return JointDual(lambda q: q, relu_pair, a2 / (2 * np.pi), relu_pair_from_gap)
 
     def erf_pair(gg, q12, out):  # φ = a·erf(b x), φ' = a b (2/√π) exp(−b² x²)
         # gg = (1 + 2b² q1)(1 + 2b² q2): E[φφ] = (2a²/π) asin(2b² q12/√gg),

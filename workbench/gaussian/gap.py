@@ -81,22 +81,69 @@ def dual_gap(f: Activation, q: np.ndarray, pairs: np.ndarray, s: np.ndarray) -> 
     ``pairs[p] = (a, b)`` with 1 − c_ab = ``s[p]`` (float64, vectorised)."""
     q = np.asarray(q, float)
     s = np.clip(np.asarray(s, float), 0.0, 2.0)
-    qa, qb = q[pairs[:, 0]], q[pairs[:, 1]]
-    family = match_family(f.expr)
-    if family is not None and family.form == "relu" and family.shift == 0:
-        a2 = float(family.a) ** 2
-        theta = angle(s)
-        gap = a2 * np.sqrt(qa * qb) / (2 * np.pi) * (np.pi * s - sin_minus_theta_cos(theta))
-        return DualGap(a2 * q / 2, gap, "arc-cosine closed form")
-    if family is not None and family.form == "linear":
-        a2 = float(family.a) ** 2
-        return DualGap(a2 * q, a2 * np.sqrt(qa * qb) * s, "linear")
-    if family is not None and family.form == "erf":
-        return _erf_gap(float(family.a), float(family.b), q, pairs, s)
+    closed = closed_form_gap(f.expr, q, pairs, s)
+    if closed is not None:
+        return closed
     mehler = _mehler_gap(f, q, pairs, s)
     if mehler is not None:
         return mehler
     return _difference_gap(f, q, pairs, s)
+
+
+def closed_form_gap(expr, q: np.ndarray, pairs: np.ndarray, s: np.ndarray) -> DualGap | None:
+    """``dual_gap`` for φ = ``expr`` of the relu, step, linear or erf family (else None)."""
+    family = match_family(expr)
+    if family is None or family.shift != 0:
+        return None
+    qa, qb = q[pairs[:, 0]], q[pairs[:, 1]]
+    a2 = float(family.a) ** 2
+    if family.form == "relu":
+        theta = angle(s)
+        gap = a2 * np.sqrt(qa * qb) / (2 * np.pi) * (np.pi * s - sin_minus_theta_cos(theta))
+        return DualGap(a2 * q / 2, gap, "arc-cosine closed form")
+    if family.form == "linear":
+        return DualGap(a2 * q, a2 * np.sqrt(qa * qb) * s, "linear")
+    if family.form == "step":  # E[H(u)H(v)] = (π − θ)/(2π): the gap is a² θ/(2π)
+        return DualGap(
+            a2 * np.full_like(q, 0.5), a2 * angle(s) / (2 * np.pi), "arc-cosine closed form"
+        )
+    if family.form == "erf":
+        return _erf_gap(float(family.a), float(family.b), q, pairs, s)
+    return None
+
+
+def inner_product_gap(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """‖x_a‖‖x_b‖ − x_a·x_b / d for the rows of x (m, d) and the given pairs, without
+    cancellation: ½(‖x_a − x_b‖² − (‖x_a‖ − ‖x_b‖)²), with ‖x_a‖ − ‖x_b‖ =
+    (x_a − x_b)·(x_a + x_b)/(‖x_a‖ + ‖x_b‖), where the norms are close (nearly equal inputs),
+    else ½‖x_a‖‖x_b‖‖x̂_a − x̂_b‖² (nearly parallel inputs of other norms). Also returns
+    (‖x_a‖ − ‖x_b‖)²/d, the squared difference of the roots of the second moments."""
+    x = np.asarray(x, float)
+    d = x.shape[1]
+    a, b = pairs[:, 0], pairs[:, 1]
+    norms = np.linalg.norm(x, axis=1)
+    # from the Gram matrix where the gap is at least 1% of ‖x_a‖‖x_b‖ (error ≤ 1e-14 of it),
+    # by the formulas below for the rest (nearly parallel pairs)
+    gram = np.einsum("ij,ij->i", x[a], x[b]) if len(a) < 4 * len(x) else (x @ x.T)[a, b]
+    product = norms[a] * norms[b]
+    gap = product - gram
+    radial = (norms[a] - norms[b]) ** 2
+    near = np.flatnonzero(gap < 1e-2 * product)
+    if near.size:
+        gap[near], radial[near] = _near_gap(x, norms, a[near], b[near])
+    return gap / d, radial / d
+
+
+def _near_gap(x: np.ndarray, norms: np.ndarray, a: np.ndarray, b: np.ndarray):
+    unit = x / np.where(norms > 0, norms, 1.0)[:, None]
+    apart = x[a] - x[b]
+    distance2 = np.sum(apart * apart, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        radial = np.nan_to_num(np.sum(apart * (x[a] + x[b]), axis=1) / (norms[a] + norms[b]))
+    close = radial * radial <= 0.5 * distance2
+    by_distance = 0.5 * (distance2 - radial * radial)
+    by_angle = 0.5 * norms[a] * norms[b] * np.sum((unit[a] - unit[b]) ** 2, axis=1)
+    return np.where(close, by_distance, by_angle), radial * radial
 
 
 def _erf_gap(a: float, b: float, q: np.ndarray, pairs: np.ndarray, s: np.ndarray) -> DualGap:

@@ -128,7 +128,7 @@ def lower(node: Act, attrs: dict, last: str, mode: str) -> tuple[list | None, st
     dual = joint_dual(node.activation.expr)
     if last != "linear" or dual is None:
         return None, last
-    return [Activate(dual)], "act"
+    return [Activate(dual, node.activation.expr)], "act"
 
 
 def torch_module(node: Act, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:

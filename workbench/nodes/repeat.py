@@ -87,13 +87,26 @@ def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> Kern
     the loop: the remaining passes would repeat it bit for bit."""
     from tqdm import tqdm
 
+    from workbench.errors import TheoryError
+    from workbench.theory.kernel_program import STOP_CHECK, growth_note
+
     again = attrs.get("body_again", attrs["body"])
     shown = ev.progress and node.times >= 100
+    scales: list[tuple[int, float]] = []  # (pass, largest entry) every STOP_CHECK passes
     for i in tqdm(range(node.times), desc=node.path, disable=not shown, leave=False):
         before = state
-        state = ev.propagate(attrs["body"] if i == 0 else again, state)
+        try:
+            state = ev.propagate(attrs["body"] if i == 0 else again, state)
+        except TheoryError as exc:
+            if "overflowed" not in exc.message or len(scales) < 2:
+                raise
+            rate = growth_note(scales[-1], scales[-2], node.times)
+            raise TheoryError(f"{exc.message} in pass {i + 1} of {node.path}{rate}",
+                              hint=exc.hint) from None  # fmt: skip
         if i > 0 and state.repeats(before):
             return state.noted(f"{node.path}: exact fixed point after {i + 1} passes")
+        if i % STOP_CHECK == 0:
+            scales.append((i, state.largest_entry()))
     return state
 
 

@@ -21,6 +21,7 @@ from workbench.activations import Activation
 from workbench.compile.graph import spec_graph
 from workbench.errors import TheoryError, UnsupportedError
 from workbench.gaussian import expect1, expect_gram
+from workbench.gaussian.gap import inner_product_gap
 from workbench.gaussian.interpolant import DualInterpolant
 from workbench.nodes.base import NodeBase, flat_nodes, module_of, rule
 from workbench.precision import F64, Context
@@ -32,6 +33,7 @@ from workbench.theory.kernel_program import (
     lower,
     overflow,
     pack,
+    pair_indices,
     run,
     unpack,
 )
@@ -39,6 +41,10 @@ from workbench.theory.state import KernelState
 
 SETTLED = 32 * float(np.finfo(float).eps)  # variances this close (7e-15) count as one q
 PARAMETERIZATIONS = ("ntk", "standard")
+GENERAL_ENGINE_ONE_MINUS_C = (
+    "one_minus_c from the kernel's entries: this spec runs on the general engine, which does "
+    "not carry 1 - c, so it loses digits where c rounds to 1"
+)
 
 
 def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool, ctx: Context = F64) -> KernelState:
@@ -177,11 +183,15 @@ def _dual(f: Activation, state: KernelState, kernel: np.ndarray) -> np.ndarray:
 
 @dataclass
 class NetworkKernels:
+    """The output kernels; ``one_minus_c``: 1 − c_ab of a flat output's NNGP, carried
+    depth-safely where the program could (else from the kernel, said in ``notes``)."""
+
     nngp: np.ndarray
     ntk: np.ndarray | None
     parameterization: str
     mode: str
     notes: list[str] = field(default_factory=list)
+    one_minus_c: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -246,7 +256,19 @@ def network_kernels(
     with ctx.active():
         state = evaluator.flat(state)
     _check_psd({"nngp": state.nngp, "ntk": state.ntk}, state.m, state.mode, state.spatial)
-    return NetworkKernels(state.nngp, state.ntk, parameterization, mode, list(state.notes))
+    notes = list(state.notes)
+    one_minus_c = None
+    if state.mode == "flat":
+        with ctx.active():
+            root = np.array([ctx.sqrt(v) for v in np.diagonal(state.nngp)], dtype=ctx.dtype)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                one_minus_c = 1 - state.nngp / np.outer(root, root)
+            np.fill_diagonal(one_minus_c, 0)
+        if any(v == 0 for v in root):
+            notes.append("one_minus_c is NaN for outputs of zero variance (c is undefined)")
+        if ctx.fast_float64:
+            notes.append(GENERAL_ENGINE_ONE_MINUS_C)
+    return NetworkKernels(state.nngp, state.ntk, parameterization, mode, notes, one_minus_c)
 
 
 def _run_program(
@@ -259,17 +281,21 @@ def _run_program(
     if not (np.einsum("ac...->a...", x * x) > 0).all():
         return None  # zero-variance inputs (σ_w² > 0 keeps all later variances positive)
     first = pack(input_moments(x, program.mode)[0])
+    gap0 = None
+    if program.gap:
+        rows, cols, _ = pair_indices(program.m)
+        gap0 = inner_product_gap(x, np.stack([rows, cols], axis=1))[0]
     out = None
     if compiled:
         try:
-            out = compiled_run(program, first.shape)(first)
+            out = compiled_run(program, first.shape)(first, gap0)
         except Exception as error:  # noqa: BLE001 - no C++ compiler, unsupported platform, ...
             notes.append(f"not compiled: torch.compile failed ({type(error).__name__}: {error})")
     if out is None:
         with np.errstate(all="ignore"):
-            out = run(program, first)
+            out = run(program, first, gap0)
     kernels = {}
-    for name, packed in zip(("nngp", "ntk"), out):
+    for name, packed in zip(("nngp", "ntk"), out[:2]):
         if packed is None:
             kernels[name] = None
             continue
@@ -282,8 +308,18 @@ def _run_program(
     spatial = program.spatial if kernels["nngp"].ndim > 2 else ()
     mode = program.mode if spatial else "flat"
     _check_psd(kernels, program.m, mode, spatial)
+    one_minus_c = None
+    if mode == "flat":
+        root = np.sqrt(np.diagonal(kernels["nngp"]))
+        if out[2] is not None:
+            one_minus_c = unpack(out[2], program.m, "flat") / np.outer(root, root)
+        else:
+            one_minus_c = 1 - kernels["nngp"] / np.outer(root, root)
+            notes.append("one_minus_c from the kernel's entries (the fused program carries "
+                         "1 - c for relu and linear activations only)")  # fmt: skip
+        np.fill_diagonal(one_minus_c, 0.0)
     return NetworkKernels(kernels["nngp"], kernels["ntk"], program.parameterization,
-                          program.mode, notes)  # fmt: skip
+                          program.mode, notes, one_minus_c)  # fmt: skip
 
 
 def _check_psd(kernels: dict[str, np.ndarray | None], m: int, mode: str, spatial) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 
 from workbench.errors import TheoryError
 from workbench.gaussian import expect
-from workbench.gaussian.gap import GapMap, bias_gap, dual_gap
+from workbench.gaussian.gap import GapMap, bias_gap, dual_gap, inner_product_gap
 from workbench.precision import F64, Context
 from workbench.theory.fc_maps import FCStep
 
@@ -91,29 +91,16 @@ def input_kernel(inputs: np.ndarray, sigma_w2: float, sigma_b2: float) -> np.nda
 
 def input_one_minus_c(inputs: np.ndarray, sigma_w2: float, sigma_b2: float) -> np.ndarray:
     """1 − c⁰_ab of K⁰ for every pair a < b (the order of ``evolve_kernel``'s pairs), without
-    cancellation: the inputs' own gap ‖x_a‖‖x_b‖ − x_a·x_b, scaled by σ_w²/d, plus the bias's
-    Cauchy–Schwarz gap (``gap.bias_gap``), over √(q⁰_a q⁰_b). The inputs' gap is
-    ½(‖x_a − x_b‖² − (‖x_a‖ − ‖x_b‖)²), with ‖x_a‖² − ‖x_b‖² = (x_a − x_b)·(x_a + x_b), where
-    the norms are close (nearly equal inputs), else ½‖x_a‖‖x_b‖‖x̂_a − x̂_b‖² (nearly parallel
-    inputs of other norms)."""
+    cancellation: the inputs' own gap ‖x_a‖‖x_b‖ − x_a·x_b (``gap.inner_product_gap``),
+    scaled by σ_w²/d, plus the bias's Cauchy–Schwarz gap (``gap.bias_gap``), over
+    √(q⁰_a q⁰_b)."""
     x = _finite_rows(inputs)
     n, d = x.shape
     pairs = _pairs(n)
     a, b = pairs[:, 0], pairs[:, 1]
-    norms = np.linalg.norm(x, axis=1)
-    unit = x / np.where(norms > 0, norms, 1.0)[:, None]
-    apart = x[a] - x[b]
-    distance2 = np.sum(apart * apart, axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        radial = np.sum(apart * (x[a] + x[b]), axis=1) / (norms[a] + norms[b])
-    radial = np.nan_to_num(radial)
-    close = radial * radial <= 0.5 * distance2
-    by_distance = 0.5 * (distance2 - radial * radial)
-    by_angle = 0.5 * norms[a] * norms[b] * np.sum((unit[a] - unit[b]) ** 2, axis=1)
-    gap = np.where(close, by_distance, by_angle) / d
-    own = norms**2 / d
+    gap, spread = inner_product_gap(x, pairs)
+    own = np.sum(x * x, axis=1) / d
     q = sigma_w2 * own + sigma_b2
-    spread = radial * radial / d  # (√T_a − √T_b)², T = ‖x‖²/d
     total = sigma_w2 * gap + bias_gap(own, pairs, sigma_w2, sigma_b2, spread)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.nan_to_num(total / np.sqrt(q[a] * q[b]))

@@ -44,6 +44,7 @@ class Linear:
 @dataclass(frozen=True)
 class Activate:
     dual: Any  # closed_forms.joint_dual of the activation (cached, so equal φ give equal steps)
+    expr: Any = None  # the activation's sympy expression (for its depth-safe gap)
 
 
 @dataclass(frozen=True)
@@ -66,13 +67,22 @@ class Program:
     spatial: tuple[int, ...]
     parameterization: str
     ntk: bool
+    # carry G = √(K_aa K_bb) − K_ab as a row of its own: flat programs of relu and linear
+    # activations, where the arc-cosine kernel's angle needs it near c = 1 (erf's arcsine
+    # kernels are accurate there without it, and its gap rules would cost ~8x the program)
+    gap: bool = False
+
+    @property
+    def rows(self) -> int:
+        """Rows of the state: K, then Θ (with the NTK), then G (with the gap)."""
+        return 1 + self.ntk + self.gap
 
     def __hash__(self) -> int:
         """Hashed once: programs key the per-thread caches of bound steps on every run."""
         cached = self.__dict__.get("_hash")
         if cached is None:
             fields = (self.steps, self.m, self.mode, self.spatial, self.parameterization)
-            cached = hash((*fields, self.ntk))
+            cached = hash((*fields, self.ntk, self.gap))
             object.__setattr__(self, "_hash", cached)
         return cached
 
@@ -91,7 +101,27 @@ def lower(spec: Spec, m: int, mode: str, parameterization: str, ntk: bool) -> Pr
     steps, last = lower_graph(spec_graph(spec), "input", mode)
     if steps is None or last == "input":
         return None
-    return Program(tuple(steps), m, mode, spatial, parameterization, ntk)
+    gap = mode == "flat" and all(
+        step.dual.pair_from_gap is not None or _is_linear(step) for step in _activations(steps)
+    )
+    return Program(tuple(steps), m, mode, spatial, parameterization, ntk, gap)
+
+
+def _activations(steps) -> list[Activate]:
+    found = []
+    for step in steps:
+        if isinstance(step, Loop):
+            found += _activations(step.body)
+        elif isinstance(step, Activate):
+            found.append(step)
+    return found
+
+
+def _is_linear(step: Activate) -> bool:
+    from workbench.gaussian.closed_forms import match_family
+
+    family = match_family(step.expr)
+    return family is not None and family.form == "linear"
 
 
 def lower_graph(graph: nx.DiGraph, last: str, mode: str) -> tuple[list | None, str]:
@@ -139,15 +169,21 @@ def unpack(packed: np.ndarray, m: int, mode: str) -> np.ndarray:
     return out
 
 
-def run(program: Program, nngp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """The output NNGP (and NTK) from the packed input second moments. The steps are bound
+def run(program: Program, nngp: np.ndarray, gap: np.ndarray | None = None) -> tuple:
+    """The output NNGP, NTK (or None) and gap G (or None) from the packed input second
+    moments (and, for a program with the gap, their packed gap). The steps are bound
     once to buffers allocated per run and then applied layer after layer without allocating
     (fresh arrays of a few hundred KiB per operation would cost page faults) and without
     re-dispatching."""
-    state = _start(program, nngp)
+    state = _start(program, nngp, gap)
     for op in _bound(program, state.shape):
         state = op(state)
-    return state[0].copy(), state[1].copy() if program.ntk else None
+    return _outputs(program, state, copy=True)
+
+
+def _outputs(program: Program, state: np.ndarray, copy: bool) -> tuple:
+    rows = [state[0], state[1] if program.ntk else None, state[-1] if program.gap else None]
+    return tuple(r.copy() if copy and r is not None else r for r in rows)
 
 
 _BOUND = threading.local()  # per thread: the buffers of concurrent runs must not be shared
@@ -175,14 +211,14 @@ def compiled_run(program: Program, shape: tuple[int, ...]) -> Callable:
     The same steps, bound without buffers: every operation returns a new array."""
     import torch
 
-    state_shape = (2 if program.ntk else 1, *shape)
+    state_shape = (program.rows, *shape)
     ops = _bind(program, program.steps, state_shape, program.spatial, _Buffers(functional=True))[0]
 
-    def fused(nngp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        state = _start(program, nngp)
+    def fused(nngp: np.ndarray, gap: np.ndarray | None = None) -> tuple:
+        state = _start(program, nngp, gap)
         for op in ops:
             state = op(state)
-        return state[0], state[1] if program.ntk else None
+        return _outputs(program, state, copy=False)
 
     # torch.compile caches per code object (8 variants at most): a fresh copy per program
     own = types.FunctionType(fused.__code__.replace(), fused.__globals__, fused.__name__,
@@ -190,9 +226,12 @@ def compiled_run(program: Program, shape: tuple[int, ...]) -> Callable:
     return torch.compile(own, dynamic=False, fullgraph=True)
 
 
-def _start(program: Program, nngp: np.ndarray) -> np.ndarray:
-    """The state array (h, P, *pixels): K, and Θ = 0 before the first weight layer."""
-    return np.stack([nngp, np.zeros_like(nngp)]) if program.ntk else nngp[None]
+def _start(program: Program, nngp: np.ndarray, gap: np.ndarray | None) -> np.ndarray:
+    """The state array (h, P, *pixels): K, Θ = 0 before the first weight layer, and G."""
+    rows = [nngp] + [np.zeros_like(nngp)] * program.ntk
+    if program.gap:
+        rows.append(gap)
+    return np.stack(rows)
 
 
 Op = Callable[[np.ndarray], np.ndarray]
@@ -262,7 +301,7 @@ def _repeat(body: list[Op], times: int, checked: bool, path: str = "") -> Op:
     a state past OVERFLOW_GUARD (or NaN) is a TheoryError naming the repeat node."""
 
     def repeat(state: np.ndarray) -> np.ndarray:
-        before = None
+        before, last = None, None  # last: (pass, largest entry) at the previous check
         for i in range(times):
             if checked and i % STOP_CHECK == STOP_CHECK - 1:
                 before = state.copy()
@@ -271,13 +310,32 @@ def _repeat(body: list[Op], times: int, checked: bool, path: str = "") -> Op:
             if before is not None:
                 if np.array_equal(state, before):
                     return state
-                before = None
                 if not np.abs(state).max() < OVERFLOW_GUARD:
                     where = f"{path or 'a repeat block'}: the kernel"
-                    raise overflow(where, f"after {i + 1} passes")
+                    raise overflow(where, f"after {i + 1} passes" + _growth(before, i, last, times))
+                last, before = (i, float(np.abs(before).max())), None
         return state
 
     return repeat
+
+
+def _growth(before: np.ndarray, at: int, last: tuple[int, float] | None, times: int) -> str:
+    """The divergence as a rate, from the largest entry one pass before the overflow."""
+    return growth_note((at, float(np.abs(before).max())), last, times)
+
+
+def growth_note(now: tuple[int, float], last: tuple[int, float] | None, times: int) -> str:
+    """': it grows by a factor r per pass …' from the largest kernel entry at two passes
+    (pass, value), extrapolated in log10 to the block's end; '' when it cannot say."""
+    (at, scale) = now
+    if last is None or not np.isfinite(scale) or last[1] <= 0 or scale <= last[1] or at <= last[0]:
+        return ""
+    rate = (scale / last[1]) ** (1 / (at - last[0]))
+    final = np.log10(scale) + (times - at) * np.log10(rate)
+    return (
+        f": it grows by a factor {rate:.6g} per pass (largest entry 10^{np.log10(scale):.1f} "
+        f"after {at} passes, about 10^{final:.1f} after all {times})"
+    )
 
 
 def overflow(where: str, when: str = "") -> TheoryError:
@@ -304,21 +362,64 @@ def _bind_linear(
                            buffers)  # fmt: skip
         plain_out = buffers("plain", *plain_shape)
 
+    bias_gap = _bias_gap(program.m, sb2, buffers.functional) if program.gap else None
+
     def linear(x: np.ndarray) -> np.ndarray:
         out = mix(x, other(x))
         rows = buffers.rows(out, len(x))
+        state = []
+        if bias_gap is not None:  # before the bias: it reads σ_w² T, then K′ = σ_w² T + σ_b²
+            state_gap = np.add(out[-1], bias_gap(out[0]), out=rows[-1])
         k = np.add(out[0], sb2, out=rows[0])
-        if not program.ntk:
-            return buffers.stacked(out, [k])
-        theta = out[1]
-        if standard:
-            theta = np.add(theta, plain_mix(x[:1], plain_out)[0], out=rows[1])
-            theta = np.add(theta, 1.0, out=rows[1])
-        else:
-            theta = np.add(theta, k, out=rows[1])
-        return buffers.stacked(out, [k, theta])
+        state.append(k)
+        if program.ntk:
+            theta = out[1]
+            if standard:
+                theta = np.add(theta, plain_mix(x[:1], plain_out)[0], out=rows[1])
+                theta = np.add(theta, 1.0, out=rows[1])
+            else:
+                theta = np.add(theta, k, out=rows[1])
+            state.append(theta)
+        if bias_gap is not None:
+            state.append(state_gap)
+        return buffers.stacked(out, state)
 
     return linear
+
+
+def _bias_gap(m: int, sb2: float, functional: bool) -> Callable[[np.ndarray], Any]:
+    """u ↦ the Cauchy–Schwarz gap the bias adds to a flat packed kernel u = σ_w² T:
+    σ_b² (√u_a − √u_b)² / (√(q′_a q′_b) + √(u_a u_b) + σ_b²), q′ = u + σ_b² (gap.bias_gap).
+    Eager: skipped when every variance is equal, cache-sized slices otherwise; functional
+    (torch.compile): one branchless expression."""
+    rows, cols, diag = pair_indices(m)
+    if sb2 == 0:
+        return lambda u: 0.0
+
+    def whole(u: np.ndarray) -> np.ndarray:
+        own = u[diag]
+        root, shifted = np.sqrt(own), np.sqrt(own + sb2)
+        apart = root[rows] - root[cols]
+        return sb2 * apart * apart / (shifted[rows] * shifted[cols] + root[rows] * root[cols] + sb2)
+
+    if functional:
+        return whole
+
+    def gap(u: np.ndarray) -> np.ndarray | float:
+        own = u[diag]
+        if own.min() == own.max():  # equal variances (every layer on the fixed point): none
+            return 0.0
+        root, shifted = np.sqrt(own), np.sqrt(own + sb2)
+        out = np.empty(len(rows))
+        for start in range(0, len(rows), GAP_CHUNK):  # cache-sized temporaries
+            a, b = rows[start : start + GAP_CHUNK], cols[start : start + GAP_CHUNK]
+            apart = root[a] - root[b]
+            out[start : start + GAP_CHUNK] = (
+                sb2 * apart * apart / (shifted[a] * shifted[b] + root[a] * root[b] + sb2)
+            )
+        return out
+
+    return gap
 
 
 def _mixer(shifts, spatial, mode: str, scale: float, shape, buffers: _Buffers):
@@ -435,6 +536,8 @@ def _bind_activate(
     scratch = buffers.rows(buffers("dual", 3, *shape[1:]), 3)
     products = _variance_products(program.m, spatial, program.mode, shape[1:], buffers)
     prepare, pair, scale = step.dual.prepare, step.dual.pair, step.dual.scale
+    if program.gap:
+        return _bind_activate_with_gap(program, step, shape, buffers, products, scaled)
 
     def activate(x: np.ndarray) -> np.ndarray:
         out = other(x)
@@ -447,6 +550,55 @@ def _bind_activate(
             state = [pair(gg, x[0], (rows[0], scratch[2], scratch[0], scratch[1]))[0]]
         state = buffers.stacked(out, state)
         return np.multiply(state, scale, out=out) if scaled else state
+
+    return activate
+
+
+GAP_CHUNK = 4096  # pairs per slice of the gap rules: their temporaries stay in cache
+
+
+def _bind_activate_with_gap(
+    program: Program, step: Activate, shape, buffers: _Buffers, products, scaled: bool
+) -> Op:
+    """The activation of a flat program that carries the gap G: G′ from 1 − c = G/√(q_a q_b)
+    by the closed forms of ``gaussian.gap`` (never as a difference), T and Ṫ from G where the
+    angle matters (relu). Eager runs work through GAP_CHUNK pairs at a time into the state
+    buffer (whole-array temporaries of this many rules would cost page faults)."""
+    from workbench.gaussian.gap import closed_form_gap
+
+    rows, cols, diag = pair_indices(program.m)
+    pairs = np.stack([rows, cols], axis=1)
+    dual = step.dual
+    other = buffers.alternate(shape)
+    size = shape[1]
+    chunks = [slice(0, size)] if buffers.functional else [
+        slice(start, min(start + GAP_CHUNK, size)) for start in range(0, size, GAP_CHUNK)
+    ]  # fmt: skip
+
+    def rules(gg, k, theta, gap, own, part):
+        if dual.pair_from_gap is not None:  # its g is q itself: gg = q_a q_b
+            t, t_dot, new_gap = dual.pair_from_gap(gg, k, gap)
+        else:
+            a, b = own[rows[part]], own[cols[part]]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                s = np.nan_to_num(gap / np.sqrt(a * b))
+            new_gap = closed_form_gap(step.expr, own, pairs[part], s).gap / dual.scale
+            t, t_dot = dual.pair(gg, k, (None,) * 4)
+        return [t, t_dot * theta, new_gap] if program.ntk else [t, new_gap]
+
+    def activate(x: np.ndarray) -> np.ndarray:
+        gg = products(x[0], dual.prepare)
+        own = x[0][diag]
+        theta = x[1] if program.ntk else x[0]
+        if buffers.functional:
+            state = np.stack(rules(gg, x[0], theta, x[-1], own, chunks[0]))
+            return state * dual.scale if scaled else state
+        out = other(x)
+        for part in chunks:
+            for row, values in enumerate(rules(gg[part], x[0][part], theta[part],
+                                               x[-1][part], own, part)):  # fmt: skip
+                out[row, part] = values
+        return np.multiply(out, dual.scale, out=out) if scaled else out
 
     return activate
 

@@ -60,6 +60,11 @@ class KernelState:
                 return False
         return True
 
+    def largest_entry(self) -> float:
+        """The largest |entry| of the NNGP and NTK (of the field when φ is pending)."""
+        arrays = [self.nngp, self.ntk, self.field_nngp, self.field_ntk]
+        return max(float(np.max(np.abs(np.asarray(a, float)))) for a in arrays if a is not None)
+
     def as_matrices(self, kernel: np.ndarray) -> np.ndarray:
         """A kernel of this layout as a stack of symmetric matrices over (input[, pixel])
         pairs: flat (1, m, m); full (1, m·n, m·n); diagonal (n, m, m), one per pixel."""
