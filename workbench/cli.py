@@ -251,7 +251,9 @@ def cmd_kernel(args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         result = evaluate()
         times.append(time.perf_counter() - start)
-    arrays = {"nngp": result.nngp, "ntk": result.ntk}
+    arrays = {"nngp": result.nngp, "ntk": result.ntk, "one_minus_c": result.one_minus_c}
+    if result.one_minus_c is not None:
+        get.add("one_minus_c")
     saved = {}
     for name in sorted(get):
         k = arrays[name]
@@ -369,19 +371,24 @@ def cmd_ntk_spectrum(args: argparse.Namespace) -> dict:
             f"--depths takes integers like 1,10,100, got {args.depths!r}"
         ) from None
     result = ntk_spectrum(
-        load_spec(args.spec), args.m, args.c0, depths, sys.stderr.isatty()
+        load_spec(args.spec), args.m, args.c0, depths, sys.stderr.isatty(), args.digits
     ).to_dict()
     if not args.json:
         print(
-            f"{result['architecture']} in the {result['phase']} phase: q* = {result['q_star']:.6g},"
-            f" chi_1 = {result['chi_1']:.6g}, xi_1 = {result['xi_1']}, xi_* = {result['xi_star']}"
+            f"{result['architecture']} in the {result['phase']} phase ({result['precision']}): "
+            f"q* = {result['q_star']}, chi_1 = {result['chi_1']:.6g}, xi_1 = {result['xi_1']}, "
+            f"xi_* = {result['xi_star']}; lambda_rest from {result['lambda_rest_from']}"
         )
         rows = [
             {**{k: r[k] for k in ("depth", "lambda_max", "lambda_rest", "kappa", "eta_max")},
-             **{f"{k} (asymptotic)": v for k, v in r["asymptotic"].items()}}
+             **{f"{k} (asymptotic)": v for k, v in (r["asymptotic"] or {}).items()},
+             "note": r.get("note")}
             for r in result["depths"]
         ]  # fmt: skip
-        _print_table(rows, list(rows[0]))
+        columns = list(dict.fromkeys(key for row in rows for key in row))
+        _print_table(rows, columns)
+        for note in result.get("notes", []):
+            print(f"note: {note}")
     return result
 
 
@@ -448,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--m", type=int, required=True, help="number of inputs")
     p.add_argument("--c0", type=_number, required=True, help="their pairwise correlation")
     p.add_argument("--depths", default="1,10,100")
+    p.add_argument("--digits", type=_digits, help="compute with mpmath at N significant digits")
     p = add("validate", cmd_validate, "run a validation suite: theory against Monte-Carlo")
     p.add_argument("suite", type=Path)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

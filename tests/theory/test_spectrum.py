@@ -33,3 +33,45 @@ def test_blocks_inside_residual_bodies_are_analysed_like_top_level_ones():
     for row_a, row_b in zip(a["depths"], b["depths"]):
         assert row_a["lambda_max"] == pytest.approx(row_b["lambda_max"], rel=1e-12)
         assert row_a["kappa"] == pytest.approx(row_b["kappa"], rel=1e-12)
+
+
+def _fc(act: str, sw2: float, sb2: float):
+    body = [{"dense": {"width": 8}}, {"act": act}]
+    return spec_from_dict({"name": "f", "input": {"shape": [8]},
+                           "defaults": {"sigma_w2": sw2, "sigma_b2": sb2},
+                           "layers": [*body, {"repeat": {"times": 10, "body": body}}]})  # fmt: skip
+
+
+def test_ordered_phase_spectrum_equals_sixty_digits():
+    """erf deep in the ordered phase: λ_rest falls to 1e-60 at depth 1000, where Θ_aa − Θ_ab
+    of float64 entries is pure rounding; its own recursion keeps every digit (the 60-digit
+    run takes the differences of high-precision expectations, another route)."""
+    spec = _fc("erf", 1.0, 0.05)
+    depths = [10, 30, 100, 300, 1000]
+    low = ntk_spectrum(spec, 5, 0.3, depths).to_dict()["depths"]
+    high = ntk_spectrum(spec, 5, 0.3, depths, digits=60).to_dict()["depths"]
+    assert float(high[-1]["lambda_rest"]) < 1e-50
+    for a, b in zip(low, high):
+        for key in ("lambda_max", "lambda_rest", "kappa"):
+            assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-8), (a["depth"], key)
+        assert "note" not in a
+
+
+def test_spectrum_keeps_the_depths_before_an_overflow():
+    """relu at σ_w² = 4 (chaotic, no finite q*): the variance doubles per layer and leaves
+    float64 near depth 1000; the earlier depths are kept and the failing one is marked."""
+    result = ntk_spectrum(_fc("relu", 4.0, 0.05), 3, 0.2, [10, 100, 5000, 6000]).to_dict()
+    rows = result["depths"]
+    assert [r["depth"] for r in rows] == [10, 100, 5000]
+    assert all(isinstance(r["lambda_max"], float) for r in rows[:2])
+    assert rows[2]["lambda_max"] is None and rows[2]["note"].startswith("not computed")
+    assert "no finite fixed point" in result["notes"][0]
+
+
+def test_cnn_rows_that_lost_their_digits_are_marked():
+    spec = nested(False)
+    rows = ntk_spectrum(spec, 3, 0.3, [2, 400]).to_dict()["depths"]
+    assert rows[0]["lambda_rest"] is not None and "note" not in rows[0]
+    deep = rows[1]  # tanh at σ_w² = 1.5 is ordered: by depth 400 Θ_aa − Θ_ab has cancelled
+    assert deep["lambda_rest"] is None and deep["kappa"] is None and "--digits" in deep["note"]
+    assert deep["lambda_max"] > 0

@@ -85,51 +85,64 @@ def conv_modes(spec: Spec) -> list[ModeTable]:
 
 @dataclass
 class SpectrumRow:
+    """One depth of the spectrum; values in the context's numbers (None where not vouched
+    for, with ``note`` saying why)."""
+
     depth: int
-    lambda_max: float
-    lambda_rest: float
-    kappa: float
-    eta_max: float
-    asymptotic: dict
+    lambda_max: Any
+    lambda_rest: Any
+    kappa: Any
+    eta_max: Any
+    asymptotic: dict | None
+    note: str | None = None
 
 
 @dataclass
 class NTKSpectrum:
     architecture: str  # FC, CNN-F or CNN-P
     phase: str
-    q_star: float
+    q_star: Any
     chi_1: float
-    chi_c: float
+    chi_c: float | None
     xi_1: float | None
     xi_star: float | None
     m: int
     c0: float
     pixels: int
     rows: list[SpectrumRow]
+    precision: str = "float64"
+    representation: str = ""
+    notes: list[str] = field(default_factory=list)
+    ctx: Any = F64
 
     def to_dict(self) -> dict:
-        return {
+        def num(v: Any) -> Any:
+            return None if v is None else self.ctx.to_json(v)
+
+        out = {
             "architecture": self.architecture,
             "phase": self.phase,
-            "q_star": self.q_star,
+            "q_star": num(self.q_star),
             "chi_1": self.chi_1,
             "chi_c": self.chi_c,
             "xi_1": self.xi_1,
             "xi_star": self.xi_star,
             "m": self.m,
-            "c0": self.c0,
-            "depths": [
-                {
-                    "depth": r.depth,
-                    "lambda_max": r.lambda_max,
-                    "lambda_rest": r.lambda_rest,
-                    "kappa": r.kappa,
-                    "eta_max": r.eta_max,
-                    "asymptotic": r.asymptotic,
-                }
-                for r in self.rows
-            ],
+            "c0": float(self.c0),
+            "precision": self.precision,
+            "lambda_rest_from": self.representation,
+            "depths": [],
         }
+        for r in self.rows:
+            row = {"depth": r.depth, "lambda_max": num(r.lambda_max),
+                   "lambda_rest": num(r.lambda_rest), "kappa": num(r.kappa),
+                   "eta_max": num(r.eta_max), "asymptotic": r.asymptotic}  # fmt: skip
+            if r.note:
+                row["note"] = r.note
+            out["depths"].append(row)
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
 
 
 def _architecture(spec: Spec, block: Any) -> tuple[str, Any]:
@@ -166,62 +179,130 @@ def _asymptotic(
 
 
 def ntk_spectrum(
-    spec: Spec, m: int, c0: float, depths: list[int], progress: bool = False
+    spec: Spec,
+    m: int,
+    c0: float,
+    depths: list[int],
+    progress: bool = False,
+    digits: int | None = None,
 ) -> NTKSpectrum:
-    """λ_max, λ_rest = mean of the other eigenvalues, κ = λ_max/λ_min and η_max = 2/λ_max of
-    the NTK after ``depth`` iterations of the spec's first repeat block (plus its readout), for
-    m inputs of variance q* and pairwise correlation c0 (every pixel pair of a CNN likewise),
-    beside the asymptotic formulas of the phase (xiao_bahri §3, appendix table)."""
+    """λ_max, λ_rest (the other m − 1 eigenvalues, all equal), κ = λ_max/λ_rest and
+    η_max = 2/λ_max of the NTK after ``depth`` iterations of the spec's first repeat block
+    (plus its readout), for m inputs of variance q* and pairwise correlation c0 (every pixel
+    pair of a CNN likewise), beside the asymptotic formulas of the phase (xiao_bahri §3,
+    appendix table). The NTK is Θ_d I + Θ_o (11ᵀ − I): FC blocks carry λ_rest = Θ_d − Θ_o by
+    its own recursion (``equicorrelated``), CNN blocks read it off the kernel and mark rows
+    where that difference has lost its digits (``digits``: compute at N digits instead). A
+    depth whose kernel leaves float64's range is marked; the depths before it are kept."""
+    from workbench.precision import context
+
+    ctx = context(digits)
     blocks = _repeat_blocks(spec)
     if not blocks:
         raise UnsupportedError("the spec has no repeat block")
     if m < 2 or not -1 / (m - 1) < c0 < 1:
         raise TheoryError("need m >= 2 inputs and -1/(m-1) < c0 < 1")
+    if any(int(x) < 1 for x in depths):
+        raise TheoryError("depths must be positive")
     block = blocks[0]
-    body = node_attrs(spec_graph(spec), block.path)["body"]
     analysis = block_analysis(block)
+    notes = []
+    chi1 = float(analysis.chi_1)
+    chic = None if analysis.chi_c is None else float(analysis.chi_c)
     if analysis.q_star is None:
-        raise TheoryError(f"{block.path}: no finite fixed point q*, so no spectrum asymptotics")
-    q, chi1, chic = float(analysis.q_star), float(analysis.chi_1), float(analysis.chi_c)
-    c_star = float(analysis.c_star)
+        q = 1.0
+        notes.append(f"{block.path}: no finite fixed point q* ({'; '.join(analysis.notes)}); "
+                     "inputs of variance 1, no asymptotic formulas")  # fmt: skip
+    else:
+        q = float(analysis.q_star)
     arch, readout = _architecture(spec, block)
     spatial = tuple(spec.input_shape[1:]) if arch != "FC" else ()
     d = int(np.prod(spatial)) if spatial else 1
-    state = _initial(m, c0, q, spatial, "full" if arch == "CNN-P" else "diagonal")
-    ev = Evaluator("ntk")
+    if arch == "FC":
+        from workbench.theory.equicorrelated import initial, passes
+
+        states = passes(body_steps(block.body), initial(analysis.q_star or 1, c0, ctx), ctx)
+        representation = "its own recursion (depth-safe)"
+    else:
+        states = _cnn_states(spec, block, readout, m, c0, q, spatial, arch, ctx)
+        representation = "Θ_aa − Θ_ab of the kernel"
     bar = tqdm(total=max(depths, default=0), desc="NTK spectrum", disable=not progress,
                leave=False)  # fmt: skip
     rows, done = [], 0
-    for depth in sorted(set(int(x) for x in depths)):
-        if depth < 1:
-            raise TheoryError("depths must be positive")
-        for _ in range(depth - done):
-            state = ev.propagate(body, state)
-            bar.update()
-        done = depth
-        final = ev.realized(state)
-        if readout is not None:
-            final = ev.flat(rule(readout, "kernel")(readout, final, ev, {}))
-        eig = np.linalg.eigvalsh((final.ntk + final.ntk.T) / 2)
-        lam_max, lam_min = float(eig[-1]), float(eig[0])
-        rows.append(
-            SpectrumRow(
-                depth,
-                lam_max,
-                float(eig[:-1].mean()),
-                lam_max / lam_min if lam_min > 0 else math.inf,
-                2 / lam_max,
-                _asymptotic(analysis.phase, arch, m, d, q, chi1, chic, c_star, depth),
-            )
-        )
-    xi_1 = -1 / math.log(chi1) if chi1 < 1 else None
-    gap = math.log(chic) - math.log(chi1) if chic > 0 else -math.inf
-    xi_star = -1 / gap if gap < 0 else None
+    with ctx.active():
+        for depth in sorted(set(int(x) for x in depths)):
+            try:
+                for _ in range(depth - done):
+                    state = next(states)
+                    bar.update()
+            except TheoryError as exc:
+                rows.append(SpectrumRow(depth, None, None, None, None, None,
+                                        f"not computed: {exc.message}"))  # fmt: skip
+                break
+            done = depth
+            lam_max, lam_rest = state.spectrum(m)
+            asymptotic = None
+            if analysis.q_star is not None:
+                asymptotic = _asymptotic(analysis.phase, arch, m, d, q, chi1, chic,
+                                         float(analysis.c_star), depth)  # fmt: skip
+            rows.append(_row(depth, lam_max, lam_rest, asymptotic, state, ctx))
     bar.close()
-    return NTKSpectrum(arch, analysis.phase, q, chi1, chic, xi_1, xi_star, m, c0, d, rows)
+    xi_1 = -1 / math.log(chi1) if chi1 < 1 else None
+    gap = math.log(chic) - math.log(chi1) if chic is not None and chic > 0 else -math.inf
+    xi_star = -1 / gap if gap < 0 else None
+    return NTKSpectrum(arch, analysis.phase, analysis.q_star, chi1, chic, xi_1, xi_star, m, c0,
+                       d, rows, ctx.describe(), representation, notes, ctx)  # fmt: skip
 
 
-def _initial(m: int, c0: float, q: float, spatial: tuple[int, ...], mode: str) -> KernelState:
+VOUCHED_DIGITS = 1e-8  # a difference Θ_aa − Θ_ab below this share of Θ_aa has lost 8 digits
+
+
+def _row(depth: int, lam_max: Any, lam_rest: Any, asymptotic, state, ctx) -> SpectrumRow:
+    note = None
+    if getattr(state, "cancelled", False) and ctx.fast_float64:
+        note = ("lambda_rest is below float64's resolution of Θ_aa − Θ_ab here (rounding "
+                "noise): rerun with --digits")  # fmt: skip
+        return SpectrumRow(depth, lam_max, None, None, 2 / lam_max, asymptotic, note)
+    kappa = lam_max / lam_rest if lam_rest > 0 else None
+    if kappa is None:
+        note = "lambda_rest = 0: the NTK is singular (kappa infinite)"
+    return SpectrumRow(depth, lam_max, lam_rest, kappa, 2 / lam_max, asymptotic, note)
+
+
+@dataclass(frozen=True)
+class _KernelSpectrum:
+    """The flat m × m NTK of equicorrelated inputs: (λ_max, λ_rest) from its two entries."""
+
+    theta: Any
+    ctx: Any
+
+    @property
+    def cancelled(self) -> bool:
+        d, o = self.theta[0, 0], self.theta[0, 1]
+        return abs(d - o) < VOUCHED_DIGITS * abs(d)
+
+    def spectrum(self, m: int) -> tuple[Any, Any]:
+        d, o = self.theta[0, 0], self.theta[0, 1]
+        return d + (m - 1) * o, d - o
+
+
+def _cnn_states(spec, block, readout, m, c0, q, spatial, arch, ctx):
+    """The readout NTK after each pass through a conv block (the general evaluator)."""
+    body = node_attrs(spec_graph(spec), block.path)["body"]
+    state = _initial(m, c0, q, spatial, "full" if arch == "CNN-P" else "diagonal", ctx)
+    ev = Evaluator("ntk")
+    while True:
+        state = ev.propagate(body, state)
+        final = ev.realized(state)
+        final = ev.flat(rule(readout, "kernel")(readout, final, ev, {}))
+        if not ctx.all_finite(final.ntk):
+            raise TheoryError("the NTK left float64's range")
+        yield _KernelSpectrum(final.ntk, ctx)
+
+
+def _initial(
+    m: int, c0: float, q: float, spatial: tuple[int, ...], mode: str, ctx: Any = F64
+) -> KernelState:
     """Pre-activations with variance q and correlation c0 between every other input (and
     pixel); Θ = K as for a first layer in the NTK parameterisation."""
     if not spatial:
@@ -234,7 +315,8 @@ def _initial(m: int, c0: float, q: float, spatial: tuple[int, ...], mode: str) -
     else:
         k = q * ((1 - c0) * np.eye(m) + c0)[:, :, None] * np.ones(n)
         k = k.reshape(m, m, *spatial)
-    return replace(_state(k, mode=mode, spatial=spatial), mean=np.zeros((m, *spatial)))
+    state = _state(ctx.array(k), mode=mode, spatial=spatial)
+    return replace(state, mean=ctx.array(np.zeros((m, *spatial))), ctx=ctx)
 
 
 def _state(k: np.ndarray, mode: str, spatial: tuple[int, ...] = ()) -> KernelState:
