@@ -136,6 +136,10 @@ def cmd_analyze(args: argparse.Namespace) -> dict:
 
     spec = load_spec(args.spec)
     result = analyze_spec(spec, context(args.digits), progress=sys.stderr.isatty()).to_dict()
+    if args.check_precision:
+        from workbench.theory.check_precision import check_analyze
+
+        result["precision_check"] = _precision_check(args, lambda: check_analyze(spec, result))
     if not args.json:
         print(f"{result['spec']} ({result['precision']})")
         cycles = [b for b in result["blocks"] if "method" not in b]
@@ -154,7 +158,30 @@ def cmd_analyze(args: argparse.Namespace) -> dict:
                 print(f"  {block['path']}: {note}")
         for skipped in result["skipped"]:
             print(f"  skipped {skipped['path']}: {skipped['reason']}")
+        _print_precision_check(result)
     return result
+
+
+CHECK_PRECISION_HELP = "state the float64 result's error: rerun at 32 digits and compare"
+
+
+def _precision_check(args: argparse.Namespace, run: Callable[[], dict]) -> dict:
+    """``--check-precision``: only float64 results have an error to state."""
+    if args.digits:
+        return {"unavailable": "the result is already computed with --digits"}
+    return run()
+
+
+def _print_precision_check(result: dict) -> None:
+    check = result.get("precision_check")
+    if not check:
+        return
+    if "unavailable" in check:
+        print(f"precision check: unavailable ({check['unavailable']})")
+    else:
+        worst, count = check["worst_relative_difference"], check["compared"]
+        print(f"precision check against {check['reference']}: worst relative difference "
+              f"{worst:.3g} over {count} numbers")  # fmt: skip
 
 
 def cmd_critical(args: argparse.Namespace) -> dict:
@@ -251,6 +278,12 @@ def cmd_kernel(args: argparse.Namespace) -> dict:
         start = time.perf_counter()
         result = evaluate()
         times.append(time.perf_counter() - start)
+    check = None
+    if args.check_precision:
+        from workbench.theory.check_precision import check_kernel
+
+        check = _precision_check(args, lambda: check_kernel(
+            spec, x, result, "ntk" in get, args.parameterization))  # fmt: skip
     arrays = {"nngp": result.nngp, "ntk": result.ntk, "one_minus_c": result.one_minus_c}
     if result.one_minus_c is not None:
         get.add("one_minus_c")
@@ -282,6 +315,8 @@ def cmd_kernel(args: argparse.Namespace) -> dict:
     }
     if compile_seconds is not None:
         summary["compile_seconds"] = compile_seconds
+    if check is not None:
+        summary["precision_check"] = check
     if args.digits:
         summary["digits"] = args.digits
         summary["note"] = (
@@ -293,6 +328,9 @@ def cmd_kernel(args: argparse.Namespace) -> dict:
         shapes = ", ".join(f"{k} {v}" for k, v in summary["arrays"].items())
         print(f"{spec.name}: wrote {out_path} ({shapes})")
         print(f"median of {args.repeat}: {summary['seconds']:.4f} s")
+        for note in summary["notes"]:
+            print(f"note: {note}")
+        _print_precision_check(summary)
     return summary
 
 
@@ -370,9 +408,14 @@ def cmd_ntk_spectrum(args: argparse.Namespace) -> dict:
         raise WorkbenchError(
             f"--depths takes integers like 1,10,100, got {args.depths!r}"
         ) from None
-    result = ntk_spectrum(
-        load_spec(args.spec), args.m, args.c0, depths, sys.stderr.isatty(), args.digits
-    ).to_dict()
+    spec = load_spec(args.spec)
+    result = ntk_spectrum(spec, args.m, args.c0, depths, sys.stderr.isatty(), args.digits).to_dict()
+    if args.check_precision:
+        from workbench.theory.check_precision import check_spectrum
+
+        result["precision_check"] = _precision_check(
+            args, lambda: check_spectrum(spec, args.m, args.c0, depths, result)
+        )
     if not args.json:
         print(
             f"{result['architecture']} in the {result['phase']} phase ({result['precision']}): "
@@ -389,6 +432,7 @@ def cmd_ntk_spectrum(args: argparse.Namespace) -> dict:
         _print_table(rows, columns)
         for note in result.get("notes", []):
             print(f"note: {note}")
+        _print_precision_check(result)
     return result
 
 
@@ -411,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("analyze", cmd_analyze, "fixed points, susceptibilities, depth scales per repeat block")
     p.add_argument("spec", type=Path)
     p.add_argument("--digits", type=_digits, help="compute with mpmath at N significant digits")
+    p.add_argument("--check-precision", action="store_true", help=CHECK_PRECISION_HELP)
     p = add("critical", cmd_critical, "the critical sigma_w2 and q* at a bias variance")
     p.add_argument("--activation", required=True, help="a name (tanh) or an expression in x")
     p.add_argument("--sigma-b2", type=_number, required=True)
@@ -429,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--get", default="nngp,ntk")
     p.add_argument("--parameterization", default="ntk", choices=["ntk", "standard"])
     p.add_argument("--digits", type=_digits)
+    p.add_argument("--check-precision", action="store_true", help=CHECK_PRECISION_HELP)
     p.add_argument("--repeat", type=_count, default=1, help="time R evaluations (median)")
     p.add_argument(
         "--compile",
@@ -456,6 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--c0", type=_number, required=True, help="their pairwise correlation")
     p.add_argument("--depths", default="1,10,100")
     p.add_argument("--digits", type=_digits, help="compute with mpmath at N significant digits")
+    p.add_argument("--check-precision", action="store_true", help=CHECK_PRECISION_HELP)
     p = add("validate", cmd_validate, "run a validation suite: theory against Monte-Carlo")
     p.add_argument("suite", type=Path)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

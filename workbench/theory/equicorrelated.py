@@ -77,12 +77,19 @@ def _step(step: FCStep, state: Realized, ctx: Context) -> Realized:
         slope = dual_gap(d, np.array([q]), PAIR, np.array([s]))
         own, new_gap = float(value.own[0]), float(value.gap[0])
         t_dot, t_dot_gap = float(slope.own[0]), float(slope.gap[0])
-    else:
+    else:  # differences of high-precision expectations: vouched while they keep 12 digits
         k = q * (1 - s)
         own = expect(phi, phi, q, q, q, ctx)
         new_gap = own - expect(phi, phi, q, k, q, ctx)
         t_dot = expect(d, d, q, q, q, ctx)
         t_dot_gap = t_dot - expect(d, d, q, k, q, ctx)
+        floor = ctx.eps * 10**12
+        if 0 < s < floor or 0 < new_gap < floor * own:
+            raise TheoryError(
+                f"1 - c = {float(s):.3g} needs more than {ctx.digits} digits here (its gaps are "
+                "differences of expectations at this precision); the float64 run carries it "
+                "depth-safely, or raise --digits"
+            )
     return Realized(
         own, new_gap, t_dot * theta, t_dot_gap * theta + (t_dot - t_dot_gap) * theta_gap
     )

@@ -222,7 +222,11 @@ def ntk_spectrum(
         from workbench.theory.equicorrelated import initial, passes
 
         states = passes(body_steps(block.body), initial(analysis.q_star or 1, c0, ctx), ctx)
-        representation = "its own recursion (depth-safe)"
+        representation = (
+            "its own recursion (depth-safe)"
+            if ctx.fast_float64
+            else ("its own recursion, gaps as differences of expectations (rows vouched for only)")
+        )
     else:
         states = _cnn_states(spec, block, readout, m, c0, q, spatial, arch, ctx)
         representation = "Θ_aa − Θ_ab of the kernel"
