@@ -204,3 +204,26 @@ def test_relu_fc_kernels_equal_fifty_digits_on_nearly_parallel_pairs(make_spec):
         miss[a, b] = miss[b, a] = 0
     assert miss.max() < 1e-13
     assert np.diag(got.one_minus_c).max() == 0
+
+
+def test_general_engine_carries_one_minus_c_for_smooth_activations(make_spec):
+    """A tanh FC net (general engine: Mehler series, then the frozen s-map) carries 1 − c of
+    nearly equal inputs like evolve_kernel does; the kernel's entries would give it 14x off."""
+    from workbench.theory.evaluate import network_kernels
+
+    depth = 300
+    x = np.random.default_rng(0).standard_normal((3, 16))
+    x[1] = x[0] + 1e-6 * x[2]
+    body = [{"dense": {"width": 8}}, {"act": "tanh"}]
+    spec = make_spec([*body, {"repeat": {"times": depth - 1, "body": body}},
+                      {"dense": {"width": 8}}], shape=(16,), sw2=1.76, sb2=0.05)  # fmt: skip
+    got = network_kernels(spec, x)
+    steps = single_step("tanh", 1.76, 0.05)
+    evolution = evolve_kernel(steps, input_kernel(x, 1.76, 0.05), depth,
+                              one_minus_c=input_one_minus_c(x, 1.76, 0.05))  # fmt: skip
+    carried = got.one_minus_c[np.triu_indices(3, 1)]
+    assert np.abs(carried / evolution.one_minus_c[-1] - 1).max() < 1e-10
+    assert not any(note.startswith("one_minus_c") for note in got.notes)
+    root = np.sqrt(np.diag(got.nngp))
+    naive = 1 - got.nngp[0, 1] / (root[0] * root[1])
+    assert abs(naive / got.one_minus_c[0, 1] - 1) > 1  # what the entries lose

@@ -51,7 +51,7 @@ def sin_minus_theta_cos(theta: np.ndarray) -> np.ndarray:
     Σ_k (−1)^{k+1} 2k θ^{2k+1}/(2k+1)!."""
     theta = np.asarray(theta, float)
     largest = float(theta.max(initial=0.0))
-    if largest >= SERIES_BELOW:
+    if not largest < SERIES_BELOW:  # NaN included
         direct = np.sin(theta) - theta * np.cos(theta)
         if float(theta.min(initial=largest)) >= SERIES_BELOW:
             return direct
@@ -297,6 +297,13 @@ class GapMap:
             return dual_gap(self.f, np.array([self.q]), pairs, s.ravel()).gap.reshape(s.shape)
         if self.difference is not None:
             return self.difference.at_one - self.difference(1 - s)
+        largest = float(s.max(initial=0.0))
+        if largest <= self.s_max:  # the common deep case: the series alone, as few terms as do
+            terms = self._terms(largest)
+            total = self.d[terms] * (-s)
+            for m in range(terms - 1, 0, -1):
+                total = (total + self.d[m]) * (-s)
+            return s * (total + self.d[0])
         near = s <= self.s_max
         r = np.zeros_like(s)
         if near.any():
@@ -305,6 +312,12 @@ class GapMap:
             for m in range(TAYLOR_TERMS - 1, -1, -1):
                 total = total * x + self.d[m]
             r[near] = total
-        if not near.all():
-            r[~near] = self.interpolant.at(angle(s[~near]))
+        r[~near] = self.interpolant.at(angle(s[~near]))
         return s * r
+
+    def _terms(self, largest: float) -> int:
+        """The fewest series terms whose next one is below 1e-17 of d_0 for s ≤ largest."""
+        for m in range(1, TAYLOR_TERMS):
+            if self.d[m + 1] * largest ** (m + 1) <= 1e-17 * self.d[0]:
+                return m
+        return TAYLOR_TERMS

@@ -102,7 +102,17 @@ def weight_layer(
             ntk = nngp + theta
         else:
             ntk = state.channels * plain(state.nngp) + 1.0 + theta
-    return state.replace(nngp=nngp, ntk=ntk, mean=np.zeros_like(state.mean), channels=channels)
+    gap = None
+    if state.gap is not None and state.mode == "flat":  # G′ = σ_w² G + the bias's gap
+        from workbench.gaussian.gap import bias_gap
+
+        gap = sigma_w2 * state.gap
+        own = np.diagonal(state.nngp).astype(float)
+        if own.min() != own.max():  # equal variances add no gap
+            pairs = np.stack(np.triu_indices(state.m, 1), axis=1)
+            gap = gap + bias_gap(own, pairs, float(sigma_w2), float(sigma_b2))
+    return state.replace(nngp=nngp, ntk=ntk, mean=np.zeros_like(state.mean), channels=channels,
+                         gap=gap)  # fmt: skip
 
 
 def lower(node: Dense, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:

@@ -21,7 +21,7 @@ from workbench.activations import Activation
 from workbench.compile.graph import spec_graph
 from workbench.errors import TheoryError, UnsupportedError
 from workbench.gaussian import expect1, expect_gram
-from workbench.gaussian.gap import inner_product_gap
+from workbench.gaussian.gap import DEPTH_SAFE, GapMap, dual_gap, inner_product_gap
 from workbench.gaussian.interpolant import DualInterpolant
 from workbench.nodes.base import NodeBase, flat_nodes, module_of, rule
 from workbench.precision import F64, Context
@@ -56,7 +56,10 @@ def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool, ctx: Context = 
         mean = x.mean(axis=1)
     ntk = np.zeros_like(nngp) if want_ntk else None
     spatial = x.shape[2:]
-    return KernelState(nngp, ntk, mean, mode, tuple(spatial), x.shape[1], ctx=ctx)
+    gap = None
+    if mode == "flat" and ctx.fast_float64:  # the inputs' own gap, without cancellation
+        gap = inner_product_gap(x, np.stack(_upper_pairs(x.shape[0]), axis=1))[0]
+    return KernelState(nngp, ntk, mean, mode, tuple(spatial), x.shape[1], ctx=ctx, gap=gap)
 
 
 def _finite_inputs(inputs: np.ndarray) -> np.ndarray:
@@ -93,6 +96,7 @@ class Evaluator:
         self.progress = progress  # show a bar for long loops (repeat blocks)
         self._seen: dict = {}  # φ → the recent variances at which it was realized
         self._interpolants: dict = {}  # (φ, q) → (T, Ṫ) interpolants in the correlation
+        self._gap_maps: dict = {}  # (φ, q) → the frozen s-map (gaussian.gap.GapMap)
 
     def propagate(self, graph: nx.DiGraph, state: KernelState) -> KernelState:
         """Run the state through the graph's nodes in order, each by its own kernel rule (all
@@ -121,6 +125,7 @@ class Evaluator:
             ntk = None
             if state.field_ntk is not None:
                 ntk = _dual(phi.derivative(), state, k) * state.field_ntk
+        gap = self._realized_gap(phi, state, k, fast)
         if phi.parity == -1:  # odd φ: E[φ(u)] = 0 exactly
             mean = np.zeros(variances.shape, dtype=variances.dtype)
         elif not variances.size:
@@ -128,7 +133,33 @@ class Evaluator:
         else:
             mean = state.ctx.elementwise(lambda q: expect1(phi, q, state.ctx), variances)
         return state.replace(nngp=nngp, ntk=ntk, mean=np.asarray(mean), field_nngp=None,
-                             field_ntk=None, phi=None)  # fmt: skip
+                             field_ntk=None, phi=None, gap=gap)  # fmt: skip
+
+    def _realized_gap(self, phi: Activation, state: KernelState, k: np.ndarray, fast) -> Any:
+        """The gap of T(K) from the field's (flat float64 states that carry one): the frozen
+        s-map where every variance has settled, else ``dual_gap``; None where the only route
+        is a difference of moments (nothing depth-safe to carry)."""
+        if state.gap is None or state.mode != "flat" or not state.ctx.fast_float64:
+            return None
+        rows, cols = _upper_pairs(state.m)
+        q = np.diagonal(k).astype(float)
+        if not (q > 0).all():  # c of a zero-variance field is undefined
+            return None
+        s = state.gap / np.sqrt(q[rows] * q[cols])
+        if fast is not None:
+            key = (phi, fast[2])
+            if key not in self._gap_maps:
+                self._gap_maps[key] = GapMap(phi, fast[2])
+            gap_map = self._gap_maps[key]
+            if not gap_map.ok or gap_map.representation not in DEPTH_SAFE:
+                return None
+            pairs_gap = gap_map(s)
+        else:
+            found = dual_gap(phi, q, np.stack([rows, cols], axis=1), s)
+            if not found.depth_safe:
+                return None
+            pairs_gap = found.gap
+        return pairs_gap
 
     def _interpolants_at(self, phi: Activation, variances: np.ndarray, ctx: Context):
         """(T, Ṫ, q) when every variance equals one q (to 7e-15) at which φ has been
@@ -164,6 +195,12 @@ class Evaluator:
         return state.replace(nngp=state.pixel_average(state.nngp),
                              ntk=state.pixel_average(state.ntk), mean=mean, mode="flat",
                              spatial=(), flattened=False)  # fmt: skip
+
+
+@lru_cache(maxsize=16)
+def _upper_pairs(m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the pairs a < b."""
+    return np.triu_indices(m, 1)
 
 
 def _check_finite(state: KernelState, node: NodeBase) -> None:
@@ -258,7 +295,12 @@ def network_kernels(
     _check_psd({"nngp": state.nngp, "ntk": state.ntk}, state.m, state.mode, state.spatial)
     notes = list(state.notes)
     one_minus_c = None
-    if state.mode == "flat":
+    if state.mode == "flat" and state.gap is not None:
+        root = np.sqrt(np.diagonal(state.nngp).astype(float))
+        rows, cols = _upper_pairs(state.m)
+        one_minus_c = np.zeros((state.m, state.m))
+        one_minus_c[rows, cols] = one_minus_c[cols, rows] = state.gap / (root[rows] * root[cols])
+    elif state.mode == "flat":
         with ctx.active():
             root = np.array([ctx.sqrt(v) for v in np.diagonal(state.nngp)], dtype=ctx.dtype)
             with np.errstate(invalid="ignore", divide="ignore"):

@@ -33,6 +33,10 @@ class KernelState:
     notes: tuple[str, ...] = ()
     ctx: Context = F64
     flattened: bool = False
+    # flat mode: G_ab = √(K_aa K_bb) − K_ab of the current kernel (the field's while φ is
+    # pending) for the pairs a < b in np.triu_indices order, carried without cancellation
+    # (gaussian.gap); None where not carried
+    gap: np.ndarray | None = None
 
     @property
     def m(self) -> int:
@@ -43,6 +47,10 @@ class KernelState:
         return int(np.prod(self.spatial)) if self.spatial else 1
 
     def replace(self, **changes: Any) -> KernelState:
+        """The state with ``changes``; a new NNGP without a new gap drops the gap (a rule
+        that does not carry it leaves none stale)."""
+        if "nngp" in changes and "gap" not in changes:
+            changes["gap"] = None
         return replace(self, **changes)
 
     def noted(self, note: str) -> KernelState:
@@ -54,7 +62,7 @@ class KernelState:
         a deterministic map that returned its input will return it again."""
         if (self.phi, self.mode, self.flattened) != (before.phi, before.mode, before.flattened):
             return False
-        for name in ("nngp", "ntk", "mean", "field_nngp", "field_ntk"):
+        for name in ("nngp", "ntk", "mean", "field_nngp", "field_ntk", "gap"):
             a, b = getattr(self, name), getattr(before, name)
             if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
                 return False
