@@ -237,15 +237,11 @@ class GapMap:
 
     def __init__(self, f: Activation, q: float) -> None:
         self.f, self.q = f, float(q)
-        self.closed = None
         self.difference = None
-        family = match_family(f.expr)
-        if family is not None and (
-            family.form in ("linear", "erf") or family.form == "relu" and family.shift == 0
-        ):
-            self.closed = True
-            self.representation = dual_gap(f, np.ones(1), np.zeros((1, 2), int), np.zeros(1)
-                                           ).representation  # fmt: skip
+        probe = closed_form_gap(f.expr, np.ones(1), np.zeros((1, 2), int), np.zeros(1))
+        self.closed = probe is not None
+        if self.closed:
+            self.representation = probe.representation
             return
         from workbench.gaussian.mehler import coefficients
 
@@ -294,7 +290,8 @@ class GapMap:
         s = np.clip(np.asarray(s, float), 0.0, 2.0)
         if self.closed:
             pairs = np.zeros((s.size, 2), int)
-            return dual_gap(self.f, np.array([self.q]), pairs, s.ravel()).gap.reshape(s.shape)
+            found = closed_form_gap(self.f.expr, np.array([self.q]), pairs, s.ravel())
+            return found.gap.reshape(s.shape)
         if self.difference is not None:
             return self.difference.at_one - self.difference(1 - s)
         largest = float(s.max(initial=0.0))

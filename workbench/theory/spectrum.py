@@ -278,7 +278,6 @@ class _KernelSpectrum:
     """The flat m × m NTK of equicorrelated inputs: (λ_max, λ_rest) from its two entries."""
 
     theta: Any
-    ctx: Any
 
     @property
     def cancelled(self) -> bool:
@@ -301,7 +300,7 @@ def _cnn_states(spec, block, readout, m, c0, q, spatial, arch, ctx):
         final = ev.flat(rule(readout, "kernel")(readout, final, ev, {}))
         if not ctx.all_finite(final.ntk):
             raise TheoryError("the NTK left float64's range")
-        yield _KernelSpectrum(final.ntk, ctx)
+        yield _KernelSpectrum(final.ntk)
 
 
 def _initial(
