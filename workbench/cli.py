@@ -353,6 +353,30 @@ def _load_array(path: Path, flag: str):
         raise WorkbenchError(f"{flag} {path}: cannot read a .npy array ({err})") from None
 
 
+def cmd_gradients(args: argparse.Namespace) -> dict:
+    from workbench.compile import load_spec
+    from workbench.theory.backward import gradient_profile
+
+    spec = load_spec(args.spec)
+    if args.inputs is not None:
+        x = _load_array(args.inputs, "--inputs")
+    else:
+        from workbench.validation.quantities import make_inputs
+
+        x = make_inputs(spec, {"count": args.m, "seed": args.seed}).numpy()
+    profile = gradient_profile(spec, x, digits=args.digits, bn_statistics=args.bn_statistics)
+    result = profile.to_dict()
+    result["inputs"] = str(args.inputs) if args.inputs else f"{args.m} random (seed {args.seed})"
+    if not args.json:
+        print(f"{spec.name}: predicted weight-gradient norms for L = sum_b <r, f(x_b)> "
+              f"({result['inputs']}, {result['precision']})")  # fmt: skip
+        _print_table(result["layers"], ["path", "grad_norm2", "ratio", "log_ratio",
+                                        "rate_to_next", "q_tilde"])  # fmt: skip
+        for note in result["notes"]:
+            print(f"note: {note}")
+    return result
+
+
 def cmd_derive(args: argparse.Namespace) -> dict:
     from workbench.compile import load_spec
     from workbench.theory.derive import derive
@@ -483,6 +507,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(seconds, reported as compile_seconds), then small kernels run ~1.5x faster",
     )
     p.add_argument("--out", required=True, help="K.npz")
+    p = add("gradients", cmd_gradients, "predicted weight-gradient norms per layer (backward)")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--inputs", type=Path, help="X.npy, shape (m, *input.shape)")
+    p.add_argument("--m", type=_count, default=1, help="random inputs when no --inputs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--bn-statistics", default="batch", choices=["batch", "fixed"],
+                   help="batch norm: gradients through the batch statistics (torch's "
+                   "training mode, default) or with the statistics held fixed")  # fmt: skip
+    p.add_argument("--digits", type=_digits, help="compute with mpmath at N significant digits")
     p = add("derive", cmd_derive, "the symbolic recursions of every stage (sympy, LaTeX)")
     p.add_argument("spec", type=Path)
     p.add_argument("--latex", action="store_true", help="print the rules as LaTeX")

@@ -75,12 +75,13 @@ CASES = {
 @pytest.mark.parametrize("init", list(CASES))
 def test_kernel_rule_matches_its_torch_module(init, sampled_kernels, agreement):
     """Full pixel-pair NNGP of a tanh CNN (1D, 8 pixels, random non-stationary inputs, so the
-    tap profile matters) against 256 simulated networks; the scale check can see a 5% error,
-    and the wrong profile (the uniform one, what the theory used before) is rejected."""
+    tap profile matters) against 320 simulated networks; the scale check can see a 5% error,
+    and the wrong profile (the uniform one, what the theory used before) is rejected (320
+    networks keep that power under any seed stream)."""
     spec = conv_spec(init, CASES[init])
     x = np.random.default_rng(0).standard_normal((3, *spec.input_shape))
     theory = network_kernels(spec, x, ntk=False, mode="full").nngp
-    samples = sampled_kernels(spec, x, ensemble=256)
+    samples = sampled_kernels(spec, x, ensemble=320)
     result = agreement(theory, samples, allowance=0.01)
     assert result["entries"] and result["scale"], result
     assert result["power"] < 0.05, result

@@ -16,6 +16,7 @@ import numpy as np
 
 from workbench.activations import Activation
 from workbench.errors import TheoryError
+from workbench.gaussian.batch import expect_normalized_outer  # noqa: F401 - re-exported
 from workbench.gaussian.closed_forms import closed_form
 from workbench.gaussian.quadrature import expect1_float64, expect2_float64
 from workbench.precision import F64, Context
@@ -168,26 +169,3 @@ def _distance(f: Activation, g: Activation) -> float:
 
 def _at_zero(h: Activation, ctx: Context) -> Any:
     return ctx.result(ctx.function(h)(ctx.num(0)))
-
-
-def expect_normalized_outer(cov: np.ndarray) -> np.ndarray:
-    """E[z zᵀ / ‖z‖²] for z ~ N(0, cov) (the second moments of a batch-normalised vector;
-    the mean-field batch norm integral). With cov = U Λ Uᵀ and 1/‖z‖² = ∫₀^∞ e^{−t‖z‖²} dt,
-    E = U diag(f) Uᵀ, f_i = ∫₀^∞ λ_i (1 + 2tλ_i)^{−1} Π_j (1 + 2tλ_j)^{−1/2} dt, integrated
-    in s = log t (float64, adaptive vector quadrature)."""
-    from scipy.integrate import quad_vec
-
-    cov = np.asarray(cov, float)
-    lam, vec = np.linalg.eigh((cov + cov.T) / 2)
-    lam = np.clip(lam, 0.0, None)
-    if lam.max() <= 0:
-        raise TheoryError("the batch has no variance to normalise")
-    lam = lam / lam.max()  # E[zzᵀ/‖z‖²] is scale-free
-
-    def integrand(s: float) -> np.ndarray:
-        t = np.exp(s)
-        one = 1 + 2 * t * lam
-        return t * lam / one * np.exp(-0.5 * np.log(one).sum())
-
-    f, _ = quad_vec(integrand, -60.0, 60.0, epsabs=1e-14, epsrel=1e-12, limit=500)
-    return (vec * f) @ vec.T

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -18,7 +18,8 @@ from workbench.spec.where import Where
 
 if TYPE_CHECKING:
     from workbench.activations import Activation
-    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.backward import BackwardWalk, Cotangent
+    from workbench.theory.evaluate import Evaluator, TapeEntry
     from workbench.theory.state import KernelState
 
 KIND = "act"
@@ -117,6 +118,20 @@ def kernel(node: Act, state: KernelState, ev: Evaluator, attrs: dict) -> KernelS
         )
     return state.replace(field_nngp=state.nngp - shift * shift, field_ntk=state.ntk,
                          phi=shifted)  # fmt: skip
+
+
+def backward(node: Act, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
+             suffix: str) -> Cotangent:  # fmt: skip
+    """xiao2018 eq. 2.15: δ_h = φ′(h) ⊙ δ_y, so under gradient independence
+    G̃_h,ab = E[φ′(h_a) φ′(h_b)] G̃_y,ab = Ṫ(K) ⊙ G̃_y (q̃ˡ = q̃ˡ⁺¹ E[φ′(hˡ)²] per unit, times
+    σ_w² from the weights). Consecutive activations compose: the chain's last one (met first
+    going back) holds the composed φ on the field, and its first one applies Ṫ of it — unless
+    a batch norm feeds the chain, whose backward rule then takes φ′ jointly with its own."""
+    pending = cot.pending if cot.pending is not None else entry.out
+    if entry.inp.phi is not None or walk.absorbs_activation():
+        return replace(cot, pending=pending)  # not the chain's first, or a batch norm's
+    t_dot = walk.once(entry, "t_dot", lambda: walk.ev.derivative_dual(pending))
+    return replace(cot, grad=t_dot * cot.grad, pending=None)
 
 
 def lower(node: Act, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -13,11 +13,13 @@ from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
 
 if TYPE_CHECKING:
-    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.backward import BackwardWalk, Cotangent
+    from workbench.theory.evaluate import Evaluator, TapeEntry
     from workbench.theory.state import KernelState
 
 KIND = "bn"
 BARE = True
+ABSORBS_ACTIVATION = True  # its backward rule takes the φ′ of the activation after it
 NEEDS_PIXEL_PAIRS = True
 EXAMPLE = "bn: {gamma: 1.0, beta: 0.0}"
 SCHEMA = NORMALISATION_SCHEMA
@@ -85,11 +87,59 @@ def kernel(node: BatchNorm, state: KernelState, ev: Evaluator, attrs: dict) -> K
     return state.replace(nngp=nngp, ntk=ntk, mean=np.full_like(state.mean, node.beta))
 
 
+def backward(node: BatchNorm, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
+             suffix: str) -> Cotangent:  # fmt: skip
+    """Per channel, y = γ ẑ + β with ẑ = √N z/‖z‖ and z = C h the batch-centred vector (C the
+    centring over the N = inputs × pixels of the batch), z ~ N(0, C K C). Under gradient
+    independence (δ_y independent of z; mean_field_batchnorm eqs. 19–22 take the same step):
+
+    * ``batch`` statistics (what torch's training mode differentiates): ∂ẑ/∂h = (√N/‖z‖) P,
+      P = C − zzᵀ/‖z‖², so G̃_h = γ² N E[P G̃_y P/‖z‖²] (``expect_projected``);
+    * ``fixed`` statistics (constants of the network): δ_h = γ δ_y √N/‖z‖, so
+      G̃_h = γ² N E[1/‖z‖²] G̃_y (``expect_inverse_norm``).
+
+    Both are exact for any batch of rank ≥ 3 (derived here; the paper states the fixed case
+    for its i.i.d. data model, where ‖z‖²/N concentrates at the variance)."""
+    from workbench.gaussian.batch import (
+        expect_inverse_norm,
+        expect_projected,
+        sample_gated_projection,
+    )
+
+    inp = walk.realized(entry)
+    walk.ctx.require_float64(f"{node.path}: the backward rule of batch norm")
+    size = inp.m * inp.pixels
+    centre = np.eye(size) - 1.0 / size
+    cov = centre @ inp.as_matrices(inp.nngp)[0] @ centre
+    grad = inp.as_matrices(cot.grad)[0]
+    scale = node.gamma**2 * size
+    batch = walk.bn_statistics == "batch"
+    try:
+        if cot.pending is not None:  # φ′ of the activation after it gates the same ẑ
+            slope = cot.pending.phi.derivative().numpy
+            gamma = node.gamma
+            mean, error = sample_gated_projection(
+                cov, grad, centre, lambda z: slope(gamma * z), batch
+            )
+            back = scale * mean
+            walk.sampled(f"{node.path}: the backward map of batch norm and the activation "
+                         f"after it is sampled over batch vectors (relative standard error "
+                         f"{error:.1e}; seeded, so reruns agree)")  # fmt: skip
+        elif batch:
+            back = scale * expect_projected(cov, grad, centre)
+        else:
+            back = scale * expect_inverse_norm(cov) * grad
+    except TheoryError as exc:
+        raise TheoryError(f"{node.path}: {exc.message}", hint=exc.hint) from None
+    return replace(cot, grad=inp.from_matrices(back[None]), pending=None)
+
+
 def torch_module(node: BatchNorm, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
     """Batch statistics per member and channel (over the batch and pixels), then γ·x + β."""
     from workbench.sim.layers import BatchNormLayer
 
-    return BatchNormLayer(node.gamma, node.beta, node.path + suffix), tuple(in_shape)
+    fixed = build.bn_statistics == "fixed"
+    return BatchNormLayer(node.gamma, node.beta, node.path + suffix, fixed), tuple(in_shape)
 
 
 def symbolic(node: BatchNorm, phi: Any, attrs: dict) -> tuple[dict, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -16,7 +16,8 @@ from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
 
 if TYPE_CHECKING:
-    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.backward import BackwardWalk, Cotangent
+    from workbench.theory.evaluate import Evaluator, TapeEntry
     from workbench.theory.state import KernelState
 
 KIND = "conv"
@@ -228,6 +229,23 @@ def kernel(node: Conv, state: KernelState, ev: Evaluator, attrs: dict) -> Kernel
         mix=lambda k: shift_sum(k, taps, state.mode, state.spatial),
         plain=lambda k: shift_sum(k, ones, state.mode, state.spatial),
     )
+
+
+def backward(node: Conv, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
+             suffix: str) -> Cotangent:  # fmt: skip
+    """xiao2018 §A.1 (eq. 2.16): δ_x(γ) = Σ_β W_βᵀ δ_h(γ − β + c), so the unit-summed second
+    moments map by the transposed A_v: G̃_x = σ_w² Σ_β v_β G̃_h(γ − β + c, γ′ − β + c) (the
+    taps' offsets reversed). Records E‖∂L/∂W‖² = C_in Σ ⟨G̃_h, P(K̂)⟩ with P the plain tap sum
+    (every tap's weight gradient pairs δ_h(α) with x(α + β − c))."""
+    inp = walk.realized(entry)
+    taps = conv_taps(node)
+    ones = tuple((offsets, 1.0) for offsets, _ in taps)
+    moments = walk.once(entry, "moments", lambda: inp.channels * shift_sum(
+        inp.nngp, ones, inp.mode, inp.spatial))  # fmt: skip
+    walk.weight(node, suffix, cot, moments, entry.out, inp.channels)
+    reverse = tuple((tuple(-o for o in offsets), w) for offsets, w in taps)
+    back = shift_sum(cot.grad, reverse, inp.mode, inp.spatial)
+    return replace(cot, grad=walk.ctx.num(node.sigma_w2) * back)
 
 
 def lower(node: Conv, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:

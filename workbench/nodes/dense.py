@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -15,7 +15,8 @@ from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
 
 if TYPE_CHECKING:
-    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.backward import BackwardWalk, Cotangent
+    from workbench.theory.evaluate import Evaluator, TapeEntry
     from workbench.theory.state import KernelState
 
 KIND = "dense"
@@ -113,6 +114,26 @@ def weight_layer(
             gap = gap + bias_gap(own, pairs, float(sigma_w2), float(sigma_b2))
     return state.replace(nngp=nngp, ntk=ntk, mean=np.zeros_like(state.mean), channels=channels,
                          gap=gap)  # fmt: skip
+
+
+def backward(node: Dense, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
+             suffix: str) -> Cotangent:  # fmt: skip
+    """xiao2018 eq. 2.15 (mean_field_batchnorm eq. 19): δ_x = Wᵀ δ_h, so the unit-summed
+    gradient second moments map by G̃_x = σ_w² G̃_h whatever the fan ratio. Flattened inputs
+    receive it spread evenly over their pixels and uncorrelated between them (distinct
+    weights). Records E‖∂L/∂W‖² = fan_in Σ_ab G̃_h,ab K̂_ab (K̂ the realized input)."""
+    grad = cot.grad
+    realized = walk.realized(entry, flat=True)
+    walk.weight(node, suffix, cot, realized.channels * realized.nngp, entry.out, realized.channels)
+    back = walk.ctx.num(node.sigma_w2) * grad
+    inp = entry.inp
+    if inp.flattened:  # (m, m) → (m, m, *S): the same-pixel layout of the flattened features
+        back = np.broadcast_to(
+            back.reshape(*back.shape, *[1] * len(inp.spatial)),
+            inp.nngp.shape if inp.phi is None else inp.field_nngp.shape,
+        )
+        back = back / walk.ctx.num(inp.pixels)  # fmt: skip
+    return replace(cot, grad=back)
 
 
 def lower(node: Dense, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
 
 from workbench.nodes.base import NodeBase, ParseContext
 from workbench.spec import fields
@@ -12,7 +14,8 @@ from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
 
 if TYPE_CHECKING:
-    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.backward import BackwardWalk, Cotangent
+    from workbench.theory.evaluate import Evaluator, TapeEntry
     from workbench.theory.state import KernelState
 
 KIND = "flatten"
@@ -51,6 +54,21 @@ def kernel(node: Flatten, state: KernelState, ev: Evaluator, attrs: dict) -> Ker
     return state.replace(nngp=state.same_pixel(state.nngp), ntk=state.same_pixel(state.ntk),
                          mode="diagonal", channels=state.channels * state.pixels,
                          flattened=True)  # fmt: skip
+
+
+def backward(node: Flatten, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
+             suffix: str) -> Cotangent:  # fmt: skip
+    """Flattening keeps every (channel, pixel) feature, so the same-pixel G̃ passes through;
+    from pixel-pair kernels (full mode) it is embedded with 0 between distinct pixels, which
+    is what the dense readout after it produces (independent weights per pixel)."""
+    inp = entry.inp
+    if inp.mode != "full" or inp.flattened:
+        return cot
+    n = inp.pixels
+    m = inp.m
+    full = np.zeros((m, m, n, n), dtype=cot.grad.dtype)
+    full[:, :, np.arange(n), np.arange(n)] = cot.grad.reshape(m, m, n)
+    return replace(cot, grad=full.reshape(m, m, *inp.spatial, *inp.spatial))
 
 
 def lower(node: Flatten, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:

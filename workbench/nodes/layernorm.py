@@ -7,7 +7,7 @@ flattened one; then γ·x + β. Unlike batch norm nothing is shared between inpu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -18,7 +18,8 @@ from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
 
 if TYPE_CHECKING:
-    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.backward import BackwardWalk, Cotangent
+    from workbench.theory.evaluate import Evaluator, TapeEntry
     from workbench.theory.state import KernelState
 
 KIND = "layernorm"
@@ -56,26 +57,46 @@ def kernel(node: LayerNorm, state: KernelState, ev: Evaluator, attrs: dict) -> K
     (the normaliser's own gradient moves one direction of N: O(1/N)); the output mean is β.
     Flattened features are normalised over all their pixels at once."""
     state = ev.realized(state)
-    m = state.m
-    own = state.own_variances(state.nngp)  # (m,) or (m, *S)
-    mean = state.mean
-    if state.flattened:  # one normaliser over every (channel, pixel) feature
-        first = mean.reshape(m, -1).mean(axis=1)
-        second = own.reshape(m, -1).mean(axis=1)  # own: the second moments K_aa(α)
-        mean = np.broadcast_to(first.reshape(m, *[1] * (mean.ndim - 1)), mean.shape)
-        spread = np.broadcast_to((second - first * first).reshape(m, *[1] * (own.ndim - 1)),
-                                 own.shape)  # fmt: skip
-    else:
-        spread = own - mean * mean
-    if not (np.asarray(spread, float) > 0).all():
-        raise TheoryError(f"{node.path}: an input has no feature variance to normalise")
-    scale = state.ctx.elementwise(lambda v: 1 / v**0.5, spread)
-    norm = state.outer_mean(scale, scale)
+    mean, spread = _spreads(state)
+    norm = _inverse_spreads(node, state, spread)
     centred = state.nngp - state.outer_mean(mean, mean)
     nngp = node.gamma**2 * centred * norm + node.beta**2
     ntk = None if state.ntk is None else node.gamma**2 * state.ntk * norm
     out_mean = np.full(state.mean.shape, node.beta, dtype=state.mean.dtype)
     return state.replace(nngp=nngp, ntk=ntk, mean=out_mean)
+
+
+def _spreads(state: KernelState) -> tuple[np.ndarray, np.ndarray]:
+    """(feature means, feature variances v_a) per input (and pixel); flattened features are
+    normalised over all their (channel, pixel) features at once."""
+    m = state.m
+    own = state.own_variances(state.nngp)  # (m,) or (m, *S)
+    mean = state.mean
+    if not state.flattened:
+        return mean, own - mean * mean
+    first = mean.reshape(m, -1).mean(axis=1)
+    second = own.reshape(m, -1).mean(axis=1)  # own: the second moments K_aa(α)
+    mean = np.broadcast_to(first.reshape(m, *[1] * (mean.ndim - 1)), mean.shape)
+    spread = np.broadcast_to((second - first * first).reshape(m, *[1] * (own.ndim - 1)),
+                             own.shape)  # fmt: skip
+    return mean, spread
+
+
+def _inverse_spreads(node: LayerNorm, state: KernelState, spread: np.ndarray) -> np.ndarray:
+    """1/√(v_a v_b) laid out like a kernel."""
+    if not (np.asarray(spread, float) > 0).all():
+        raise TheoryError(f"{node.path}: an input has no feature variance to normalise")
+    scale = state.ctx.elementwise(lambda v: 1 / v**0.5, spread)
+    return state.outer_mean(scale, scale)
+
+
+def backward(node: LayerNorm, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
+             suffix: str) -> Cotangent:  # fmt: skip
+    """δ_x,a = γ δ_y,a/√v_a: G̃_x,ab = γ² G̃_y,ab/√(v_a v_b), the same factor as the NTK's
+    (the normaliser's own gradient removes the mean and one direction of N: O(1/N))."""
+    inp = walk.realized(entry)
+    norm = walk.once(entry, "norm", lambda: _inverse_spreads(node, inp, _spreads(inp)[1]))
+    return replace(cot, grad=walk.ctx.num(node.gamma) ** 2 * norm * cot.grad)
 
 
 def symbolic(node: LayerNorm, phi: Any, attrs: dict) -> tuple[dict, Any]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
 
 from workbench.errors import UnsupportedError
 from workbench.nodes.base import NodeBase, ParseContext
@@ -13,7 +15,8 @@ from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
 
 if TYPE_CHECKING:
-    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.backward import BackwardWalk, Cotangent
+    from workbench.theory.evaluate import Evaluator, TapeEntry
     from workbench.theory.state import KernelState
 
 KIND = "pool"
@@ -62,6 +65,17 @@ def kernel(node: Pool, state: KernelState, ev: Evaluator, attrs: dict) -> Kernel
     mean = state.mean.reshape(state.m, -1).mean(axis=1)
     return state.replace(nngp=state.pixel_average(state.nngp), ntk=state.pixel_average(state.ntk),
                          mean=mean, mode="flat", spatial=())  # fmt: skip
+
+
+def backward(node: Pool, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
+             suffix: str) -> Cotangent:  # fmt: skip
+    """y_c = (1/P) Σ_α x_c(α), so δ_x(α) = δ_y / P at every pixel: G̃_x(α, β) = G̃_y / P²
+    for every pixel pair (fully correlated across pixels: the full mode carries it)."""
+    inp = walk.realized(entry)
+    n = walk.ctx.num(inp.pixels)
+    shape = (*cot.grad.shape, *[1] * (2 * len(inp.spatial)))
+    grad = np.broadcast_to(cot.grad.reshape(shape), inp.nngp.shape) / (n * n)
+    return replace(cot, grad=grad)
 
 
 def lower(node: Pool, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:

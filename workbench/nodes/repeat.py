@@ -14,7 +14,8 @@ from workbench.spec.shapes import Shape, show_shape
 from workbench.spec.where import Where
 
 if TYPE_CHECKING:
-    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.backward import BackwardWalk, Cotangent
+    from workbench.theory.evaluate import Evaluator, TapeEntry
     from workbench.theory.state import KernelState
 
 KIND = "repeat"
@@ -108,6 +109,22 @@ def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> Kern
         if i % STOP_CHECK == 0:
             scales.append((i, state.largest_entry()))
     return state
+
+
+def backward(node: Repeat, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
+             suffix: str) -> Cotangent:  # fmt: skip
+    """The body's backward map once per pass, last pass first (pass i's weight layers are
+    labelled ``#i`` as in the simulator). Passes after an exact forward fixed point repeat the
+    last recorded one (the same states, so its cached multipliers serve)."""
+    from tqdm import tqdm
+
+    frames, outer = entry.frames, walk.upstream
+    shown = walk.ev.progress and node.times >= 100
+    for i in tqdm(reversed(range(node.times)), total=node.times, desc=f"{node.path} (backward)",
+                  disable=not shown, leave=False):  # fmt: skip
+        before = frames[min(i - 1, len(frames) - 1)][-1].node if i > 0 else outer
+        cot = walk.frame(frames[min(i, len(frames) - 1)], cot, f"{suffix}#{i}", before)
+    return cot
 
 
 def lower(node: Repeat, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:

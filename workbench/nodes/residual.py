@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from workbench.errors import UnsupportedError
@@ -19,7 +19,8 @@ from workbench.spec.shapes import Shape
 from workbench.spec.where import Where
 
 if TYPE_CHECKING:
-    from workbench.theory.evaluate import Evaluator
+    from workbench.theory.backward import BackwardWalk, Cotangent
+    from workbench.theory.evaluate import Evaluator, TapeEntry
     from workbench.theory.state import KernelState
 
 KIND = "residual"
@@ -85,6 +86,20 @@ def kernel(node: Residual, state: KernelState, ev: Evaluator, attrs: dict) -> Ke
     nngp = stream.nngp + s * cross + s * s * body.nngp
     ntk = None if stream.ntk is None else stream.ntk + s * s * body.ntk
     return body.replace(nngp=nngp, ntk=ntk, mean=stream.mean + s * body.mean)
+
+
+def backward(node: Residual, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
+             suffix: str) -> Cotangent:  # fmt: skip
+    """y = x + s·b(x): δ_x = δ_y + s J_bᵀ δ_y; the cross terms average the body's last
+    weights, which have mean zero, so the streams' gradient second moments add:
+    G̃_x = G̃_y + (the body's backward map of s² G̃_y) — the identity skip adds the streams'
+    gradients (mean_field_batchnorm §6 for the BN resnet; the same wide-limit argument as
+    ``kernel``'s NTK)."""
+    s2 = walk.ctx.num(node.scale) ** 2
+    (body,) = entry.frames
+    through = walk.frame(body, replace(cot, grad=s2 * cot.grad), suffix)
+    grad = cot.grad + through.grad * walk.ctx.exp(through.log_scale - cot.log_scale)
+    return replace(cot, grad=grad, pending=None)
 
 
 def torch_module(node: Residual, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:

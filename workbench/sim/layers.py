@@ -30,6 +30,7 @@ class Build:
     device: torch.device
     width: int | None = None  # overrides dense widths / conv channels, except the readout's
     readout: NodeBase | None = None  # the last weight layer of the spec
+    bn_statistics: str = "batch"  # batch | fixed: batch norm's statistics in the graph or not
 
     def randn(self, *shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, dtype=self.dtype, device=self.device)
@@ -110,16 +111,19 @@ class PointwiseLayer(Tapped):
 
 class BatchNormLayer(Tapped):
     """γ (x − mean) / std + β with batch statistics per member and channel (mean over the
-    batch and spatial axes), as in mean_field_batchnorm §3; no running averages."""
+    batch and spatial axes), as in mean_field_batchnorm §3; no running averages. ``fixed``:
+    the statistics are detached, so gradients treat them as constants."""
 
-    def __init__(self, gamma: float, beta: float, label: str) -> None:
+    def __init__(self, gamma: float, beta: float, label: str, fixed: bool = False) -> None:
         super().__init__(label, "bn")
-        self.gamma, self.beta = gamma, beta
+        self.gamma, self.beta, self.fixed = gamma, beta, fixed
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         axes = (1, *range(3, x.dim()))
         mean = x.mean(dim=axes, keepdim=True)
         var = x.var(dim=axes, keepdim=True, unbiased=False)
+        if self.fixed:  # the statistics are constants: no gradient flows through them
+            mean, var = mean.detach(), var.detach()
         return self._record(self.gamma * (x - mean) / (var + BN_EPS).sqrt() + self.beta)
 
 

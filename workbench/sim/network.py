@@ -11,6 +11,7 @@ from torch import nn
 
 from workbench.errors import WorkbenchError
 from workbench.sim.layers import Build, Tape, Tapped, build_layers, last_weight_node
+from workbench.sim.streams import stream
 from workbench.spec.model import Spec
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -79,15 +80,21 @@ def build_network(
     seed: int = 0,
     dtype: str | torch.dtype = "float64",
     device: str | torch.device = "auto",
+    bn_statistics: str = "batch",
 ) -> Network:
     """Networks for ``spec`` with independent weights per member and per layer (repeat blocks
     unrolled); ``width`` replaces every dense width and conv channel count except the last
-    weight layer's (the readout). A fixed seed reproduces the weights on the same device."""
+    weight layer's (the readout). A fixed seed reproduces the weights on the same device.
+    ``bn_statistics``: ``batch`` (gradients flow through batch norms' statistics, as torch's
+    training mode) or ``fixed`` (detached: constants of the network)."""
     if ensemble < 1 or (width is not None and width < 1):
         raise WorkbenchError("ensemble and width must be positive integers")
+    if bn_statistics not in ("batch", "fixed"):
+        raise WorkbenchError(f"bn_statistics must be batch or fixed, got {bn_statistics!r}")
     device = resolve_device(device)
     dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
-    generator = torch.Generator(device=device).manual_seed(seed)
-    build = Build(ensemble, generator, dtype, device, width, last_weight_node(spec.layers))
+    generator = stream(seed, "weights", device)
+    build = Build(ensemble, generator, dtype, device, width, last_weight_node(spec.layers),
+                  bn_statistics)  # fmt: skip
     with torch.no_grad():
         return Network(spec, build)

@@ -16,6 +16,7 @@ import torch
 from torch.func import functional_call, jacrev, jvp, vjp
 
 from workbench.sim.network import Network
+from workbench.sim.streams import stream
 
 WEIGHT_KINDS = ("dense", "conv")
 
@@ -60,7 +61,7 @@ def gradient_norms(net: Network, x: torch.Tensor, seed: int = 0) -> tuple[list[s
     readout direction r (xiao2018 Fig. S2; the theory's backward variance ∝ χ₁^{L−l})."""
     net.zero_grad(set_to_none=True)
     out = net(x)
-    gen = torch.Generator(device=out.device).manual_seed(seed)
+    gen = stream(seed, "readout", out.device)
     r = torch.randn(out.shape[2:], generator=gen, dtype=out.dtype, device=out.device)
     (out * r).sum().backward()
     labels, norms = [], []
@@ -123,7 +124,7 @@ def fisher_max_eigenvalue(
     params, f = _output_function(net)
     scales = _scales(net, parameterization)
     e, batch = net.ensemble, x.shape[-len(net.input_shape) - 1]
-    gen = torch.Generator(device=net.device).manual_seed(seed)
+    gen = stream(seed, "power_iteration", net.device)
     v = {
         n: torch.randn(p.shape, generator=gen, dtype=p.dtype, device=p.device) * (scales[n] > 0)
         for n, p in params.items()
@@ -191,7 +192,7 @@ def moments(net: Network, x: torch.Tensor, noise: float = 1e-3, seed: int = 0) -
     if x.dim() == len(net.input_shape) + 1:
         x = x.unsqueeze(0).expand(net.ensemble, *x.shape).clone()
     x = x.to(dtype=net.dtype, device=net.device)
-    gen = torch.Generator(device=net.device).manual_seed(seed)
+    gen = stream(seed, "noise", net.device)
     dx = noise * torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
     labels: list[str] = []
     kinds: list[str] = []

@@ -97,17 +97,54 @@ class Evaluator:
         self._seen: dict = {}  # φ → the recent variances at which it was realized
         self._interpolants: dict = {}  # (φ, q) → (T, Ṫ) interpolants in the correlation
         self._gap_maps: dict = {}  # (φ, q) → the frozen s-map (gaussian.gap.GapMap)
+        self._tape: list[list] | None = None  # while recording: where nested frames go
+        self.learning = True  # whether revisited variances build interpolants
 
     def propagate(self, graph: nx.DiGraph, state: KernelState) -> KernelState:
         """Run the state through the graph's nodes in order, each by its own kernel rule (all
-        arithmetic at the state's precision: mpf operations round to the active one)."""
+        arithmetic at the state's precision: mpf operations round to the active one). While
+        ``record`` runs, every node's input and output state is kept (``TapeEntry``), with the
+        frames of the bodies its rule propagated (a repeat's passes, a residual's body)."""
+        frame: list[TapeEntry] | None = None
+        if self._tape is not None:
+            frame = []
+            self._tape[-1].append(frame)
         with state.ctx.active():
             for name in nx.topological_sort(graph):
                 attrs = graph.nodes[name]
                 node = attrs["node"]
-                state = rule(node, "kernel")(node, state, self, attrs)
+                if frame is None:
+                    state = rule(node, "kernel")(node, state, self, attrs)
+                else:
+                    entry = TapeEntry(node, attrs, state)
+                    frame.append(entry)
+                    self._tape.append(entry.frames)
+                    try:
+                        state = rule(node, "kernel")(node, state, self, attrs)
+                    finally:
+                        self._tape.pop()
+                    entry.out = state
                 _check_finite(state, node)
         return state
+
+    def record(self, graph: nx.DiGraph, state: KernelState) -> tuple[KernelState, list]:
+        """``propagate`` keeping every node's states: (output state, the top frame)."""
+        root: list = []
+        self._tape = [root]
+        try:
+            out = self.propagate(graph, state)
+        finally:
+            self._tape = None
+        return out, root[0]
+
+    def derivative_dual(self, state: KernelState) -> np.ndarray:
+        """Ṫ(K)_ab = E[φ′(u_a) φ′(u_b)] of the pending activation on its field (the backward
+        multiplier of xiao2018 eq. 2.15 and the NTK's), by the same routes as ``realized``."""
+        phi, k = state.phi, state.field_nngp
+        fast = self._interpolants_at(phi, state.own_variances(k), state.ctx)
+        if fast is not None:
+            return fast[1](k / fast[2])
+        return _dual(phi.derivative(), state, k)
 
     def realized(self, state: KernelState) -> KernelState:
         """Apply a pending activation: second moments T(K), NTK Ṫ(K) ⊙ Θ, means E[φ(u)]."""
@@ -166,7 +203,9 @@ class Evaluator:
         realized before: deep in a network the variances settle on their fixed point while
         the correlations still move, and the dual kernels at that q become Chebyshev
         interpolants in θ = arccos c (``DualInterpolant``, 1e-14 of their scale), so a layer
-        costs a few vector operations instead of a quadrature per entry. None otherwise."""
+        costs a few vector operations instead of a quadrature per entry. None otherwise.
+        With ``learning`` off (a backward pass revisiting recorded states) it only uses
+        interpolants built before."""
         if not ctx.fast_float64 or not variances.size:
             return None
         q = float(variances.flat[0])
@@ -175,10 +214,13 @@ class Evaluator:
         seen = self._seen.setdefault(phi, [])
         match = next((v for v in seen if abs(v - q) <= SETTLED * q), None)
         if match is None:
-            seen[:] = [*seen[-15:], q]
+            if self.learning:
+                seen[:] = [*seen[-15:], q]
             return None
         key = (phi, match)
         if key not in self._interpolants:
+            if not self.learning:
+                return None
             d = phi.derivative()
             pair = DualInterpolant(phi, phi, match), DualInterpolant(d, d, match)
             self._interpolants[key] = pair if all(p.ok for p in pair) else None
@@ -195,6 +237,20 @@ class Evaluator:
         return state.replace(nngp=state.pixel_average(state.nngp),
                              ntk=state.pixel_average(state.ntk), mean=mean, mode="flat",
                              spatial=(), flattened=False)  # fmt: skip
+
+
+@dataclass(eq=False)
+class TapeEntry:
+    """One node's visit in a recorded forward pass: its input state, its output state, the
+    frames its rule propagated (one per repeat pass, or a residual's body) and a cache for
+    what the backward pass computes from these states (reused by repeated passes)."""
+
+    node: NodeBase
+    attrs: dict
+    inp: KernelState
+    out: KernelState | None = None
+    frames: list = field(default_factory=list)
+    cache: dict = field(default_factory=dict)
 
 
 @lru_cache(maxsize=16)

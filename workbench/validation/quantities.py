@@ -29,6 +29,7 @@ from workbench.nodes.base import blocks, has_rule, has_weights, rule, unrolled
 from workbench.precision import F64
 from workbench.sim import probes
 from workbench.sim.network import Network
+from workbench.sim.streams import stream
 from workbench.spec.model import Spec
 from workbench.theory.evolution import evolve_kernel, input_kernel
 from workbench.theory.fc_fixed_points import analyze_cycle
@@ -42,7 +43,7 @@ def make_inputs(spec: Spec, inputs: dict) -> torch.Tensor:
     ``correlation`` is given, exactly that pairwise correlation. Spatial (C, *S): one image per
     ``count`` of Gaussian channels smoothed ``smooth`` times by a circular [1, 2, 1]/4 filter."""
     count, scale = int(inputs.get("count", 4)), float(inputs.get("scale", 1.0))
-    gen = torch.Generator().manual_seed(int(inputs.get("seed", 0)))
+    gen = stream(int(inputs.get("seed", 0)), "inputs")
     shape = spec.input_shape
     if len(shape) == 1:
         d = shape[0]
