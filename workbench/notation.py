@@ -23,3 +23,13 @@ m_x2, m_b2 = sp.symbols("m^{x}_{b} m^{b}_{b}", real=True)
 K_x, K_b = sp.symbols("K^{x}_{ab} K^{b}_{ab}", real=True)
 Theta_x, Theta_b = sp.symbols(r"\Theta^{x}_{ab} \Theta^{b}_{ab}", real=True)
 K_out, Theta_out = sp.symbols(r"K^{out}_{ab} \Theta^{out}_{ab}", real=True)
+
+# backward: G̃_ab = Σ_i E[δ_a,i δ_b,i], δ = ∂L/∂(activity), at a node's input (l) and output
+# (l+1); q̃ per unit (xiao2018 eq. 2.15); G̃^b the body's map of its output's G̃ (residual)
+G_in, G_out = sp.symbols(r"\tilde{G}^{l}_{ab} \tilde{G}^{l+1}_{ab}", real=True)
+G_body = sp.Symbol(r"\tilde{G}^{b}_{ab}", real=True)
+q_tilde, q_tilde_next = sp.symbols(r"\tilde{q}^{l} \tilde{q}^{l+1}", positive=True)
+G_out_px = sp.IndexedBase(r"\tilde{G}^{l+1}")  # pixel-pair entries of the output's G̃
+grad_w = sp.Symbol(r"\|\partial L / \partial W\|^{2}", positive=True)
+_m = sp.Symbol("m", positive=True, integer=True)
+input_pairs = ((sp.Symbol("a", integer=True), 1, _m), (sp.Symbol("b", integer=True), 1, _m))

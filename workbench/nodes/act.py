@@ -161,7 +161,8 @@ def fc_map(node: Act) -> PointwiseMap:
 def symbolic(node: Act, phi: Any, attrs: dict) -> tuple[dict, Any]:
     """The dual kernels of φ (composed with a pending activation) that the next layer applies:
     T(K)_ab = E[φ(u_a) φ(u_b)], Ṫ(K)_ab = E[φ′(u_a) φ′(u_b)] (xiao_bahri eq. 6) — closed
-    forms where the engine has them, else Gaussian integrals."""
+    forms where the engine has them, else Gaussian integrals — and the backward map
+    G̃_h = Ṫ(K) G̃_y (xiao2018 eq. 2.15 under gradient independence)."""
     from workbench import notation as n
     from workbench.gaussian.symbolic import symbolic_expect
 
@@ -170,5 +171,6 @@ def symbolic(node: Act, phi: Any, attrs: dict) -> tuple[dict, Any]:
     rules = {
         "T": sp.Eq(n.T(n.K), symbolic_expect(phi, phi, n.q_a, n.K, n.q_b)),
         "T_dot": sp.Eq(n.T_dot(n.K), symbolic_expect(d, d, n.q_a, n.K, n.q_b)),
+        "backward": sp.Eq(n.G_in, symbolic_expect(d, d, n.q_a, n.K, n.q_b) * n.G_out),
     }
     return rules, phi

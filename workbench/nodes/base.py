@@ -5,8 +5,8 @@ A node kind is a module of ``workbench.nodes`` providing ``KIND`` (its spec name
 (may be written as a bare string, ``- flatten``), ``EXAMPLE`` (a spec snippet for hints),
 ``SCHEMA`` (its keys), ``parse(value, where, ctx, in_shape) -> node``, ``output_shape(node,
 in_shape, where) -> shape`` and, per order-parameter family it supports, its rules (``kernel``,
-``symbolic``, ``torch_module``, ``lower``...). Nothing outside ``nodes/`` dispatches on a
-node's class or kind: it asks ``rule(node, family)``.
+``backward``, ``symbolic``, ``torch_module``, ``lower``...). Nothing outside ``nodes/``
+dispatches on a node's class or kind: it asks ``rule(node, family)``.
 """
 
 from __future__ import annotations

@@ -147,7 +147,8 @@ def symbolic(node: BatchNorm, phi: Any, attrs: dict) -> tuple[dict, Any]:
     batch of N (inputs × pixels). For an exchangeable (equicorrelated) batch the centred z
     sums to zero, so E[z_a²/‖z‖²] = 1/N and E[z_a z_b/‖z‖²] = −1/(N(N − 1)) exactly:
     q_bn = γ² + β² and K_bn,ab = β² − γ²/(N − 1) (derived here; Claims 6.1/6.3 are the
-    N → ∞ limit after a relu)."""
+    N → ∞ limit after a relu). Backward (``backward``): P = C − zzᵀ/‖z‖² through the batch
+    statistics, or 1/‖z‖² alone with them fixed."""
     import sympy as sp
 
     from workbench import notation as n
@@ -160,5 +161,15 @@ def symbolic(node: BatchNorm, phi: Any, attrs: dict) -> tuple[dict, Any]:
         "nngp": sp.Eq(n.K_out, gamma**2 * batch * ratio + beta**2),
         "q_equicorrelated": sp.Eq(sp.Symbol("q_{bn}"), gamma**2 + beta**2),
         "nngp_equicorrelated": sp.Eq(n.K_out, beta**2 - gamma**2 / (batch - 1)),
+        "backward": sp.Eq(
+            n.G_in,
+            gamma**2
+            * batch
+            * sp.Function(r"\mathbb{E}\left[P \tilde{G}^{l+1} P / \|z\|^2\right]")(n.K),
+        ),
+        "backward_fixed": sp.Eq(
+            n.G_in,
+            gamma**2 * batch * sp.Function(r"\mathbb{E}\left[1 / \|z\|^2\right]")(n.K) * n.G_out,
+        ),
     }
     return rules, None

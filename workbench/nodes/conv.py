@@ -303,7 +303,9 @@ def per_pixel(node: Conv) -> bool:
 def symbolic(node: Conv, phi: Any, attrs: dict) -> tuple[dict, Any]:
     """xiao2018 eq. 2.3 / xiao_bahri eq. 31 with the spec's v written out:
     Kˡ⁺¹[α, α′] = σ_w² Σ_β v_β T(Kˡ)[α + β, α′ + β] + σ_b², Θ likewise; on
-    translation-invariant inputs the q-map, c-map and χ₁ of a dense layer (xiao2018 §2.1.4)."""
+    translation-invariant inputs the q-map, c-map and χ₁ of a dense layer (xiao2018 §2.1.4);
+    backward the transposed A_v (xiao2018 §A.1): G̃ˡ[γ, γ′] = σ_w² Σ_β v_β G̃ˡ⁺¹[γ + β, γ′ + β],
+    and the weight-gradient norm C_in Σ G̃ˡ⁺¹[α, α′] Σ_β T[α − β, α′ − β] over every tap."""
     import sympy as sp
 
     from workbench import notation as n
@@ -331,8 +333,20 @@ def symbolic(node: Conv, phi: Any, attrs: dict) -> tuple[dict, Any]:
         return sum(v * f(*i, *j) for v, i, j in shifted)
 
     out = (*first, *second)
+
+    def moved(offsets, sign):
+        return (*[a + sign * o for a, o in zip(first, offsets)],
+                *[a + sign * o for a, o in zip(second, offsets)])  # fmt: skip
+
+    taps = conv_taps(node)
+    back = sum(number(v) * n.G_out_px[moved(offs, 1)] for offs, v in taps if v != 0)
+    plain = sum(n.T(*moved(offs, -1)) for offs, _ in taps)  # zero-variance taps get gradients
+    pixels = [(a, 0, size - 1) for a, size in zip(out, (*attrs["in_shape"][1:],) * 2)]
+    gradient = attrs["in_shape"][0] * sp.Sum(n.G_out_px[out] * plain, *pixels, *n.input_pairs)
     rules.update(
         {
+            "backward": sp.Eq(sp.IndexedBase(r"\tilde{G}^{l}")[out], sw2 * back),
+            "weight_gradient": sp.Eq(n.grad_w, gradient),
             "nngp": sp.Eq(sp.IndexedBase("K^{l+1}")[out], sw2 * a_v(n.T) + sb2),
             "ntk": sp.Eq(
                 sp.IndexedBase(r"\Theta^{l+1}")[out],

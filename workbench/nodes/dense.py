@@ -177,7 +177,9 @@ def fc_map(node: Dense) -> WeightMap:
 def symbolic(node: Dense, phi: Any, attrs: dict) -> tuple[dict, Any]:
     """The recursions this layer applies to its input φ(h) (φ the pending activation, None for
     the identity), with the spec's numbers: xiao_bahri eq. 6 (NNGP, NTK in both
-    parameterisations) and pabari_zhou eqs. 3, 5–8 (q-map, c-map, χ₁)."""
+    parameterisations), pabari_zhou eqs. 3, 5–8 (q-map, c-map, χ₁) and the backward map
+    G̃ˡ = σ_w² G̃ˡ⁺¹ with its per-unit form q̃ˡ = q̃ˡ⁺¹ σ_w² E[φ′(h)²] (xiao2018 eq. 2.15; the
+    φ′ factor is the activation's own backward rule) and the weight-gradient norm."""
     return weight_layer_symbolic(node.sigma_w2, node.sigma_b2, attrs["in_shape"][0], phi), None
 
 
@@ -202,4 +204,9 @@ def weight_layer_symbolic(sigma_w2: Any, sigma_b2: Any, fan_in: int, phi: Any) -
             n.c_next, (sw2 * symbolic_expect(phi, phi, n.q, n.c * n.q, n.q) + sb2) / n.q_next
         ),
         "chi_1": sp.Eq(n.chi_1, sw2 * symbolic_expect(d, d, n.q, n.q, n.q)),
+        "backward": sp.Eq(n.G_in, sw2 * n.G_out),
+        "q_tilde_map": sp.Eq(
+            n.q_tilde, n.q_tilde_next * sw2 * symbolic_expect(d, d, n.q, n.q, n.q)
+        ),
+        "weight_gradient": sp.Eq(n.grad_w, fan_in * sp.Sum(n.G_out * t, *n.input_pairs)),
     }

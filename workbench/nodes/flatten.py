@@ -89,7 +89,8 @@ def torch_module(node: Flatten, in_shape: Shape, build: Any, suffix: str) -> tup
 
 def symbolic(node: Flatten, phi: Any, attrs: dict) -> tuple[dict, Any]:
     """xiao_bahri eq. 18: K_out = n⁻¹ Σ_α K[α, α] (Θ likewise) once a dense layer reads the
-    flattened features; a pending φ acts on each pixel's kernel first."""
+    flattened features; a pending φ acts on each pixel's kernel first. Backward: each pixel
+    keeps its G̃, distinct pixels none (the dense readout's weights are independent)."""
     import sympy as sp
 
     from workbench import notation as n
@@ -101,5 +102,12 @@ def symbolic(node: Flatten, phi: Any, attrs: dict) -> tuple[dict, Any]:
     def mean(k):
         return sp.Sum(k[n.alpha, n.alpha], (n.alpha, 0, pixels - 1)) / pixels
 
-    rules = {"nngp": sp.Eq(n.K_out, mean(n.K_in)), "ntk": sp.Eq(n.Theta_out, mean(n.Theta_in))}
+    rules = {
+        "nngp": sp.Eq(n.K_out, mean(n.K_in)),
+        "ntk": sp.Eq(n.Theta_out, mean(n.Theta_in)),
+        "backward": sp.Eq(
+            sp.IndexedBase(r"\tilde{G}^{l}")[n.alpha, n.alpha2],
+            sp.KroneckerDelta(n.alpha, n.alpha2) * n.G_out_px[n.alpha],
+        ),
+    }
     return rules, phi

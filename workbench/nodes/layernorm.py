@@ -100,7 +100,8 @@ def backward(node: LayerNorm, cot: Cotangent, walk: BackwardWalk, entry: TapeEnt
 
 
 def symbolic(node: LayerNorm, phi: Any, attrs: dict) -> tuple[dict, Any]:
-    """K_y = γ² (K_ab − m_a m_b)/√((q_a − m_a²)(q_b − m_b²)) + β², Θ_y = γ² Θ_ab/√(…)."""
+    """K_y = γ² (K_ab − m_a m_b)/√((q_a − m_a²)(q_b − m_b²)) + β², Θ_y = γ² Θ_ab/√(…), and
+    backward G̃_x = γ² G̃_y/√(…)."""
     import sympy as sp
 
     from workbench import notation as n
@@ -111,6 +112,7 @@ def symbolic(node: LayerNorm, phi: Any, attrs: dict) -> tuple[dict, Any]:
     rules = {
         "nngp": sp.Eq(n.K_out, gamma**2 * (n.K - n.m_x * n.m_x2) / norm + beta**2),
         "ntk": sp.Eq(n.Theta_out, gamma**2 * n.Theta / norm),
+        "backward": sp.Eq(n.G_in, gamma**2 * n.G_out / norm),
     }
     return rules, None
 

@@ -95,7 +95,8 @@ def torch_module(node: Pool, in_shape: Shape, build: Any, suffix: str) -> tuple[
 
 
 def symbolic(node: Pool, phi: Any, attrs: dict) -> tuple[dict, Any]:
-    """xiao_bahri eq. 18: K_out = n⁻² Σ_{α,α′} K[α, α′] (Θ likewise), n pixels."""
+    """xiao_bahri eq. 18: K_out = n⁻² Σ_{α,α′} K[α, α′] (Θ likewise), n pixels; backward
+    every pixel pair receives G̃_out/n²."""
     import sympy as sp
 
     from workbench import notation as n
@@ -106,5 +107,9 @@ def symbolic(node: Pool, phi: Any, attrs: dict) -> tuple[dict, Any]:
     def mean(k):
         return sp.Sum(k[n.alpha, n.alpha2], (n.alpha, 0, last), (n.alpha2, 0, last)) / pixels**2
 
-    rules = {"nngp": sp.Eq(n.K_out, mean(n.K_in)), "ntk": sp.Eq(n.Theta_out, mean(n.Theta_in))}
+    rules = {
+        "nngp": sp.Eq(n.K_out, mean(n.K_in)),
+        "ntk": sp.Eq(n.Theta_out, mean(n.Theta_in)),
+        "backward": sp.Eq(sp.IndexedBase(r"\tilde{G}^{l}")[n.alpha, n.alpha2], n.G_out / pixels**2),
+    }
     return rules, None

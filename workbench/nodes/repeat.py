@@ -163,10 +163,16 @@ def unrolled(node: Repeat) -> Iterator[NodeBase]:
 
 
 def symbolic(node: Repeat, phi: Any, attrs: dict) -> tuple[dict, Any]:
-    """The body's map 𝓑 applied ``times`` times: K^{l+T} = 𝓑^T(K^l) (its stages follow)."""
+    """The body's map 𝓑 applied ``times`` times: K^{l+T} = 𝓑^T(K^l) (its stages follow);
+    backward the body's backward map 𝓑ᵀ as many times, last pass first."""
     import sympy as sp
 
     from workbench import notation as n
 
     body_map = sp.Function(rf"\mathcal{{B}}^{{{node.times}}}")
-    return {"loop": sp.Eq(sp.Symbol(f"K^{{l+{node.times}}}_{{ab}}"), body_map(n.K))}, phi
+    back_map = sp.Function(rf"(\mathcal{{B}}^{{\top}})^{{{node.times}}}")
+    rules = {
+        "loop": sp.Eq(sp.Symbol(f"K^{{l+{node.times}}}_{{ab}}"), body_map(n.K)),
+        "backward": sp.Eq(n.G_in, back_map(sp.Symbol(rf"\tilde{{G}}^{{l+{node.times}}}_{{ab}}"))),
+    }
+    return rules, phi

@@ -112,7 +112,7 @@ def torch_module(node: Residual, in_shape: Shape, build: Any, suffix: str) -> tu
 
 def symbolic(node: Residual, phi: Any, attrs: dict) -> tuple[dict, Any]:
     """y = x + s·b(x): K_y = K_x + s (m^x_a m^b_b + m^b_a m^x_b) + s² K_b, Θ_y = Θ_x + s² Θ_b
-    (see ``kernel``)."""
+    (see ``kernel``); backward G̃_x = G̃_y + 𝓑ᵀ(s² G̃_y), 𝓑ᵀ the body's backward map."""
     import sympy as sp
 
     from workbench import notation as n
@@ -123,5 +123,6 @@ def symbolic(node: Residual, phi: Any, attrs: dict) -> tuple[dict, Any]:
     rules = {
         "nngp": sp.Eq(n.K_out, n.K_x + s * cross + s**2 * n.K_b),
         "ntk": sp.Eq(n.Theta_out, n.Theta_x + s**2 * n.Theta_b),
+        "backward": sp.Eq(n.G_in, n.G_out + sp.Function(r"\mathcal{B}^{\top}")(s**2 * n.G_out)),
     }
     return rules, None
