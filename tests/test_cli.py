@@ -141,3 +141,27 @@ def test_python_api_exports_resolve():
         assert callable(getattr(workbench, name)) or name == "F64", name
     point = workbench.critical_point(workbench.parse_activation("erf"), 0.0)
     assert point.sigma_w2 == pytest.approx(3.14159265358979 / 4, rel=1e-12)  # 1/erf′(0)²
+
+
+def test_gradients_command(tmp_path, capsys):
+    """`workbench gradients`: one row per weight layer with the simulator's labels, the last
+    layer's ratio 1, and a typed error for a batch too small for batch norm."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: g\ninput: {shape: [8]}\ndefaults: {sigma_w2: 1.5, sigma_b2: 0.05}\nlayers:\n"
+        "  - dense: {width: 16}\n"
+        "  - repeat: {times: 3, body: [{act: tanh}, {dense: {width: 16}}]}\n"
+    )
+    assert main(["gradients", str(spec), "--m", "2", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    paths = [row["path"] for row in result["layers"]]
+    assert paths == ["layers[0]"] + [f"layers[1].repeat.body[1]#{i}" for i in range(3)]
+    assert result["layers"][-1]["ratio"] == 1.0 and result["layers"][0]["q_tilde_xy"] is not None
+    bn = tmp_path / "bn.yaml"
+    bn.write_text(
+        "name: b\ninput: {shape: [8]}\ndefaults: {sigma_w2: 2, sigma_b2: 0}\nlayers:\n"
+        "  - dense: {width: 16}\n  - bn\n  - act: relu\n  - dense: {width: 1}\n"
+    )
+    assert main(["gradients", str(bn), "--m", "2"]) != 0
+    err = capsys.readouterr().err
+    assert "layers[1]" in err and "infinite" in err and "Traceback" not in err

@@ -13,6 +13,8 @@ sample per simulated network (so the interval comes from independent networks).
   CNN at weight layer ``layer``, relative to layer 0 (xiao2018 §2.4): the delta kernel makes the
   theory the FC recursion on pixel pairs.
 * ``gradient_slope`` — the slope of log‖∂L/∂Wˡ‖² in l, theory −log χ₁ (xiao2018 Fig. S2).
+* ``gradient_rate`` — the mean rate ‖∂L/∂Wˡ‖²/‖∂L/∂Wˡ⁺¹‖² over ``fit_layers``, against the
+  backward order parameters of any spec (``theory.backward``).
 """
 
 from __future__ import annotations
@@ -170,6 +172,49 @@ def gradient_slope(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndar
     return float(-np.log(float(chi1))), slopes
 
 
+def _per_fan_in_norms(net: Network, x: torch.Tensor) -> tuple[list[str], np.ndarray]:
+    """Every weight layer's ‖∂L/∂Wˡ‖² divided by its fan-in per tap (the simulated widths
+    differ from the spec's; the theory's unit-summed G̃ does not), per network."""
+    labels, norms = probes.gradient_norms(net, x)
+    fans = [m.weight.shape[2] for m in net.modules() if getattr(m, "kind", None) in
+            probes.WEIGHT_KINDS]  # fmt: skip
+    return labels, norms.cpu().numpy() / np.array(fans, float)
+
+
+def gradient_rate(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
+    """The mean over consecutive weight layers l in ``fit_layers`` of the gradient-norm rate
+    ‖∂L/∂Wˡ‖² / ‖∂L/∂Wˡ⁺¹‖² (per fan-in), against the backward order parameters
+    (``theory.backward``; χ₁ where the forward pass sits at its fixed point). Averaging the
+    rate over many layer pairs of one network averages their nearly independent finite-width
+    fluctuations, so few networks resolve a few per cent."""
+    from workbench.theory.backward import gradient_profile
+
+    statistics = check.options.get("bn_statistics", "batch")
+    profile = gradient_profile(check.spec, x.numpy(), bn_statistics=statistics)
+    logs = np.array([float(w.log_norm) - np.log(w.fan_in) for w in profile.layers])
+    labels, norms = _per_fan_in_norms(net, x)
+    if labels != [w.path for w in profile.layers]:
+        raise WorkbenchError("the simulator's weight layers differ from the theory's")
+    lo, hi = _layer_range(check, len(labels) - 1)
+    theory = float(np.mean(np.exp(logs[lo:hi] - logs[lo + 1 : hi + 1])))
+    rates = norms[:, lo:hi] / norms[:, lo + 1 : hi + 1]
+    return theory, rates.mean(axis=1)
+
+
+def _layer_range(check, pairs: int) -> tuple[int, int]:
+    """``fit_layers: [lo, hi]`` as a range of consecutive weight-layer pairs (negative hi
+    counts from the end), checked against the network's ``pairs``."""
+    lo, hi = check.options.get("fit_layers", [0, pairs])
+    hi = hi + pairs if hi < 0 else hi
+    if not 0 <= lo < hi <= pairs:
+        raise WorkbenchError(
+            f"check '{check.name}': fit_layers {check.options.get('fit_layers')} is outside "
+            f"the {pairs} pairs of consecutive weight layers of its spec",
+            hint=f"use 0 <= lo < hi <= {pairs}",
+        )
+    return lo, hi
+
+
 QUANTITIES: dict[str, Quantity] = {
     "q": q_quantity,
     "c": c_quantity,
@@ -178,6 +223,7 @@ QUANTITIES: dict[str, Quantity] = {
     "norm_ratio": norm_ratio,
     "mode_retention": mode_retention,
     "gradient_slope": gradient_slope,
+    "gradient_rate": gradient_rate,
 }
 
 
