@@ -238,6 +238,9 @@ def cmd_validate(args: argparse.Namespace) -> dict:
             for c in suite.checks
         ]
         _print_table(rows, ["check", "theory", "monte-carlo", "allowance", "passed", "seconds"])
+        for c in suite.checks:
+            if c.error:
+                print(f"FAIL {c.name}: could not run: {c.error}")
         print("all checks passed" if suite.passed else "some checks FAILED")
     args.exit_code = 0 if suite.passed else 1
     return result

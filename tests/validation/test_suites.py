@@ -84,3 +84,58 @@ def test_malformed_suites_are_typed_errors(tmp_path, capsys, text, message):
     assert main(["validate", str(suite)]) == 2
     err = capsys.readouterr().err
     assert message in err and "bad.yaml" in err and "Traceback" not in err
+
+
+CHEAP_CHECK = (
+    "  - name: {name}\n    quantity: {quantity}\n    width: 8\n    samples: 3\n{extra}"
+    "    spec: {{name: t, input: {{shape: [8]}}, defaults: {{sigma_w2: 1.5, sigma_b2: 0.1}},\n"
+    "           layers: [{{dense: {{width: 8}}}}, {{act: tanh}}, {{dense: {{width: 8}}}}]}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "quantity, extra, message",
+    [
+        ("q", "    layer: 300\n", "layer 300 is out of range: the spec has 2 weight layers"),
+        ("qq", "", "unknown quantity 'qq'"),
+        ("gradient_rate", "    options: {fit_layers: [0, 9]}\n", "fit_layers [0, 9] is outside"),
+        ("gradient_slope", "", "needs a repeat block"),
+    ],
+)
+def test_every_check_is_validated_before_any_runs(tmp_path, monkeypatch, capsys, quantity,
+                                                   extra, message):  # fmt: skip
+    """A later check that cannot run stops the suite before the first simulates, with an
+    error naming the suite file, the check's line and its name."""
+    ran = []
+    monkeypatch.setitem(quantities.QUANTITIES, "q",
+                        lambda check, net, x: ran.append(1) or (0.0, np.zeros(3)))  # fmt: skip
+    suite = tmp_path / "s.yaml"
+    fine = CHEAP_CHECK.format(name="fine", quantity="q", extra="")
+    later = CHEAP_CHECK.format(name="later", quantity=quantity, extra=extra)
+    suite.write_text("name: s\nchecks:\n" + fine + later)
+    assert main(["validate", str(suite), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert not ran and message in err and "check 'later'" in err
+    assert "s.yaml:9: checks[1]" in err and "Traceback" not in err
+
+
+def test_a_check_failing_at_run_time_keeps_the_others(tmp_path, monkeypatch, capsys):
+    """A check whose simulation raises counts as failed, with its reason; the checks around it
+    keep their results."""
+    from workbench.errors import TheoryError
+
+    def broken(check, net, x):
+        raise TheoryError("the kernel overflowed")
+
+    monkeypatch.setitem(quantities.QUANTITIES, "broken", broken)
+    monkeypatch.setitem(quantities.QUANTITIES, "q",
+                        lambda check, net, x: (1.0, np.array([1.0, 1.01, 0.99])))  # fmt: skip
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: s\nchecks:\n" + "".join(
+        CHEAP_CHECK.format(name=n, quantity=q, extra="")
+        for n, q in (("first", "q"), ("second", "broken"), ("third", "q"))))  # fmt: skip
+    assert main(["validate", str(suite), "--device", "cpu", "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    passed = {c["name"]: (c["passed"], c["error"]) for c in result["checks"]}
+    assert passed["first"] == (True, None) and passed["third"] == (True, None)
+    assert passed["second"][0] is False and "overflowed" in passed["second"][1]

@@ -164,7 +164,7 @@ def gradient_slope(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndar
     block = next(blocks(check.spec.layers))
     steps = body_steps(block.body)
     chi1 = analyze_cycle(steps, F64).chi_1
-    lo, hi = check.options.get("fit_layers", [10, -10])
+    lo, hi = _layer_range(check, _weight_layers(check.spec), (10, -10))
     _, norms = probes.gradient_norms(net, x)
     logs = norms.log().cpu().numpy()[:, lo:hi]
     layers = np.arange(logs.shape[1])
@@ -201,15 +201,15 @@ def gradient_rate(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarr
     return theory, rates.mean(axis=1)
 
 
-def _layer_range(check, pairs: int) -> tuple[int, int]:
-    """``fit_layers: [lo, hi]`` as a range of consecutive weight-layer pairs (negative hi
-    counts from the end), checked against the network's ``pairs``."""
-    lo, hi = check.options.get("fit_layers", [0, pairs])
+def _layer_range(check, pairs: int, default: tuple[int, int] | None = None) -> tuple[int, int]:
+    """``fit_layers: [lo, hi]`` as a range of the network's ``pairs`` (consecutive weight-layer
+    pairs, or weight layers); a negative hi counts from the end."""
+    lo, hi = check.options.get("fit_layers", default or [0, pairs])
     hi = hi + pairs if hi < 0 else hi
     if not 0 <= lo < hi <= pairs:
         raise WorkbenchError(
             f"check '{check.name}': fit_layers {check.options.get('fit_layers')} is outside "
-            f"the {pairs} pairs of consecutive weight layers of its spec",
+            f"the {pairs} weight layers (or pairs of consecutive ones) of its spec",
             hint=f"use 0 <= lo < hi <= {pairs}",
         )
     return lo, hi
@@ -224,6 +224,64 @@ QUANTITIES: dict[str, Quantity] = {
     "mode_retention": mode_retention,
     "gradient_slope": gradient_slope,
     "gradient_rate": gradient_rate,
+}
+
+
+def _weight_layers(spec: Spec) -> int:
+    return sum(1 for node in unrolled(spec.layers) if has_weights(node))
+
+
+def _check_layer(check) -> None:
+    """``layer`` indexes the weight layers (negative from the end)."""
+    count = _weight_layers(check.spec)
+    if not -count <= check.layer < count:
+        raise WorkbenchError(
+            f"layer {check.layer} is out of range: the spec has {count} weight layers",
+            hint=f"use a layer from 0 to {count - 1} (or -1 for the last)",
+        )
+
+
+def _check_fc(check) -> None:
+    _check_layer(check)
+    _require_per_pixel(check.spec)
+    fc_chain(check.spec)  # the FC recursion must cover the spec
+
+
+def _check_mode_retention(check) -> None:
+    _check_fc(check)
+    if len(check.spec.input_shape) != 2 or int(check.inputs.get("count", 4)) != 1:
+        raise WorkbenchError("mode_retention takes one 1D image: input (C, n), inputs.count 1")
+
+
+def _check_norm_ratio(check) -> None:
+    first = next((n for n in unrolled(check.spec.layers) if has_weights(n)), None)
+    if first is None or first.sigma_b2 != 0:
+        raise WorkbenchError("norm_ratio needs sigma_b2 = 0 on the first weight layer")
+
+
+def _check_gradient_slope(check) -> None:
+    block = next(blocks(check.spec.layers), None)
+    if block is None:
+        raise WorkbenchError("gradient_slope needs a repeat block (its χ₁ is the theory)")
+    body_steps(block.body)
+    _layer_range(check, _weight_layers(check.spec), (10, -10))
+
+
+def _check_gradient_rate(check) -> None:
+    if check.options.get("bn_statistics", "batch") not in ("batch", "fixed"):
+        raise WorkbenchError("options.bn_statistics is batch or fixed")
+    _layer_range(check, _weight_layers(check.spec) - 1)
+
+
+PREFLIGHT: dict[str, Callable] = {
+    "q": _check_fc,
+    "c": _check_fc,
+    "jacobian_sv2_mean": _check_fc,
+    "jacobian_sv2_var": _check_fc,
+    "norm_ratio": _check_norm_ratio,
+    "mode_retention": _check_mode_retention,
+    "gradient_slope": _check_gradient_slope,
+    "gradient_rate": _check_gradient_rate,
 }
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from workbench.errors import WorkbenchError
+from workbench.errors import SpecError, WorkbenchError
 from workbench.sim.network import build_network, resolve_device
-from workbench.validation.quantities import QUANTITIES, make_inputs
+from workbench.validation.quantities import PREFLIGHT, QUANTITIES, make_inputs
 from workbench.validation.suite import Check, load_suite
 
 
@@ -27,6 +27,7 @@ class CheckResult:
     width: int
     samples: int
     seconds: float
+    error: str | None = None  # why the check could not run (it then counts as failed)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -53,13 +54,27 @@ class SuiteResult:
         }
 
 
+def preflight(check: Check) -> None:
+    """Everything about a check that can be known before simulating: a known quantity that
+    covers the check's spec, layers and options. A SpecError names the suite file, the check's
+    line and its name."""
+    try:
+        if check.quantity not in QUANTITIES:
+            raise WorkbenchError(
+                f"unknown quantity '{check.quantity}'",
+                hint="one of " + ", ".join(sorted(QUANTITIES)),
+            )
+        prepare = PREFLIGHT.get(check.quantity)
+        if prepare is not None:
+            prepare(check)
+    except WorkbenchError as err:
+        raise SpecError(f"check '{check.name}': {err.message}", hint=err.hint,
+                        **check.where) from None  # fmt: skip
+
+
 def run_check(check: Check, device: str, dtype: str = "float64", seed: int = 0) -> CheckResult:
     """Simulate ``check.samples`` networks of width ``check.width`` and compare."""
-    if check.quantity not in QUANTITIES:
-        raise WorkbenchError(
-            f"check '{check.name}': unknown quantity '{check.quantity}'",
-            hint="one of " + ", ".join(sorted(QUANTITIES)),
-        )
+    preflight(check)
     start = time.perf_counter()
     x = make_inputs(check.spec, check.inputs)
     statistics = check.options.get("bn_statistics", "batch")
@@ -90,8 +105,16 @@ def run_suite(
     from tqdm import tqdm
 
     suite = load_suite(path, quick)
+    for check in suite.checks:  # every check's problems before any simulation
+        preflight(check)
     resolved = str(resolve_device(device))
     result = SuiteResult(suite.name, resolved, quick)
     for check in tqdm(suite.checks, desc=suite.name, disable=not progress, leave=False):
-        result.checks.append(run_check(check, resolved))
+        try:
+            result.checks.append(run_check(check, resolved))
+        except WorkbenchError as err:  # keep the other checks' results; this one failed
+            nan = float("nan")
+            result.checks.append(CheckResult(check.name, check.quantity, nan, nan, nan, nan,
+                                             False, check.width, check.samples, 0.0,
+                                             error=str(err)))  # fmt: skip
     return result

@@ -51,6 +51,7 @@ class Check:
     relative: float = 0.0
     absolute: float = 0.0
     options: dict = field(default_factory=dict)
+    where: dict = field(default_factory=dict)  # file, line and path of the check in its suite
 
 
 @dataclass
@@ -139,6 +140,7 @@ def _check(raw: dict, path: Path, lines: Mapping[str, int], i: int, quick: bool)
             relative=float(allowance.get("relative", 0.0)),
             absolute=float(allowance.get("absolute", 0.0)),
             options=dict(raw.get("options") or {}),
+            where=where,
         )
     except (TypeError, ValueError, AttributeError) as err:
         raise SpecError(f"malformed check: {err}", **where) from None
