@@ -53,7 +53,7 @@ def test_fixed_point_numbers_are_the_apis(flagship):
 def test_figures_are_png_files_embedded_in_the_html(flagship):
     files, out = flagship
     pngs = [f for f in files.files if f.suffix == ".png"]
-    assert {p.stem for p in pngs} == {"stages", "evolution", "phase", "spectrum"}
+    assert {p.stem for p in pngs} == {"stages", "evolution", "phase", "spectrum", "gradients"}
     html = (out / "report.html").read_text()
     for png in pngs:
         data = png.read_bytes()
@@ -165,3 +165,13 @@ def test_validate_checks_the_flagship_and_can_fail(tmp_path, monkeypatch):
 def test_validate_on_a_conv_spec_says_why_not(tmp_path):
     files = write_report(SPEC_FILES / "conv1d.yaml", tmp_path, formats=("md",), validate=True)
     assert any(line.startswith("Monte-Carlo validation:") for line in files.sections_left_out)
+
+
+def test_gradient_section_follows_the_backward_recursion(flagship):
+    """The flagship's gradients section: a table of weight layers under the simulator's labels
+    (first layer, repeat passes) and its plot."""
+    files, out = flagship
+    md = (out / "report.md").read_text()
+    section = md.split("## Gradients against depth")[1].split("\n## ")[0]
+    assert "| layers[0] |" in section and "layers[2].repeat.body[0]#" in section
+    assert "gradients.png" in section

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 KIND = "bn"
 BARE = True
 ABSORBS_ACTIVATION = True  # its backward rule takes the φ′ of the activation after it
+MIN_BATCH = 4  # the backward rule needs E[1/‖z‖²] < ∞: a centred batch spanning ≥ 3 dimensions
 NEEDS_PIXEL_PAIRS = True
 EXAMPLE = "bn: {gamma: 1.0, beta: 0.0}"
 SCHEMA = NORMALISATION_SCHEMA

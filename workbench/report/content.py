@@ -1,7 +1,8 @@
 """What a derivation report says, gathered from the public API (never computed a second way):
 the spec, its stages, every stage's recursion (``derive``), the fixed-point analysis
 (``analyze_spec``), qˡ/cˡ against depth (``evolve_kernel``), the phase diagram
-(``critical_line``), conv modes (``conv_modes``) and the NTK spectrum (``ntk_spectrum``).
+(``critical_line``), conv modes (``conv_modes``), the NTK spectrum (``ntk_spectrum``) and the
+weight-gradient norms against depth (``gradient_profile``).
 
 A section that does not apply to the spec is kept as one line saying why."""
 
@@ -54,6 +55,7 @@ def gather(
         ("phase", "Phase diagram", _phase),
         ("modes", "Depth scales per Fourier mode", _modes),
         ("spectrum", "NTK spectrum against depth", _spectrum),
+        ("gradients", "Gradients against depth", _gradients),
     ]
     if validate:
         sections.append(("validation", "Monte-Carlo validation", _validation))
@@ -171,6 +173,23 @@ def _spectrum(spec: Any, ctx: Any, seed: int) -> dict:
     top = max(2, min(total_depth(spec), 1000))
     depths = sorted({int(d) for d in np.unique(np.geomspace(1, top, 12).round())})
     return ntk_spectrum(spec, SPECTRUM_M, SPECTRUM_C0, depths).to_dict()
+
+
+def _gradients(spec: Any, ctx: Any, seed: int) -> dict:
+    """The backward order parameters (``gradient_profile``) of one Gaussian input (as many as
+    the spec's nodes need: batch norm's backward needs a batch of 4): every weight layer's
+    log ‖∂L/∂Wˡ‖²/‖∂L/∂W^L‖², and a table of about a dozen layers."""
+    from workbench.nodes.base import flat_nodes, module_of
+    from workbench.theory.backward import gradient_profile
+
+    count = max(getattr(module_of(n), "MIN_BATCH", 1) for n in flat_nodes(spec.layers))
+    x = np.random.default_rng(seed).standard_normal((count, *spec.input_shape))
+    result = gradient_profile(spec, x).to_dict()
+    rows = result["layers"]
+    shown = sorted({int(i) for i in np.geomspace(1, len(rows), 12).round() - 1})
+    logs = [r["log_ratio"] for r in rows]
+    return {"inputs": count, "seed": seed, "notes": result["notes"], "log_ratio": logs,
+            "rows": [rows[i] for i in shown]}  # fmt: skip
 
 
 def _validation(spec: Any, ctx: Any, seed: int) -> dict:

@@ -141,6 +141,20 @@ def spectrum(data: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+def gradients(data: dict, path: Path) -> Path:
+    """log(‖∂L/∂Wˡ‖² / ‖∂L/∂W^L‖²) against the weight layer l."""
+    plt = _pyplot()
+    logs = data["log_ratio"]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(range(1, len(logs) + 1), logs, "-", lw=1.2)
+    ax.axhline(0.0, color="0.6", lw=0.6)
+    if len(logs) > 100:
+        ax.set_xscale("log")
+    ax.set_xlabel("weight layer l")
+    ax.set_ylabel(r"$\log \|\partial L/\partial W^l\|^2 / \|\partial L/\partial W^L\|^2$")
+    return _save(fig, path)
+
+
 def validation(data: dict, path: Path) -> Path:
     """Theory lines and Monte-Carlo points (mean ± interval + allowance) of qˡ and cˡ."""
     plt = _pyplot()

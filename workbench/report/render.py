@@ -21,6 +21,7 @@ STAGE_COLUMNS = ("path", "kind", "in_shape", "out_shape", "sigma_w2", "sigma_b2"
                  "times")  # fmt: skip
 SPECTRUM_COLUMNS = ("depth", "lambda_max", "lambda_rest", "kappa", "eta_max")
 VALIDATION_COLUMNS = ("name", "theory", "mc_mean", "mc_ci", "allowance", "passed")
+GRADIENT_COLUMNS = ("path", "log_ratio", "rate_to_next", "q_tilde", "q_tilde_xy")
 
 
 def number(value: Any) -> str:
@@ -54,6 +55,9 @@ def tables(content: ReportContent) -> dict[str, dict]:
     spectrum = content.section("spectrum")
     if spectrum.data:
         out["spectrum"] = _table(spectrum.data["depths"], SPECTRUM_COLUMNS)
+    gradients = content.section("gradients")
+    if gradients.data:
+        out["gradients"] = _table(gradients.data["rows"], GRADIENT_COLUMNS)
     checks = content.section("validation")
     if checks is not None and checks.data:
         out["validation"] = _table(checks.data["checks"], VALIDATION_COLUMNS)
