@@ -28,7 +28,7 @@ from workbench.errors import TheoryError
 from workbench.nodes.base import NodeBase, module_of, rule
 from workbench.precision import F64, Context, context
 from workbench.spec.model import Spec
-from workbench.theory.evaluate import Evaluator, TapeEntry, initial_state
+from workbench.theory.evaluate import Evaluator, TapeEntry, checked_inputs, initial_state
 from workbench.theory.state import KernelState
 
 BN_STATISTICS = ("batch", "fixed")
@@ -238,20 +238,9 @@ def gradient_profile(
     forward pass on the general engine, then every node's ``backward`` rule in reverse.
     ``bn_statistics``: ``batch`` (gradients flow through the batch mean and variance, as torch
     computes in training mode) or ``fixed`` (the statistics are constants)."""
-    from workbench.theory.evaluate import _diagonal_is_enough
-
     if bn_statistics not in BN_STATISTICS:
         raise TheoryError(f"bn_statistics must be one of {', '.join(BN_STATISTICS)}")
-    inputs = np.asarray(inputs, float)
-    if inputs.ndim < 2 or inputs.shape[1:] != tuple(spec.input_shape):
-        raise TheoryError(
-            f"inputs of shape {inputs.shape} do not match the spec's input shape "
-            f"{list(spec.input_shape)} (expected (m, {', '.join(map(str, spec.input_shape))}))"
-        )
-    if len(spec.input_shape) == 1:
-        mode = "flat"
-    elif mode == "auto":
-        mode = "diagonal" if _diagonal_is_enough(spec) else "full"
+    inputs, mode = checked_inputs(spec, inputs, mode)
     ctx = context(digits)
     ev = Evaluator("ntk")
     walk = BackwardWalk(ev, ctx, bn_statistics)

@@ -317,16 +317,7 @@ def network_kernels(
     20-layer CNN-F runs ~1.2x faster). Pixel-pair programs (pool readouts) stay eager: there
     the buffered block copies beat the compiled rolls (CNN-P: 8.3 ms eager, 10.4 compiled)."""
     evaluator = Evaluator(parameterization, progress)
-    inputs = np.asarray(inputs, float)
-    if inputs.shape[1:] != tuple(spec.input_shape):
-        raise TheoryError(
-            f"inputs of shape {inputs.shape} do not match the spec's input shape "
-            f"{list(spec.input_shape)} (expected (m, {', '.join(map(str, spec.input_shape))}))"
-        )
-    if len(spec.input_shape) == 1:
-        mode = "flat"
-    elif mode == "auto":
-        mode = "diagonal" if _diagonal_is_enough(spec) else "full"
+    inputs, mode = checked_inputs(spec, inputs, mode)
     from workbench.precision import context
 
     ctx = context(digits)
@@ -367,6 +358,22 @@ def network_kernels(
         if ctx.fast_float64:
             notes.append(GENERAL_ENGINE_ONE_MINUS_C)
     return NetworkKernels(state.nngp, state.ntk, parameterization, mode, notes, one_minus_c)
+
+
+def checked_inputs(spec: Spec, inputs: np.ndarray, mode: str) -> tuple[np.ndarray, str]:
+    """The inputs (m, *input_shape) as float64, and the kernel layout: ``flat`` for flat
+    inputs; ``auto`` picks ``diagonal`` where same-pixel kernels suffice, else ``full``."""
+    inputs = np.asarray(inputs, float)
+    if inputs.ndim < 2 or inputs.shape[1:] != tuple(spec.input_shape):
+        raise TheoryError(
+            f"inputs of shape {inputs.shape} do not match the spec's input shape "
+            f"{list(spec.input_shape)} (expected (m, {', '.join(map(str, spec.input_shape))}))"
+        )
+    if len(spec.input_shape) == 1:
+        return inputs, "flat"
+    if mode == "auto":
+        mode = "diagonal" if _diagonal_is_enough(spec) else "full"
+    return inputs, mode
 
 
 def _run_program(
