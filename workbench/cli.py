@@ -380,6 +380,69 @@ def cmd_gradients(args: argparse.Namespace) -> dict:
     return result
 
 
+def cmd_fisher(args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from workbench.compile import load_spec
+    from workbench.theory.fisher import fisher_bounds, gamma_sweep
+
+    spec = load_spec(args.spec)
+    options: dict[str, Any] = {"momentum": args.momentum, "statistics": "population"}
+    if args.inputs is not None or args.batch_size is not None:
+        if args.inputs is not None:
+            x = _load_array(args.inputs, "--inputs")
+        else:
+            x = np.random.default_rng(args.seed).standard_normal((args.batch_size,
+                                                                   *spec.input_shape))  # fmt: skip
+        options.update(inputs=x, statistics=args.bn_statistics)
+    elif args.bn_statistics == "batch":
+        raise WorkbenchError(
+            "--bn-statistics batch needs a batch: give --batch-size M or --inputs X.npy "
+            "(the paper's model holds the statistics fixed)"
+        )
+    if args.sweep is None:
+        result = fisher_bounds(spec, **options).to_dict()
+        if not args.json:
+            print(f"{spec.name}: lambda_max in [{result['lambda_max_lower']:.6g}, "
+                  f"{result['lambda_max_upper']:.6g}], eta_max = {result['eta_max']:.6g} "
+                  f"(momentum {args.momentum}; {_fisher_model(options)})")  # fmt: skip
+            _print_table(result["layers"], ["path", "kind", "f_l", "f_l_upper"])
+        return result
+    key, grid = args.sweep
+    sweep = gamma_sweep(spec, list(np.linspace(*grid[:2], grid[2])), **options)
+    result = sweep.to_dict()
+    if args.out:
+        from workbench.plots import fisher_sweep
+
+        fisher_sweep(sweep, spec.name, Path(args.out))
+        result["out"] = args.out
+    if not args.json:
+        print(f"{spec.name}: Fisher bounds against gamma ({_fisher_model(options)})")
+        _print_table([{"gamma": r["gamma"], "lambda_max_lower": r["lambda_max_lower"],
+                       "lambda_max_upper": r["lambda_max_upper"], "eta_max": r["eta_max"]}
+                      for r in result["rows"]],
+                     ["gamma", "lambda_max_lower", "lambda_max_upper", "eta_max"])  # fmt: skip
+        if sweep.vanilla is not None:
+            v = sweep.vanilla
+            print(f"vanilla: lambda_max in [{v.lower:.6g}, {v.upper:.6g}], eta_max {v.eta_max:.6g}")
+    return result
+
+
+def _fisher_model(options: dict) -> str:
+    if options["statistics"] == "population":
+        return "the paper's model: i.i.d. inputs, batch norm statistics of the data fixed"
+    return (
+        f"a batch of {len(options['inputs'])} inputs, batch norm statistics {options['statistics']}"
+    )
+
+
+def _gamma_sweep(text: str) -> tuple[str, tuple[float, float, int]]:
+    key, _, grid = text.partition("=")
+    if key.strip() != "gamma" or not grid:
+        raise argparse.ArgumentTypeError(f"expected gamma=a:b:n, got {text!r}")
+    return "gamma", _grid(grid)
+
+
 def cmd_derive(args: argparse.Namespace) -> dict:
     from workbench.compile import load_spec
     from workbench.theory.derive import derive
@@ -519,6 +582,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch norm: gradients through the batch statistics (torch's "
                    "training mode, default) or with the statistics held fixed")  # fmt: skip
     p.add_argument("--digits", type=_digits, help="compute with mpmath at N significant digits")
+    p = add("fisher", cmd_fisher, "Fisher information lambda_max bounds and eta_max")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--inputs", type=Path, help="X.npy: a batch (default: the paper's data model)")
+    p.add_argument("--batch-size", type=_count, help="a batch of M random inputs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random batch")
+    p.add_argument("--momentum", type=_number, default=0.0, help="mu in eta_max = 2(1+mu)/lambda")
+    p.add_argument("--bn-statistics", default="fixed", choices=["fixed", "batch"],
+                   help="batch norm statistics held fixed (the paper's model) or differentiated "
+                   "over the batch (torch's training mode; needs a batch)")  # fmt: skip
+    p.add_argument("--sweep", type=_gamma_sweep, help="gamma=a:b:n, every batch norm's gamma")
+    p.add_argument("--out", help="plot of the sweep: FILE.png or FILE.pdf")
     p = add("derive", cmd_derive, "the symbolic recursions of every stage (sympy, LaTeX)")
     p.add_argument("spec", type=Path)
     p.add_argument("--latex", action="store_true", help="print the rules as LaTeX")

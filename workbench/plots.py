@@ -6,6 +6,7 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.theory.critical import CriticalPoint
@@ -99,3 +100,40 @@ WRITERS = {
     ".csv": _write_csv,
     ".json": _write_json,
 }
+
+
+def fisher_sweep(sweep: Any, name: str, out: Path) -> Path:
+    """mean_field_batchnorm Fig. 1: the λ_max bounds and η_max against γ, the vanilla
+    network's as horizontal lines."""
+    if out.suffix not in (".png", ".pdf"):
+        raise WorkbenchError(f"--out must be a .png or .pdf file, got {out}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gammas = sweep.gammas
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=150)
+    left.plot(gammas, [r.lower for r in sweep.rows], "o-", ms=3, label="BN, lower bound")
+    left.plot(gammas, [r.upper for r in sweep.rows], "s--", ms=3, label="BN, upper bound")
+    right.plot(gammas, [r.eta_max for r in sweep.rows], "o-", ms=3, label="BN")
+    if sweep.vanilla is not None:
+        left.axhline(sweep.vanilla.lower, color="tab:red", lw=1, label="vanilla, lower bound")
+        right.axhline(sweep.vanilla.eta_max, color="tab:red", lw=1, label="vanilla")
+    left.set_yscale("log")
+    right.set_yscale("log")
+    for ax in (left, right):
+        ax.set_xlabel(r"$\gamma$")
+        ax.legend(fontsize=7)
+    left.set_ylabel(r"$\lambda_{max}$ of the Fisher")
+    right.set_ylabel(r"$\eta_{max} = 2(1+\mu)/\lambda_{max}$")
+    fig.suptitle(name, fontsize=9)
+    fig.tight_layout()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out)
+    except OSError as err:
+        raise WorkbenchError(f"cannot write '{out}': {err.strerror or err}") from None
+    finally:
+        plt.close(fig)
+    return out

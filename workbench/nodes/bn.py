@@ -68,6 +68,8 @@ def kernel(node: BatchNorm, state: KernelState, ev: Evaluator, attrs: dict) -> K
     state = ev.realized(state)
     if state.mode == "diagonal":
         raise UnsupportedError(f"{node.path}: spatial batch norm needs the full kernel mode")
+    if ev.normalization == "population":
+        return _population(node, state)
     state.ctx.require_float64(f"{node.path}: batch norm kernels")
     size = state.m * state.pixels
     centre = np.eye(size) - 1.0 / size
@@ -88,6 +90,40 @@ def kernel(node: BatchNorm, state: KernelState, ev: Evaluator, attrs: dict) -> K
     return state.replace(nngp=nngp, ntk=ntk, mean=np.full_like(state.mean, node.beta))
 
 
+def population_statistics(node: BatchNorm, state: KernelState) -> tuple[Any, Any]:
+    """(μ², s²) of every channel over the data distribution (mean_field_batchnorm eqs. 14–15)
+    whose exchangeable representatives are the state's m ≥ 2 inputs: in the wide limit each
+    unit's mean μ_i is the same linear readout of the data for every input, so E_i μ_i² is the
+    covariance of distinct inputs (the mean over input pairs a ≠ b, and pixel pairs), and
+    s² = q − μ² (the mean own variance)."""
+    if state.m < 2:
+        raise UnsupportedError(
+            f"{node.path}: population statistics need at least two representative inputs",
+            hint="the data model takes a pair of independent inputs",
+        )
+    k = state.as_matrices(state.nngp)[0]
+    m, n = state.m, state.pixels
+    blocks = k.reshape(m, n, m, n)
+    rows, cols = np.triu_indices(m, 1)
+    mean2 = np.mean([np.mean(blocks[a, :, b, :]) for a, b in zip(rows, cols)])
+    own = np.mean([np.mean(np.diagonal(blocks[a, :, a, :])) for a in range(m)])
+    spread = own - mean2
+    if not spread > 0:
+        raise TheoryError(f"{node.path}: the data distribution has no variance to normalise")
+    return mean2, spread
+
+
+def _population(node: BatchNorm, state: KernelState) -> KernelState:
+    """The paper's model (mean_field_batchnorm eqs. 13–16; Claims 6.3, 6.5): statistics of the
+    data distribution, constants of the initialised network: K_bn = γ² (K − μ²)/s² + β²,
+    Θ_bn = γ² Θ/s², mean β (an activation after it sees a Gaussian field of mean β)."""
+    mean2, spread = population_statistics(node, state)
+    gamma2 = state.ctx.num(node.gamma) ** 2
+    nngp = gamma2 * (state.nngp - mean2) / spread + state.ctx.num(node.beta) ** 2
+    ntk = None if state.ntk is None else gamma2 * state.ntk / spread
+    return state.replace(nngp=nngp, ntk=ntk, mean=np.full_like(state.mean, node.beta))
+
+
 def backward(node: BatchNorm, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
              suffix: str) -> Cotangent:  # fmt: skip
     """Per channel, y = γ ẑ + β with ẑ = √N z/‖z‖ and z = C h the batch-centred vector (C the
@@ -100,7 +136,9 @@ def backward(node: BatchNorm, cot: Cotangent, walk: BackwardWalk, entry: TapeEnt
       G̃_h = γ² N E[1/‖z‖²] G̃_y (``expect_inverse_norm``).
 
     Both are exact for any batch of rank ≥ 3 (derived here; the paper states the fixed case
-    for its i.i.d. data model, where ‖z‖²/N concentrates at the variance)."""
+    for its i.i.d. data model, where ‖z‖²/N concentrates at the variance). Under the
+    evaluator's ``population`` normalisation (the paper's model) s is a constant:
+    G̃_h = γ² G̃_y/s² (Claims 6.4, 6.6)."""
     from workbench.gaussian.batch import (
         expect_inverse_norm,
         expect_projected,
@@ -108,6 +146,9 @@ def backward(node: BatchNorm, cot: Cotangent, walk: BackwardWalk, entry: TapeEnt
     )
 
     inp = walk.realized(entry)
+    if walk.ev.normalization == "population":  # δ_h = γ δ_y / s with s a constant
+        spread = walk.once(entry, "spread", lambda: population_statistics(node, inp)[1])
+        return replace(cot, grad=walk.ctx.num(node.gamma) ** 2 * cot.grad / spread)
     walk.ctx.require_float64(f"{node.path}: the backward rule of batch norm")
     size = inp.m * inp.pixels
     centre = np.eye(size) - 1.0 / size

@@ -58,6 +58,10 @@ class WeightGradient:
     q_tilde: float
     q_tilde_xy: float | None
     fan_in: int
+    bias_norm: float = 0.0  # E‖∂L/∂b‖² (float64; 0 or inf outside its range)
+    # weights and bias together, split into same-input pairs (a, a) and distinct ones (a ≠ b)
+    own_total: float = 0.0
+    cross_total: float = 0.0
 
 
 @dataclass
@@ -89,7 +93,9 @@ class BackwardWalk:
         """Whether the node before the current one takes the activation's φ′ into its own
         backward rule (a batch norm: φ′ depends on the vector it normalised)."""
         upstream = self.upstream
-        return upstream is not None and getattr(module_of(upstream), "ABSORBS_ACTIVATION", False)
+        if upstream is None or self.ev.normalization == "population":  # s is then a constant
+            return False
+        return getattr(module_of(upstream), "ABSORBS_ACTIVATION", False)
 
     def sampled(self, note: str) -> None:
         """Record that a rule's value was sampled, not integrated."""
@@ -139,7 +145,13 @@ class BackwardWalk:
             pairs = zip(rows, cols)
             cross = float(np.mean([np.mean(np.ravel(same[a, b])) for a, b in pairs]) * scale)
         log_norm = self.ctx.log(total) + cot.log_scale
-        self.layers.append(WeightGradient(path, node.kind, log_norm, own, cross, fan_in))
+        scale = float(self.ctx.exp(cot.log_scale))
+        bias = float(np.sum(cot.grad)) * scale  # δ summed over pixels
+        per_pair = (cot.grad * moments + cot.grad).reshape(m, m, -1).sum(axis=2)
+        own_total = float(np.trace(per_pair)) * scale
+        cross_total = float(np.sum(per_pair)) * scale - own_total
+        self.layers.append(WeightGradient(path, node.kind, log_norm, own, cross, fan_in, bias,
+                                          own_total, cross_total))  # fmt: skip
 
 
 def _exp(log_value: Any) -> float:
@@ -167,18 +179,23 @@ def _check_finite(grad: np.ndarray, node: NodeBase) -> None:
         )
 
 
-def output_cotangent(state: KernelState) -> Cotangent:
-    """G̃ at the output for L = Σ_b ⟨r, f(x_b)⟩, r ~ N(0, I): the units per pixel for every
-    input pair and pixel, 0 between distinct pixels (independent readout entries)."""
+def output_cotangent(state: KernelState, units: Any = None, same_input: bool = False) -> Cotangent:
+    """G̃ at the output for L = Σ_b ⟨r, f(x_b)⟩, r ~ N(0, I): ``units`` (default: the output
+    units per pixel) for every input pair and pixel, 0 between distinct pixels (independent
+    readout entries). ``same_input``: 0 between distinct inputs too — the sum over b of
+    per-input gradients' second moments (Σ_b ‖∇f(x_b)‖², the Fisher's trace)."""
     ctx = state.ctx
     pixels = state.pixels if state.spatial else 1
-    units = ctx.num(state.channels // pixels if state.flattened else state.channels)
+    if units is None:
+        units = state.channels // pixels if state.flattened else state.channels
+    units = ctx.num(units)
     k = state.nngp if state.phi is None else state.field_nngp
+    inputs = np.eye(state.m) if same_input else np.ones((state.m, state.m))
     if state.mode == "full":
         eye = np.eye(pixels).reshape(*state.spatial, *state.spatial)
-        grad = np.broadcast_to(eye, (state.m, state.m, *eye.shape)) * units
+        grad = np.multiply.outer(inputs, eye) * units
     else:
-        grad = np.full(k.shape, 1) * units
+        grad = inputs.reshape(state.m, state.m, *[1] * (k.ndim - 2)) * np.ones(k.shape) * units
     return Cotangent(ctx.array(grad) if not ctx.fast_float64 else np.asarray(grad, float))
 
 

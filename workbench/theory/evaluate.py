@@ -99,6 +99,9 @@ class Evaluator:
         self._gap_maps: dict = {}  # (φ, q) → the frozen s-map (gaussian.gap.GapMap)
         self._tape: list[list] | None = None  # while recording: where nested frames go
         self.learning = True  # whether revisited variances build interpolants
+        # batch norm's statistics: over the batch of inputs, or ``population`` (the inputs
+        # are representatives of a data distribution whose statistics are constants)
+        self.normalization = "batch"
 
     def propagate(self, graph: nx.DiGraph, state: KernelState) -> KernelState:
         """Run the state through the graph's nodes in order, each by its own kernel rule (all
