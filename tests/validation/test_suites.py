@@ -19,7 +19,7 @@ SUITES = sorted((ROOT / "validate").glob("*.yaml"))
 def test_the_suites_are_shipped():
     names = {p.stem for p in SUITES}
     assert {"fc-tanh-qc", "dynamical-isometry", "conv-orthogonal", "gradient-norms-cnn",
-            "gradients"} <= names  # fmt: skip
+            "gradients", "fisher-bn"} <= names  # fmt: skip
 
 
 # suites whose every check fails when its theory moves by 5% (the others: a later issue)
@@ -139,3 +139,19 @@ def test_a_check_failing_at_run_time_keeps_the_others(tmp_path, monkeypatch, cap
     passed = {c["name"]: (c["passed"], c["error"]) for c in result["checks"]}
     assert passed["first"] == (True, None) and passed["third"] == (True, None)
     assert passed["second"][0] is False and "overflowed" in passed["second"][1]
+
+
+def test_a_bound_check_passes_on_its_side_only(tmp_path, monkeypatch, capsys):
+    """``relation: at_least``: a Monte-Carlo mean far above the theory passes, one below it
+    fails (the Fisher's λ_max against its lower bound)."""
+    monkeypatch.setitem(quantities.QUANTITIES, "above",
+                        lambda check, net, x: (1.0, np.array([5.0, 5.1, 4.9])))  # fmt: skip
+    monkeypatch.setitem(quantities.QUANTITIES, "below",
+                        lambda check, net, x: (1.0, np.array([0.5, 0.51, 0.49])))  # fmt: skip
+    extra = "    relation: at_least\n"
+    suite = tmp_path / "s.yaml"
+    checks = [CHEAP_CHECK.format(name=q, quantity=q, extra=extra) for q in ("above", "below")]
+    suite.write_text("name: s\nchecks:\n" + "".join(checks))
+    assert main(["validate", str(suite), "--device", "cpu", "--json"]) == 1
+    result = {c["name"]: c["passed"] for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert result == {"above": True, "below": False}

@@ -73,6 +73,31 @@ def gradient_norms(net: Network, x: torch.Tensor, seed: int = 0) -> tuple[list[s
     return labels, torch.stack(norms, dim=1).detach()
 
 
+def fisher_gradient_norms(net: Network, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per member, the two gradient norms that bound the Fisher's λ_max (mean_field_batchnorm
+    eq. 147), over every parameter: ‖∇ Σ_b f_k(x_b)‖² / B² averaged over the outputs k (the
+    lower bound ‖E_x ∇f_k‖²), and (1/B) Σ_b Σ_k ‖∇f_k(x_b)‖² (the trace of I). One backward
+    pass per output and per (input, output): with batch norm in training mode f(x_b) depends
+    on the whole batch, and autograd follows it."""
+    params = [p for p in net.parameters()]
+    out = net(x)  # (E, B, *K)
+    e, batch = out.shape[0], out.shape[1]
+    out = out.reshape(e, batch, -1)
+    outputs = out.shape[2]
+
+    def member_norms(scalar: torch.Tensor, retain: bool) -> torch.Tensor:
+        grads = torch.autograd.grad(scalar, params, retain_graph=retain)
+        return sum(g.reshape(e, -1).pow(2).sum(dim=1) for g in grads)
+
+    lower = torch.zeros(e, dtype=out.dtype, device=out.device)
+    trace = torch.zeros_like(lower)
+    for k in range(outputs):
+        lower += member_norms(out[:, :, k].sum(), True) / batch**2
+        for b in range(batch):
+            trace += member_norms(out[:, b, k].sum(), True) / batch
+    return (lower / outputs).detach(), trace.detach()
+
+
 def _output_function(net: Network) -> tuple[dict, Callable]:
     params = {name: p.detach() for name, p in net.named_parameters()}
 

@@ -130,7 +130,8 @@ def fisher_bounds(
         upper = [outputs * w.own_total / m for w in pair.layers]
     else:  # the batch itself is the data distribution: all B² pairs, B inputs
         lower = [(w.own_total + w.cross_total) / m**2 for w in pair.layers]
-        upper = [outputs * w.own_total / m for w in own.layers]
+        # Σ_b ‖∇f_k(x_b)‖²: a batch norm carries each input's δ to every input of the batch
+        upper = [outputs * (w.own_total + w.cross_total) / m for w in own.layers]
     rows = zip(reversed(pair.layers), reversed(lower), reversed(upper))
     layers = [FisherLayer(w.path, w.kind, lo, up) for w, lo, up in rows]
     notes = list(out.notes) + pair.notes
@@ -146,6 +147,28 @@ def with_gamma(spec: Spec, gamma: float) -> Spec:
 def without_normalization(spec: Spec) -> Spec:
     """The vanilla counterpart: the spec with its normalising nodes removed."""
     return replace(spec, name=f"{spec.name} (vanilla)", layers=_nodes_without_gamma(spec.layers))
+
+
+def resized(spec: Spec, width: int) -> Spec:
+    """The spec the simulator builds at ``width``: every dense width and conv channel count
+    but the readout's (``sim.layers.last_weight_node``) set to ``width`` — the Fisher's fan-in
+    terms depend on the widths."""
+    from workbench.sim.layers import last_weight_node
+
+    readout = last_weight_node(spec.layers)
+
+    def visit(nodes: tuple) -> tuple:
+        out = []
+        for node in nodes:
+            if hasattr(node, "body"):
+                node = replace(node, body=visit(node.body))
+            for key in ("width", "channels"):
+                if hasattr(node, key) and node is not readout:
+                    node = replace(node, **{key: width})
+            out.append(node)
+        return tuple(out)
+
+    return replace(spec, layers=visit(spec.layers))
 
 
 def _nodes_with_gamma(nodes: tuple, gamma: float) -> tuple:

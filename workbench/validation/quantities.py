@@ -13,6 +13,9 @@ sample per simulated network (so the interval comes from independent networks).
   CNN at weight layer ``layer``, relative to layer 0 (xiao2018 §2.4): the delta kernel makes the
   theory the FC recursion on pixel pairs.
 * ``gradient_slope`` — the slope of log‖∂L/∂Wˡ‖² in l, theory −log χ₁ (xiao2018 Fig. S2).
+* ``fisher_lower``, ``fisher_trace``, ``fisher_lambda_max`` — the Fisher information's bounds
+  (mean_field_batchnorm eq. 147) against the same gradient norms of the simulated networks,
+  and the lower bound against their λ_max.
 * ``gradient_rate`` — the mean rate ‖∂L/∂Wˡ‖²/‖∂L/∂Wˡ⁺¹‖² over ``fit_layers``, against the
   backward order parameters of any spec (``theory.backward``).
 """
@@ -201,6 +204,33 @@ def gradient_rate(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarr
     return theory, rates.mean(axis=1)
 
 
+def _fisher(check, x: torch.Tensor):
+    from workbench.theory.fisher import fisher_bounds, resized
+
+    statistics = check.options.get("bn_statistics", "batch")
+    return fisher_bounds(resized(check.spec, check.width), x.numpy(), statistics=statistics)
+
+
+def fisher_lower(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
+    """The Fisher's lower bound ‖E_x ∇f_k(x)‖² (mean_field_batchnorm Claim 3.1) against the
+    same gradient norm of every simulated network, over every parameter."""
+    return _fisher(check, x).lower, probes.fisher_gradient_norms(net, x)[0].cpu().numpy()
+
+
+def fisher_trace(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
+    """The Fisher's trace E_x Σ_k ‖∇f_k(x)‖², its upper bound on λ_max, against the
+    simulated networks'."""
+    return _fisher(check, x).upper, probes.fisher_gradient_norms(net, x)[1].cpu().numpy()
+
+
+def fisher_lambda_max(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
+    """The lower bound against the largest eigenvalue of the simulated networks' empirical
+    Fisher (power iteration); the check's ``relation: at_least`` asks λ_max ≥ the bound (and
+    the trace check bounds it above)."""
+    lam = probes.fisher_max_eigenvalue(net, x, "standard", 100, 1e-6)
+    return _fisher(check, x).lower, lam.cpu().numpy()
+
+
 def _layer_range(check, pairs: int, default: tuple[int, int] | None = None) -> tuple[int, int]:
     """``fit_layers: [lo, hi]`` as a range of the network's ``pairs`` (consecutive weight-layer
     pairs, or weight layers); a negative hi counts from the end."""
@@ -224,6 +254,9 @@ QUANTITIES: dict[str, Quantity] = {
     "mode_retention": mode_retention,
     "gradient_slope": gradient_slope,
     "gradient_rate": gradient_rate,
+    "fisher_lower": fisher_lower,
+    "fisher_trace": fisher_trace,
+    "fisher_lambda_max": fisher_lambda_max,
 }
 
 
@@ -267,9 +300,13 @@ def _check_gradient_slope(check) -> None:
     _layer_range(check, _weight_layers(check.spec), (10, -10))
 
 
-def _check_gradient_rate(check) -> None:
+def _check_statistics(check) -> None:
     if check.options.get("bn_statistics", "batch") not in ("batch", "fixed"):
         raise WorkbenchError("options.bn_statistics is batch or fixed")
+
+
+def _check_gradient_rate(check) -> None:
+    _check_statistics(check)
     _layer_range(check, _weight_layers(check.spec) - 1)
 
 
@@ -282,6 +319,9 @@ PREFLIGHT: dict[str, Callable] = {
     "mode_retention": _check_mode_retention,
     "gradient_slope": _check_gradient_slope,
     "gradient_rate": _check_gradient_rate,
+    "fisher_lower": _check_statistics,
+    "fisher_trace": _check_statistics,
+    "fisher_lambda_max": _check_statistics,
 }
 
 

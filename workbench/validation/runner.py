@@ -85,7 +85,8 @@ def run_check(check: Check, device: str, dtype: str = "float64", seed: int = 0) 
 
 def compare(check: Check, theory: float, samples: np.ndarray, seconds: float) -> CheckResult:
     """Theory against the mean of independent Monte-Carlo samples: passed when they differ by
-    at most the Student-t interval at the check's confidence plus its finite-width allowance."""
+    at most the Student-t interval at the check's confidence plus its finite-width allowance
+    (``relation`` at_least / at_most: when the mean is on the bound's side of it, so)."""
     samples = np.asarray(samples, float)
     if not np.isfinite(samples).all() or not np.isfinite(theory):
         raise WorkbenchError(f"check '{check.name}': non-finite theory or Monte-Carlo values")
@@ -94,7 +95,12 @@ def compare(check: Check, theory: float, samples: np.ndarray, seconds: float) ->
     sem = float(samples.std(ddof=1) / np.sqrt(n)) if n > 1 else float("inf")
     ci = float(stats.t.ppf(0.5 + check.confidence / 2, max(n - 1, 1)) * sem)
     allowance = check.relative * abs(theory) + check.absolute
-    passed = abs(mean - theory) <= ci + allowance
+    if check.relation == "at_least":  # the Monte-Carlo mean is bounded below by the theory
+        passed = mean >= theory - ci - allowance
+    elif check.relation == "at_most":
+        passed = mean <= theory + ci + allowance
+    else:
+        passed = abs(mean - theory) <= ci + allowance
     return CheckResult(check.name, check.quantity, float(theory), mean, ci, allowance, passed,
                        check.width, check.samples, seconds)  # fmt: skip
 

@@ -15,6 +15,8 @@
         quick: {width: 200, samples: 8}              # overrides under --quick
         sweep: {key: defaults.sigma_w2, values: [1.0, 2.0]}   # one check per value
 
+        relation: at_least         # the theory is a lower bound (at_most: upper); default equal
+
 A check passes when |MC mean − theory| ≤ t·SEM + allowance, t the Student quantile at the
 confidence level with samples − 1 degrees of freedom.
 """
@@ -34,7 +36,7 @@ from workbench.spec.yaml_source import parse_yaml
 
 CHECK_KEYS = {
     "name", "spec", "quantity", "layer", "inputs", "width", "samples", "confidence",
-    "allowance", "quick", "sweep", "options",
+    "allowance", "quick", "sweep", "options", "relation",
 }  # fmt: skip
 
 
@@ -52,6 +54,7 @@ class Check:
     absolute: float = 0.0
     options: dict = field(default_factory=dict)
     where: dict = field(default_factory=dict)  # file, line and path of the check in its suite
+    relation: str = "equal"  # or at_least / at_most: the Monte-Carlo mean against a bound
 
 
 @dataclass
@@ -111,6 +114,15 @@ def _expand_sweep(raw: Any, where: dict) -> list[dict]:
     return out
 
 
+RELATIONS = ("equal", "at_least", "at_most")
+
+
+def _relation(value: Any, where: dict) -> str:
+    if value not in RELATIONS:
+        raise SpecError(f"relation must be one of {', '.join(RELATIONS)}, got {value!r}", **where)
+    return value
+
+
 def _check(raw: dict, path: Path, lines: Mapping[str, int], i: int, quick: bool) -> Check:
     where = _where(path, lines, f"checks[{i}]")
     for key in ("name", "spec", "quantity", "width", "samples"):
@@ -141,6 +153,7 @@ def _check(raw: dict, path: Path, lines: Mapping[str, int], i: int, quick: bool)
             absolute=float(allowance.get("absolute", 0.0)),
             options=dict(raw.get("options") or {}),
             where=where,
+            relation=_relation(raw.get("relation", "equal"), where),
         )
     except (TypeError, ValueError, AttributeError) as err:
         raise SpecError(f"malformed check: {err}", **where) from None
