@@ -38,6 +38,10 @@ CNN_POOL = [{"conv": {"channels": 8, "kernel": 3, "variance": [0.5, 0.3, 0.2]}},
             {"repeat": {"times": 4, "body": [{"act": "tanh"},
                                              {"conv": {"channels": 8, "kernel": 3}}]}},
             {"act": "relu"}, {"pool": "global_avg"}, {"dense": {"width": 4}}]  # fmt: skip
+CNN_STRIDED = [{"conv": {"channels": 8, "kernel": 3}}, {"act": "tanh"},
+               {"conv": {"channels": 8, "kernel": 3, "stride": 2}}, {"act": "tanh"},
+               {"conv": {"channels": 8, "kernel": 3}}, {"act": "relu"}, {"pool": "global_avg"},
+               {"dense": {"width": 4}}]  # fmt: skip
 RESIDUAL_LN = [{"dense": {"width": 32}},
                {"repeat": {"times": 3, "body": [{"residual": {"scale": 0.7, "body": [
                    {"act": "relu"}, {"dense": {"width": 32}}, {"act": "tanh"},
@@ -69,11 +73,20 @@ def _theory_and_samples(spec, count, width, ensemble, bn_statistics="batch"):
         (TANH_CHAIN, (16,), 1, 384, 32, "batch", 0.03),
         (CNN_FLATTEN, (8, 8), 2, 128, 48, "batch", 0.03),
         (CNN_POOL, (8, 8), 2, 128, 48, "batch", 0.03),
+        (CNN_STRIDED, (8, 8), 2, 128, 48, "batch", 0.03),
         (RESIDUAL_LN, (16,), 3, 256, 32, "batch", 0.03),
         (BN_RELU, (16,), 6, 768, 24, "batch", 0.05),
         (BN_RELU, (16,), 6, 768, 24, "fixed", 0.05),
     ],
-    ids=["fc-tanh", "cnn-flatten", "cnn-pool", "residual-layernorm", "bn-batch", "bn-fixed"],
+    ids=[
+        "fc-tanh",
+        "cnn-flatten",
+        "cnn-pool",
+        "cnn-stride-2",
+        "residual-layernorm",
+        "bn-batch",
+        "bn-fixed",
+    ],
 )
 def test_gradient_norm_ratios_match_the_simulator(layers, shape, count, width, ensemble,
                                                    statistics, allowance):  # fmt: skip

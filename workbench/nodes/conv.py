@@ -34,6 +34,7 @@ SCHEMA = fields.Schema(
         "sigma_w2": fields.Key(fields.positive_real, None, "weight variance (else defaults)"),
         "sigma_b2": fields.Key(fields.nonnegative_real, None, "bias variance (else defaults)"),
         "init": fields.Key(fields.choice(*INITS), "gaussian", "weight distribution"),
+        "stride": fields.Key(fields.positive_int, 1, "step between output pixels (divides S)"),
     }
 )
 
@@ -49,6 +50,7 @@ class Conv(NodeBase):
     sigma_b2: float
     variance: tuple[float, ...] | None = None
     init: str = "gaussian"  # gaussian | orthogonal | delta_orthogonal
+    stride: int = 1  # every stride-th pixel of the circular convolution, along every axis
 
 
 def _spatial_rank(in_shape: Shape, where: Where) -> int:
@@ -124,13 +126,15 @@ def parse(value: object, where: Where, ctx: ParseContext, in_shape: Shape) -> Co
         sigma_b2=sigma_b2,
         variance=variance,
         init=values["init"],
+        stride=values["stride"],
         path=where.path,
         line=where.line,
     )
 
 
 def output_shape(node: Conv, in_shape: Shape, where: Where) -> Shape:
-    """(C, *S) -> (channels, *S): circular padding keeps the spatial size."""
+    """(C, *S) -> (channels, *S/stride): circular padding keeps the spatial size, the stride
+    keeps every stride-th pixel (it must divide every spatial size)."""
     rank = _spatial_rank(in_shape, where)
     spatial = tuple(in_shape[1:])
     kernel_at = where.at(KIND).at("kernel")
@@ -140,7 +144,16 @@ def output_shape(node: Conv, in_shape: Shape, where: Where) -> Shape:
             f"give one tap count per spatial dim, e.g. {list((3,) * rank)}",
         )
     _check_fits(node.kernel, in_shape, kernel_at)
-    return (node.channels, *spatial)
+    if any(n % node.stride for n in spatial):
+        raise (
+            where.at(KIND)
+            .at("stride")
+            .error(
+                f"stride {node.stride} does not divide the spatial size {show_shape(spatial)}",
+                "use a stride that divides every spatial size (circular padding keeps it)",
+            )
+        )
+    return (node.channels, *(n // node.stride for n in spatial))
 
 
 # --- tap geometry -------------------------------------------------------------------------
@@ -180,6 +193,11 @@ def mode_eigenvalues(node: Conv, spatial: tuple[int, ...]) -> np.ndarray:
     """λ_k of A_v ⋆ on the Fourier mode of frequency k of the periodic grid ``spatial``: the
     DFT of v placed at its tap offsets (xiao2018 eqs. 2.11–2.13). Shape ``spatial``; complex
     in general, real for a v symmetric about the centre."""
+    if node.stride != 1:
+        raise UnsupportedError(
+            f"{node.path}: a strided conv changes the grid, so it has no Fourier modes of its "
+            "own (xiao2018's modes need stride 1)"
+        )
     grid = np.zeros(spatial)
     for offsets, w in conv_taps(node):
         grid[tuple((-o) % n for o, n in zip(offsets, spatial))] += w
@@ -220,7 +238,7 @@ def kernel(node: Conv, state: KernelState, ev: Evaluator, attrs: dict) -> Kernel
         raise UnsupportedError(f"{node.path}: conv needs a spatial input")
     taps = conv_taps(node)
     ones = tuple((offsets, 1.0) for offsets, _ in taps)
-    return weight_layer(
+    out = weight_layer(
         state,
         node.sigma_w2,
         node.sigma_b2,
@@ -229,6 +247,33 @@ def kernel(node: Conv, state: KernelState, ev: Evaluator, attrs: dict) -> Kernel
         mix=lambda k: shift_sum(k, taps, state.mode, state.spatial),
         plain=lambda k: shift_sum(k, ones, state.mode, state.spatial),
     )
+    if node.stride == 1:
+        return out
+    pick = _subsample(node.stride, state)
+    return out.replace(nngp=pick(out.nngp), ntk=None if out.ntk is None else pick(out.ntk),
+                       mean=out.mean[(slice(None), *pick.axes)],
+                       spatial=tuple(n // node.stride for n in state.spatial))  # fmt: skip
+
+
+class _subsample:
+    """Every stride-th pixel of a kernel laid out as ``state`` (pixel axes after the two input
+    axes: one set in the diagonal layout, two in the full one)."""
+
+    def __init__(self, stride: int, state: KernelState) -> None:
+        self.axes = tuple(slice(None, None, stride) for _ in state.spatial)
+        self.sets = 2 if state.mode == "full" else 1
+
+    def __call__(self, kernel: np.ndarray) -> np.ndarray:
+        return kernel[(slice(None), slice(None), *self.axes * self.sets)]
+
+
+def _upsample(grad: np.ndarray, stride: int, inp: KernelState) -> np.ndarray:
+    """The transpose of ``_subsample``: G̃ on the full grid, zero off the kept pixels."""
+    pick = _subsample(stride, inp)
+    shape = (*grad.shape[:2], *inp.spatial * pick.sets)
+    full = np.zeros(shape, dtype=grad.dtype)
+    full[(slice(None), slice(None), *pick.axes * pick.sets)] = grad
+    return full
 
 
 def backward(node: Conv, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
@@ -236,15 +281,18 @@ def backward(node: Conv, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
     """xiao2018 §A.1 (eq. 2.16): δ_x(γ) = Σ_β W_βᵀ δ_h(γ − β + c), so the unit-summed second
     moments map by the transposed A_v: G̃_x = σ_w² Σ_β v_β G̃_h(γ − β + c, γ′ − β + c) (the
     taps' offsets reversed). Records E‖∂L/∂W‖² = C_in Σ ⟨G̃_h, P(K̂)⟩ with P the plain tap sum
-    (every tap's weight gradient pairs δ_h(α) with x(α + β − c))."""
+    (every tap's weight gradient pairs δ_h(α) with x(α + β − c)). A stride places G̃ back on
+    the kept pixels of the full grid (zero elsewhere) before the transposed A_v."""
     inp = walk.realized(entry)
     taps = conv_taps(node)
     ones = tuple((offsets, 1.0) for offsets, _ in taps)
-    moments = walk.once(entry, "moments", lambda: inp.channels * shift_sum(
-        inp.nngp, ones, inp.mode, inp.spatial))  # fmt: skip
+    pick = _subsample(node.stride, inp)
+    moments = walk.once(entry, "moments", lambda: inp.channels * pick(shift_sum(
+        inp.nngp, ones, inp.mode, inp.spatial)))  # fmt: skip
     walk.weight(node, suffix, cot, moments, entry.out, inp.channels)
     reverse = tuple((tuple(-o for o in offsets), w) for offsets, w in taps)
-    back = shift_sum(cot.grad, reverse, inp.mode, inp.spatial)
+    grad = cot.grad if node.stride == 1 else _upsample(cot.grad, node.stride, inp)
+    back = shift_sum(grad, reverse, inp.mode, inp.spatial)
     return replace(cot, grad=walk.ctx.num(node.sigma_w2) * back)
 
 
@@ -253,7 +301,7 @@ def lower(node: Conv, attrs: dict, last: str, mode: str) -> tuple[list | None, s
     from workbench.theory.kernel_program import Linear
 
     shape = attrs["in_shape"]
-    if len(node.kernel) != len(shape) - 1:
+    if len(node.kernel) != len(shape) - 1 or node.stride != 1:
         return None, last
     return [Linear(node.sigma_w2, node.sigma_b2, shape[0], conv_taps(node))], "linear"
 
@@ -280,8 +328,8 @@ def torch_module(node: Conv, in_shape: Shape, build: Any, suffix: str) -> tuple[
     bias = build.randn(build.ensemble, c_out) * node.sigma_b2**0.5
     tap_scale = torch.tensor(v, dtype=build.dtype, device=build.device) * node.sigma_w2 / c_in
     scales = {"weight": tap_scale.reshape(1, 1, *node.kernel), "bias": node.sigma_b2}
-    layer = ConvLayer(torch.stack(kernels), bias, scales, node.path + suffix)
-    return layer, (c_out, *in_shape[1:])
+    layer = ConvLayer(torch.stack(kernels), bias, scales, node.path + suffix, node.stride)
+    return layer, (c_out, *(n // node.stride for n in in_shape[1:]))
 
 
 def fc_map(node: Conv) -> WeightMap:
@@ -305,7 +353,8 @@ def symbolic(node: Conv, phi: Any, attrs: dict) -> tuple[dict, Any]:
     Kˡ⁺¹[α, α′] = σ_w² Σ_β v_β T(Kˡ)[α + β, α′ + β] + σ_b², Θ likewise; on
     translation-invariant inputs the q-map, c-map and χ₁ of a dense layer (xiao2018 §2.1.4);
     backward the transposed A_v (xiao2018 §A.1): G̃ˡ[γ, γ′] = σ_w² Σ_β v_β G̃ˡ⁺¹[γ + β, γ′ + β],
-    and the weight-gradient norm C_in Σ G̃ˡ⁺¹[α, α′] Σ_β T[α − β, α′ − β] over every tap."""
+    and the weight-gradient norm C_in Σ G̃ˡ⁺¹[α, α′] Σ_β T[α − β, α′ − β] over every tap. A
+    stride s reads the stride-1 result at pixel sα (backward: G̃ˡ⁺¹ sits on those pixels)."""
     import sympy as sp
 
     from workbench import notation as n
@@ -362,4 +411,9 @@ def symbolic(node: Conv, phi: Any, attrs: dict) -> tuple[dict, Any]:
             ),
         }
     )
+    if node.stride > 1:  # the output pixel α is the stride-1 result's pixel sα
+        scaled = {a: node.stride * a for a in out}
+        for key in ("nngp", "ntk"):
+            rules[key] = sp.Eq(rules[key].lhs, rules[key].rhs.xreplace(scaled))
+        rules["stride"] = sp.Eq(sp.Symbol("s"), node.stride)
     return rules, None

@@ -75,12 +75,13 @@ class DenseLayer(Tapped):
 
 
 class ConvLayer(Tapped):
-    """Circular-padded stride-1 convolution with kernels (E, out, in, *k); the ensemble rides
-    in grouped channels."""
+    """Circular-padded convolution with kernels (E, out, in, *k) and a stride; the ensemble
+    rides in grouped channels."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, ntk_scale: dict,
-                 label: str) -> None:  # fmt: skip
+                 label: str, stride: int = 1) -> None:  # fmt: skip
         super().__init__(label, "conv")
+        self.stride = stride
         self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)
         self.ntk_scale = ntk_scale
         kernel = weight.shape[3:]
@@ -94,8 +95,8 @@ class ConvLayer(Tapped):
         stacked = x.transpose(0, 1).reshape(b, e * c, *spatial)
         padded = nn.functional.pad(stacked, self.padding, mode="circular")
         weight = self.weight.reshape(-1, *self.weight.shape[2:])
-        out = self.conv(padded, weight, self.bias.reshape(-1), groups=e)
-        return self._record(out.reshape(b, e, -1, *spatial).transpose(0, 1))
+        out = self.conv(padded, weight, self.bias.reshape(-1), groups=e, stride=self.stride)
+        return self._record(out.reshape(b, e, -1, *out.shape[2:]).transpose(0, 1))
 
 
 class PointwiseLayer(Tapped):
