@@ -24,7 +24,7 @@ from workbench.sim.network import build_network
 from workbench.theory.backward import gradient_profile
 from workbench.theory.fc_fixed_points import analyze_cycle
 from workbench.theory.fc_maps import body_steps
-from workbench.validation.quantities import make_inputs
+from workbench.validation.quantities import make_inputs, per_fan_in_norms
 
 TANH_CHAIN = [
     {"dense": {"width": 32}},
@@ -59,11 +59,8 @@ def _theory_and_samples(spec, count, width, ensemble, bn_statistics="batch"):
     per_fan = np.array([float(w.log_norm) - math.log(w.fan_in) for w in profile.layers])
     theory = np.exp(per_fan - per_fan[-1])
     net = build_network(spec, width, ensemble, seed=1, bn_statistics=bn_statistics)
-    labels, norms = probes.gradient_norms(net, x)
+    labels, per_fan_mc = per_fan_in_norms(net, x)
     assert labels == [w.path for w in profile.layers]
-    fans = [m.weight.shape[2] for m in net.modules() if getattr(m, "kind", None) in
-            probes.WEIGHT_KINDS]  # fmt: skip
-    per_fan_mc = norms.numpy() / np.array(fans)
     return theory, per_fan_mc / per_fan_mc[:, -1:]
 
 

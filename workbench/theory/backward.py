@@ -58,7 +58,6 @@ class WeightGradient:
     q_tilde: float
     q_tilde_xy: float | None
     fan_in: int
-    bias_norm: float = 0.0  # E‖∂L/∂b‖² (float64; 0 or inf outside its range)
     # weights and bias together, split into same-input pairs (a, a) and distinct ones (a ≠ b)
     own_total: float = 0.0
     cross_total: float = 0.0
@@ -145,12 +144,12 @@ class BackwardWalk:
             pairs = zip(rows, cols)
             cross = float(np.mean([np.mean(np.ravel(same[a, b])) for a, b in pairs]) * scale)
         log_norm = self.ctx.log(total) + cot.log_scale
-        scale = float(self.ctx.exp(cot.log_scale))
-        bias = float(np.sum(cot.grad)) * scale  # δ summed over pixels
+        # weights and bias (whose gradient is δ summed over pixels) per input pair
         per_pair = (cot.grad * moments + cot.grad).reshape(m, m, -1).sum(axis=2)
-        own_total = float(np.trace(per_pair)) * scale
-        cross_total = float(np.sum(per_pair)) * scale - own_total
-        self.layers.append(WeightGradient(path, node.kind, log_norm, own, cross, fan_in, bias,
+        factor = float(self.ctx.exp(cot.log_scale))
+        own_total = float(np.trace(per_pair)) * factor
+        cross_total = float(np.sum(per_pair)) * factor - own_total
+        self.layers.append(WeightGradient(path, node.kind, log_norm, own, cross, fan_in,
                                           own_total, cross_total))  # fmt: skip
 
 
@@ -196,7 +195,7 @@ def output_cotangent(state: KernelState, units: Any = None, same_input: bool = F
         grad = np.multiply.outer(inputs, eye) * units
     else:
         grad = inputs.reshape(state.m, state.m, *[1] * (k.ndim - 2)) * np.ones(k.shape) * units
-    return Cotangent(ctx.array(grad) if not ctx.fast_float64 else np.asarray(grad, float))
+    return Cotangent(ctx.array(grad))
 
 
 @dataclass

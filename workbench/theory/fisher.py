@@ -141,12 +141,16 @@ def fisher_bounds(
 def with_gamma(spec: Spec, gamma: float) -> Spec:
     """The spec with every normalising node's γ (the nodes with a ``gamma``) set to ``gamma``,
     bodies included — the paper's sweep (mean_field_batchnorm Fig. 1)."""
-    return replace(spec, layers=_nodes_with_gamma(spec.layers, gamma))
+    layers = _map_nodes(
+        spec.layers, lambda n: replace(n, gamma=gamma) if hasattr(n, "gamma") else n
+    )
+    return replace(spec, layers=layers)
 
 
 def without_normalization(spec: Spec) -> Spec:
     """The vanilla counterpart: the spec with its normalising nodes removed."""
-    return replace(spec, name=f"{spec.name} (vanilla)", layers=_nodes_without_gamma(spec.layers))
+    layers = _map_nodes(spec.layers, lambda n: None if hasattr(n, "gamma") else n)
+    return replace(spec, name=f"{spec.name} (vanilla)", layers=layers)
 
 
 def resized(spec: Spec, width: int) -> Spec:
@@ -157,39 +161,24 @@ def resized(spec: Spec, width: int) -> Spec:
 
     readout = last_weight_node(spec.layers)
 
-    def visit(nodes: tuple) -> tuple:
-        out = []
-        for node in nodes:
-            if hasattr(node, "body"):
-                node = replace(node, body=visit(node.body))
-            for key in ("width", "channels"):
-                if hasattr(node, key) and node is not readout:
-                    node = replace(node, **{key: width})
+    def resize(node: Any) -> Any:
+        for key in ("width", "channels"):
+            if hasattr(node, key) and node is not readout:
+                node = replace(node, **{key: width})
+        return node
+
+    return replace(spec, layers=_map_nodes(spec.layers, resize))
+
+
+def _map_nodes(nodes: tuple, change: Any) -> tuple:
+    """``change(node)`` for every node, bodies first (None drops the node)."""
+    out = []
+    for node in nodes:
+        if hasattr(node, "body"):
+            node = replace(node, body=_map_nodes(node.body, change))
+        node = change(node)
+        if node is not None:
             out.append(node)
-        return tuple(out)
-
-    return replace(spec, layers=visit(spec.layers))
-
-
-def _nodes_with_gamma(nodes: tuple, gamma: float) -> tuple:
-    out = []
-    for node in nodes:
-        if hasattr(node, "body"):
-            node = replace(node, body=_nodes_with_gamma(node.body, gamma))
-        if hasattr(node, "gamma"):
-            node = replace(node, gamma=gamma)
-        out.append(node)
-    return tuple(out)
-
-
-def _nodes_without_gamma(nodes: tuple) -> tuple:
-    out = []
-    for node in nodes:
-        if hasattr(node, "gamma"):
-            continue
-        if hasattr(node, "body"):
-            node = replace(node, body=_nodes_without_gamma(node.body))
-        out.append(node)
     return tuple(out)
 
 

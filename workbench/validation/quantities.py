@@ -175,7 +175,7 @@ def gradient_slope(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndar
     return float(-np.log(float(chi1))), slopes
 
 
-def _per_fan_in_norms(net: Network, x: torch.Tensor) -> tuple[list[str], np.ndarray]:
+def per_fan_in_norms(net: Network, x: torch.Tensor) -> tuple[list[str], np.ndarray]:
     """Every weight layer's ‖∂L/∂Wˡ‖² divided by its fan-in per tap (the simulated widths
     differ from the spec's; the theory's unit-summed G̃ does not), per network."""
     labels, norms = probes.gradient_norms(net, x)
@@ -195,7 +195,7 @@ def gradient_rate(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarr
     statistics = check.options.get("bn_statistics", "batch")
     profile = gradient_profile(check.spec, x.numpy(), bn_statistics=statistics)
     logs = np.array([float(w.log_norm) - np.log(w.fan_in) for w in profile.layers])
-    labels, norms = _per_fan_in_norms(net, x)
+    labels, norms = per_fan_in_norms(net, x)
     if labels != [w.path for w in profile.layers]:
         raise WorkbenchError("the simulator's weight layers differ from the theory's")
     lo, hi = _layer_range(check, len(labels) - 1)
@@ -301,8 +301,10 @@ def _check_gradient_slope(check) -> None:
 
 
 def _check_statistics(check) -> None:
-    if check.options.get("bn_statistics", "batch") not in ("batch", "fixed"):
-        raise WorkbenchError("options.bn_statistics is batch or fixed")
+    from workbench.theory.backward import BN_STATISTICS
+
+    if check.options.get("bn_statistics", "batch") not in BN_STATISTICS:
+        raise WorkbenchError(f"options.bn_statistics is one of {', '.join(BN_STATISTICS)}")
 
 
 def _check_gradient_rate(check) -> None:
