@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import mpmath
@@ -45,6 +46,12 @@ KINK_RANGE = 100  # kinks of periodic arguments are listed within [-KINK_RANGE, 
 _FALLBACK_LIMIT = 10_000  # most non-finite float64 values re-evaluated with mpmath per call
 
 
+@lru_cache(maxsize=256)
+def _differentiate(expr: sp.Expr, order: int) -> sp.Expr:
+    """sympy's derivative, once per expression (deep walks ask for φ′ at every layer)."""
+    return sp.diff(expr, X, order)
+
+
 @dataclass(frozen=True, slots=True)
 class Activation:
     """A pointwise activation φ(x); equal and hashed by its expression only."""
@@ -64,7 +71,7 @@ class Activation:
             return self
         base = self.name if re.fullmatch(r"[\w']+", self.name) else f"({self.name})"
         suffix = "'" * order if order <= 3 else f"^({order})"
-        return Activation(base + suffix, sp.diff(self.expr, X, order))
+        return Activation(base + suffix, _differentiate(self.expr, order))
 
     def compose(self, inner: Activation) -> Activation:
         """The activation x ↦ self(inner(x))."""

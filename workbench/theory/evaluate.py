@@ -20,7 +20,7 @@ import numpy as np
 from workbench.activations import Activation
 from workbench.compile.graph import spec_graph
 from workbench.errors import TheoryError, UnsupportedError
-from workbench.gaussian import expect1, expect_gram
+from workbench.gaussian import expect, expect1, expect_gram
 from workbench.gaussian.gap import DEPTH_SAFE, GapMap, dual_gap, inner_product_gap
 from workbench.gaussian.interpolant import DualInterpolant
 from workbench.nodes.base import NodeBase, flat_nodes, module_of, rule
@@ -98,6 +98,8 @@ class Evaluator:
         self._interpolants: dict = {}  # (φ, q) → (T, Ṫ) interpolants in the correlation
         self._gap_maps: dict = {}  # (φ, q) → the frozen s-map (gaussian.gap.GapMap)
         self._tape: list[list] | None = None  # while recording: where nested frames go
+        self._realized: dict | None = None  # id(state) → (state, realized) of the last record
+        self._settled_slopes: dict = {}  # (φ, q) → E[φ′(u)²] at a settled variance
         self.learning = True  # whether revisited variances build interpolants
         # batch norm's statistics: over the batch of inputs, or ``population`` (the inputs
         # are representatives of a data distribution whose statistics are constants)
@@ -131,9 +133,11 @@ class Evaluator:
         return state
 
     def record(self, graph: nx.DiGraph, state: KernelState) -> tuple[KernelState, list]:
-        """``propagate`` keeping every node's states: (output state, the top frame)."""
+        """``propagate`` keeping every node's states: (output state, the top frame). The
+        realized states are kept too, for the walks over the tape, until the next record."""
         root: list = []
         self._tape = [root]
+        self._realized = {}
         try:
             out = self.propagate(graph, state)
         finally:
@@ -144,22 +148,52 @@ class Evaluator:
         """Ṫ(K)_ab = E[φ′(u_a) φ′(u_b)] of the pending activation on its field (the backward
         multiplier of xiao2018 eq. 2.15 and the NTK's), by the same routes as ``realized``."""
         phi, k = state.phi, state.field_nngp
-        fast = self._interpolants_at(phi, state.own_variances(k), state.ctx)
+        variances = state.own_variances(k)
+        fast = self._interpolants_at(phi, variances, state.ctx)
         if fast is not None:
-            return fast[1](k / fast[2])
+            return fast[1](_correlations(state, k, variances))
         return _dual(phi.derivative(), state, k)
 
+    def derivative_moments(self, state: KernelState) -> np.ndarray:
+        """E[φ′(u_a)²] of the pending activation at every input (and pixel): the diagonal of
+        ``derivative_dual`` (c = 1 exactly), one Gaussian integral per distinct variance."""
+        d = state.phi.derivative()
+        variances = state.own_variances(state.field_nngp)
+        ctx = state.ctx
+        fast = self._interpolants_at(state.phi, variances, ctx)
+        if fast is not None:  # every variance settled at q: Ṫ(1), once per (φ, q)
+            key = (state.phi, fast[2])
+            if key not in self._settled_slopes:
+                self._settled_slopes[key] = float(fast[1](np.ones(1))[0])
+            return np.full(variances.shape, self._settled_slopes[key])
+        if ctx.fast_float64:
+            return expect(d, d, variances, variances, variances, ctx)
+        return ctx.elementwise(lambda q: expect(d, d, q, q, q, ctx), variances)
+
     def realized(self, state: KernelState) -> KernelState:
-        """Apply a pending activation: second moments T(K), NTK Ṫ(K) ⊙ Θ, means E[φ(u)]."""
+        """Apply a pending activation: second moments T(K), NTK Ṫ(K) ⊙ Θ, means E[φ(u)]. While
+        recording, a state realized once (by the next node) is returned again without
+        recomputing (the walks over the tape ask for the same states)."""
         if state.phi is None:
             return state
+        if self._realized is not None:
+            found = self._realized.get(id(state))
+            if found is not None and found[0] is state:
+                return found[1]
+            out = self._realize(state)
+            self._realized[id(state)] = (state, out)
+            return out
+        return self._realize(state)
+
+    def _realize(self, state: KernelState) -> KernelState:
         phi, k = state.phi, state.field_nngp
         variances = state.own_variances(k)
         fast = self._interpolants_at(phi, variances, state.ctx)
         if fast is not None:  # every variance settled at q: T, Ṫ as functions of K/q
-            t, t_dot, q = fast
-            nngp = t(k / q)
-            ntk = None if state.field_ntk is None else t_dot(k / q) * state.field_ntk
+            t, t_dot, _ = fast
+            c = _correlations(state, k, variances)
+            nngp = t(c)
+            ntk = None if state.field_ntk is None else t_dot(c) * state.field_ntk
         else:
             nngp = _dual(phi, state, k)
             ntk = None
@@ -254,6 +288,25 @@ class TapeEntry:
     out: KernelState | None = None
     frames: list = field(default_factory=list)
     cache: dict = field(default_factory=dict)
+
+
+def _correlations(state: KernelState, k: np.ndarray, variances: np.ndarray) -> np.ndarray:
+    """K_ab/√(K_aa K_bb) in the kernel's layout: exactly 1 for an entry with itself. Dividing
+    by the settled q instead leaves those a rounding below 1, where duals with a kink in φ′
+    (relu's Ṫ = (π − arccos c)/2π) have infinite slope: 1e-16 in c became 5e-9 in E[φ′²]."""
+    root = np.sqrt(variances)
+    return np.where(_self_pairs(state.mode, k.shape), 1.0, k / state.outer_mean(root, root))
+
+
+@lru_cache(maxsize=16)
+def _self_pairs(mode: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Which kernel entries pair an (input, pixel) with itself."""
+    m = shape[0]
+    same = np.eye(m, dtype=bool)
+    if mode == "full":
+        pixels = int(np.prod(shape[2 : 2 + (len(shape) - 2) // 2]))
+        return (same[:, :, None, None] & np.eye(pixels, dtype=bool)[None, None]).reshape(shape)
+    return np.broadcast_to(same.reshape(m, m, *[1] * (len(shape) - 2)), shape)
 
 
 @lru_cache(maxsize=16)
