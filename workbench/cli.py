@@ -380,6 +380,101 @@ def cmd_gradients(args: argparse.Namespace) -> dict:
     return result
 
 
+def cmd_moments(args: argparse.Namespace) -> dict:
+    from workbench.compile import load_spec
+    from workbench.theory.moments import moment_profile
+
+    spec = load_spec(args.spec)
+    if args.inputs is not None:
+        x = _load_array(args.inputs, "--inputs")
+    else:
+        from workbench.validation.quantities import make_inputs
+
+        x = make_inputs(spec, {"count": args.m, "seed": args.seed}).numpy()
+    profile = moment_profile(spec, x, digits=args.digits)
+    result = profile.to_dict()
+    result["inputs"] = str(args.inputs) if args.inputs else f"{args.m} random (seed {args.seed})"
+    comparison = None
+    if args.simulate:
+        from workbench.validation.sensitivity import (
+            build_moment_network,
+            compare,
+            log_diffusion,
+            measure_moments,
+        )
+
+        net = build_moment_network(spec, args.width, args.networks, args.seed, args.device)
+        measured = measure_moments(net, x, args.seed)
+        comparison = compare(profile, measured)
+        result["monte_carlo"] = {
+            "width": args.width,
+            "networks": args.networks,
+            "bn_statistics": "fixed (the paper's test mode)",
+            "layers": comparison,
+            "log_diffusion": log_diffusion(profile, measured),
+        }
+        _add_measured_power_law(result, profile, measured)
+    if args.out:
+        from workbench.plots import sensitivity
+
+        sensitivity(profile, comparison, spec.name, Path(args.out))
+        result["out"] = args.out
+    if not args.json:
+        _print_moments(result)
+    return result
+
+
+def _add_measured_power_law(result: dict, profile: Any, measured: Any) -> None:
+    """For residual networks, the simulated χˡ's power-law exponent (fitted per network over
+    the same units as the theory's) beside the theory's."""
+    from workbench.validation.sensitivity import fitted_tau
+
+    law = result.get("power_law")
+    if law is not None:
+        taus = fitted_tau(profile, measured)
+        law["monte_carlo_tau_fit"] = {"mean": float(taus.mean()),
+                                      "se": float(taus.std(ddof=1) / len(taus) ** 0.5)}  # fmt: skip
+
+
+def _print_moments(result: dict) -> None:
+    print(f"{result['spec']}: normalised sensitivity per layer, wide limit (labatie2019; "
+          f"inputs {result['inputs']}, {result['precision']})")  # fmt: skip
+    _print_table(result["layers"], ["path", "chi", "delta_chi", "delta_chi_bn", "delta_chi_phi",
+                                    "r_eff", "regime"])  # fmt: skip
+    law = result.get("power_law")
+    if law is not None:
+        theorem = law.get("tau_theorem4", float("nan"))
+        print(f"power law chi ~ l^tau over {law['units']} residual units: fitted tau = "
+              f"{law['tau_fit']:.4g}; Theorem 4's 1/2(<delta chi>^(2H) - 1) = {theorem:.4g} "
+              "(the l -> infinity exponent)")  # fmt: skip
+    mc = result.get("monte_carlo")
+    if mc is not None:
+        print(f"Monte-Carlo: {mc['networks']} networks of width {mc['width']} "
+              f"(batch norm statistics fixed), mean +- standard error; r_eff reaches its "
+              f"wide limit only for widths far above the number of inputs")  # fmt: skip
+        rows = []
+        for layer in mc["layers"]:
+            row = {"path": layer["path"]}
+            for key in ("chi", "delta_chi", "delta_chi_bn", "delta_chi_phi", "r_eff"):
+                th, sim = layer["theory"][key], layer["monte_carlo"][key]
+                row[key] = "—" if th is None or sim is None else (
+                    f"{th:.4g} | {sim['mean']:.4g}+-{sim['se']:.2g}")  # fmt: skip
+            rows.append(row)
+        _print_table(rows, ["path", "chi", "delta_chi", "delta_chi_bn", "delta_chi_phi", "r_eff"])
+        for name, fit in mc["log_diffusion"].items():
+            if isinstance(fit, dict):
+                print(f"{name} minus its wide-limit value: drift {fit['drift_per_layer']:.3g} "
+                      f"per layer, diffusion {fit['diffusion_per_layer']:.3g} per layer "
+                      f"(labatie2019 Theorem 1)")  # fmt: skip
+        if law is not None and "monte_carlo_tau_fit" in law:
+            fit = law["monte_carlo_tau_fit"]
+            print(f"Monte-Carlo tau = {fit['mean']:.4g} +- {fit['se']:.2g}")
+    for note in result["notes"]:
+        print(f"note: {note}")
+    if "out" in result:
+        print(f"wrote {result['out']}")
+
+
 def cmd_fisher(args: argparse.Namespace) -> dict:
     import numpy as np
 
@@ -582,6 +677,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch norm: gradients through the batch statistics (torch's "
                    "training mode, default) or with the statistics held fixed")  # fmt: skip
     p.add_argument("--digits", type=_digits, help="compute with mpmath at N significant digits")
+    p = add("moments", cmd_moments, "normalised sensitivity chi per layer (labatie2019)")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--inputs", type=Path, help="X.npy: the data set, shape (m, *input.shape)")
+    p.add_argument("--m", type=_count, default=32, help="random inputs when no --inputs")
+    p.add_argument("--seed", type=int, default=0, help="seed of the inputs and the networks")
+    p.add_argument("--digits", type=_digits, help="compute with mpmath at N significant digits")
+    p.add_argument("--simulate", action="store_true",
+                   help="the Monte-Carlo side beside it: finite-width networks")  # fmt: skip
+    p.add_argument("--width", type=_count, default=512, help="simulated width (with --simulate)")
+    p.add_argument("--networks", type=_count, default=8, help="simulated networks")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", help="plot of chi and its increments: FILE.png or FILE.pdf")
     p = add("fisher", cmd_fisher, "Fisher information lambda_max bounds and eta_max")
     p.add_argument("spec", type=Path)
     p.add_argument("--inputs", type=Path, help="X.npy: a batch (default: the paper's data model)")

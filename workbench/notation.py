@@ -33,3 +33,9 @@ G_out_px = sp.IndexedBase(r"\tilde{G}^{l+1}")  # pixel-pair entries of the outpu
 grad_w = sp.Symbol(r"\|\partial L / \partial W\|^{2}", positive=True)
 _m = sp.Symbol("m", positive=True, integer=True)
 input_pairs = ((sp.Symbol("a", integer=True), 1, _m), (sp.Symbol("b", integer=True), 1, _m))
+
+# noise (labatie2019 eqs. 1–2): per-unit second moments of the first-order input noise dx at
+# a node's input (l) and output (l+1), per input a (and pixel); n^b the body's output noise
+n_in, n_out = sp.symbols(r"n^{l}_{a} n^{l+1}_{a}", nonnegative=True)
+n_body = sp.Symbol(r"n^{b}_{a}", nonnegative=True)
+n_in_px = sp.IndexedBase(r"n^{l}_{a}")  # per-pixel entries of the input's noise

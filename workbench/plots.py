@@ -137,3 +137,60 @@ def fisher_sweep(sweep: Any, name: str, out: Path) -> Path:
     finally:
         plt.close(fig)
     return out
+
+
+def sensitivity(profile: Any, comparison: list | None, name: str, out: Path) -> Path:
+    """labatie2019 Figs. 3–5: χˡ against the layer and its increments δχ, δ_BN χ, δ_φ χ, the
+    wide limit as lines and simulated networks as points with ±2 s.e. For residual networks
+    the left panel is χˡ at the units' sums on log-log axes (Theorem 4's power law) and the
+    right one the increments inside the branches."""
+    if out.suffix not in (".png", ".pdf"):
+        raise WorkbenchError(f"--out must be a .png or .pdf file, got {out}")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(zip(profile.layers, comparison or [None] * len(profile.layers)))
+    units = [r for r in rows if r[0].role == "sum"]
+    inner = [r for r in rows if r[0].role != "sum"]
+    chi_rows = units or rows
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=150)
+    keys = [("delta_chi", r"$\delta\chi$"), ("delta_chi_bn", r"$\delta_{BN}\chi$"),
+            ("delta_chi_phi", r"$\delta_{\phi}\chi$")]  # fmt: skip
+    for ax, selected, keyset in ((left, chi_rows, [("chi", r"$\chi^l$")]), (right, inner, keys)):
+        depth = list(range(1, len(selected) + 1))
+        for key, label in keyset:
+            values = [getattr(layer, key) for layer, _ in selected]
+            if all(v is None for v in values):
+                continue
+            line = ax.plot(depth, [float("nan") if v is None else float(v) for v in values],
+                           "-", lw=1, label=f"{label} wide limit")  # fmt: skip
+            points = [(d, mc["monte_carlo"][key]) for d, (_, mc) in zip(depth, selected)
+                      if mc is not None and mc["monte_carlo"][key] is not None]  # fmt: skip
+            if points:
+                ax.errorbar([d for d, _ in points], [p["mean"] for _, p in points],
+                            yerr=[2 * p["se"] for _, p in points], fmt=".", ms=3,
+                            color=line[0].get_color(), label=f"{label} simulated")  # fmt: skip
+    left.set_yscale("log")
+    if units:
+        left.set_xscale("log")
+        left.set_xlabel("residual unit l")
+        right.set_xlabel("layer inside the branches (in order)")
+    else:
+        left.set_xlabel("layer l")
+        right.set_xlabel("layer l")
+    left.set_ylabel(r"normalised sensitivity $\chi^l$")
+    right.set_ylabel("geometric increments")
+    for ax in (left, right):
+        ax.legend(fontsize=7)
+    fig.suptitle(name, fontsize=9)
+    fig.tight_layout()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out)
+    except OSError as err:
+        raise WorkbenchError(f"cannot write '{out}': {err.strerror or err}") from None
+    finally:
+        plt.close(fig)
+    return out

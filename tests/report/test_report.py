@@ -50,10 +50,35 @@ def test_fixed_point_numbers_are_the_apis(flagship):
     assert cells[1] == block["phase"]
 
 
+def test_sensitivity_numbers_are_the_apis(flagship):
+    """The normalised-sensitivity table holds ``moment_profile``'s values on the report's
+    inputs (8 random inputs, seed 0)."""
+    from workbench.theory.moments import moment_profile
+    from workbench.validation.quantities import make_inputs
+
+    _, out = flagship
+    md = (out / "report.md").read_text().split("## Normalised sensitivity")[1]
+    spec = load_spec(FLAGSHIP)
+    layers = moment_profile(spec, make_inputs(spec, {"count": 8, "seed": 0}).numpy()).layers
+    for layer in (layers[0], layers[-1]):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {layer.path} |"))
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert float(cells[1]) == pytest.approx(float(layer.chi), rel=1e-9)
+        assert float(cells[2]) == pytest.approx(float(layer.delta_chi), rel=1e-9)
+        assert cells[-1] == layer.regime
+
+
 def test_figures_are_png_files_embedded_in_the_html(flagship):
     files, out = flagship
     pngs = [f for f in files.files if f.suffix == ".png"]
-    assert {p.stem for p in pngs} == {"stages", "evolution", "phase", "spectrum", "gradients"}
+    assert {p.stem for p in pngs} == {
+        "stages",
+        "evolution",
+        "phase",
+        "spectrum",
+        "gradients",
+        "sensitivity",
+    }
     html = (out / "report.html").read_text()
     for png in pngs:
         data = png.read_bytes()

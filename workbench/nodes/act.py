@@ -20,9 +20,11 @@ if TYPE_CHECKING:
     from workbench.activations import Activation
     from workbench.theory.backward import BackwardWalk, Cotangent
     from workbench.theory.evaluate import Evaluator, TapeEntry
+    from workbench.theory.moments import Noise, NoiseWalk
     from workbench.theory.state import KernelState
 
 KIND = "act"
+SENSITIVITY_ROLE = "activation"  # its place in labatie2019's layers (theory.moments)
 NAMED_ACTIVATIONS = (
     "linear",
     "relu",
@@ -134,6 +136,19 @@ def backward(node: Act, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
     return replace(cot, grad=t_dot * cot.grad, pending=None)
 
 
+def noise(node: Act, noise: Noise, walk: NoiseWalk, entry: TapeEntry, suffix: str) -> Noise:
+    """labatie2019 eq. 2: dx = φ′(y) ⊙ dy. In the wide limit dy is independent of y (its
+    weights have mean zero), so n_x = E[φ′(y_a)²] n_y per input and pixel — the diagonal of
+    Ṫ. A chain of activations applies its composed φ′ to the noise on its field. After a
+    batch norm the field is the engine's Gaussian of covariance K_bn (its kernel rule's
+    approximation, mean_field_batchnorm eqs. 56–57), so δ_φ χ is labatie2019 Theorem 3's
+    exp m_φ on that field (``theory.moments.phi_increment`` for one variance)."""
+    field = noise.n if entry.inp.phi is None else noise.field
+    out = entry.out
+    factor = walk.once(entry, "dphi2", lambda: walk.ev.derivative_moments(out))
+    return replace(noise, n=factor * field, field=field)
+
+
 def lower(node: Act, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:
     """The fused program's step: the joint NNGP/NTK dual of a relu/erf/linear-family φ right
     after a weight layer (a centred Gaussian input); other φ are left to the evaluator."""
@@ -161,8 +176,9 @@ def fc_map(node: Act) -> PointwiseMap:
 def symbolic(node: Act, phi: Any, attrs: dict) -> tuple[dict, Any]:
     """The dual kernels of φ (composed with a pending activation) that the next layer applies:
     T(K)_ab = E[φ(u_a) φ(u_b)], Ṫ(K)_ab = E[φ′(u_a) φ′(u_b)] (xiao_bahri eq. 6) — closed
-    forms where the engine has them, else Gaussian integrals — and the backward map
-    G̃_h = Ṫ(K) G̃_y (xiao2018 eq. 2.15 under gradient independence)."""
+    forms where the engine has them, else Gaussian integrals — the backward map
+    G̃_h = Ṫ(K) G̃_y (xiao2018 eq. 2.15 under gradient independence) and the input noise's
+    n_x = E[φ′(u_a)²] n_y (labatie2019 eq. 2)."""
     from workbench import notation as n
     from workbench.gaussian.symbolic import symbolic_expect
 
@@ -172,5 +188,6 @@ def symbolic(node: Act, phi: Any, attrs: dict) -> tuple[dict, Any]:
         "T": sp.Eq(n.T(n.K), symbolic_expect(phi, phi, n.q_a, n.K, n.q_b)),
         "T_dot": sp.Eq(n.T_dot(n.K), symbolic_expect(d, d, n.q_a, n.K, n.q_b)),
         "backward": sp.Eq(n.G_in, symbolic_expect(d, d, n.q_a, n.K, n.q_b) * n.G_out),
+        "noise": sp.Eq(n.n_out, symbolic_expect(d, d, n.q_a, n.q_a, n.q_a) * n.n_in),
     }
     return rules, phi

@@ -15,10 +15,13 @@ from workbench.spec.where import Where
 if TYPE_CHECKING:
     from workbench.theory.backward import BackwardWalk, Cotangent
     from workbench.theory.evaluate import Evaluator, TapeEntry
+    from workbench.theory.moments import Noise, NoiseWalk
     from workbench.theory.state import KernelState
 
 KIND = "bn"
+SENSITIVITY_ROLE = "batch_norm"  # its place in labatie2019's layers (theory.moments)
 BARE = True
+BATCH_STATISTICS = True  # its output depends on the batch (simulated: batch or fixed statistics)
 ABSORBS_ACTIVATION = True  # its backward rule takes the φ′ of the activation after it
 MIN_BATCH = 4  # the backward rule needs E[1/‖z‖²] < ∞: a centred batch spanning ≥ 3 dimensions
 NEEDS_PIXEL_PAIRS = True
@@ -176,6 +179,37 @@ def backward(node: BatchNorm, cot: Cotangent, walk: BackwardWalk, entry: TapeEnt
     return replace(cot, grad=inp.from_matrices(back[None]), pending=None)
 
 
+def noise(node: BatchNorm, noise: Noise, walk: NoiseWalk, entry: TapeEntry,
+          suffix: str) -> Noise:  # fmt: skip
+    """labatie2019 eqs. 9–10 in the paper's test mode (statistics are constants):
+    dz = γ dy/s_c with s_c² = ‖z‖²/N the channel's variance over the N samples (inputs ×
+    pixels), z ~ N(0, C K C) in the wide limit. dy is independent of z (mean-zero weights), so
+    n_z = γ² N E[1/‖z‖²] n_y (``expect_inverse_norm``, exact for rank ≥ 3), and
+    δ_BN χ = (E‖z‖² · E[1/‖z‖²])^{1/2} ≥ 1 by Jensen — Theorem 3's exp m_BN with the noise
+    well conditioned (derived here: the paper's channel-wise μ₂,c(dy) concentrates at
+    σ_w² μ₂(dx)). That needs the fan-in of the layer before it far above the batch's rank —
+    true of hidden layers in the wide limit, not of a batch norm right after a small input
+    layer, whose δ_BN χ is then lower (measured: 1.013 against 1.034 for 32 inputs of
+    dimension 64; 1.032 at dimension 512). Under the population model s is a constant:
+    n_z = γ² n_y/s²."""
+    from workbench.gaussian.batch import expect_inverse_norm
+
+    def factor() -> Any:
+        inp = walk.realized(entry.inp)
+        if walk.ev.normalization == "population":
+            return walk.ctx.num(node.gamma) ** 2 / population_statistics(node, inp)[1]
+        walk.ctx.require_float64(f"{node.path}: the noise through batch norm")
+        size = inp.m * inp.pixels
+        centre = np.eye(size) - 1.0 / size
+        cov = centre @ inp.as_matrices(inp.nngp)[0] @ centre
+        try:
+            return node.gamma**2 * size * expect_inverse_norm(cov)
+        except TheoryError as exc:
+            raise TheoryError(f"{node.path}: {exc.message}", hint=exc.hint) from None
+
+    return replace(noise, n=walk.once(entry, "inverse_norm", factor) * noise.n, field=None)
+
+
 def torch_module(node: BatchNorm, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
     """Batch statistics per member and channel (over the batch and pixels), then γ·x + β."""
     from workbench.sim.layers import BatchNormLayer
@@ -208,6 +242,10 @@ def symbolic(node: BatchNorm, phi: Any, attrs: dict) -> tuple[dict, Any]:
             gamma**2
             * batch
             * sp.Function(r"\mathbb{E}\left[P \tilde{G}^{l+1} P / \|z\|^2\right]")(n.K),
+        ),
+        "noise": sp.Eq(
+            n.n_out,
+            gamma**2 * batch * sp.Function(r"\mathbb{E}\left[1 / \|z\|^2\right]")(n.K) * n.n_in,
         ),
         "backward_fixed": sp.Eq(
             n.G_in,

@@ -18,6 +18,7 @@ from workbench.spec.where import Where
 if TYPE_CHECKING:
     from workbench.theory.backward import BackwardWalk, Cotangent
     from workbench.theory.evaluate import Evaluator, TapeEntry
+    from workbench.theory.moments import Noise, NoiseWalk
     from workbench.theory.state import KernelState
 
 KIND = "conv"
@@ -296,6 +297,17 @@ def backward(node: Conv, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
     return replace(cot, grad=walk.ctx.num(node.sigma_w2) * back)
 
 
+def noise(node: Conv, noise: Noise, walk: NoiseWalk, entry: TapeEntry, suffix: str) -> Noise:
+    """labatie2019 eq. 1: dy(α) = Σ_β ω_β dx(α + β − c) with independent taps, and the noise
+    uncorrelated between pixels, so n_y(α) = σ_w² Σ_β v_β n_x(α + β − c): A_v on the pixel
+    diagonal (xiao2018 eq. 2.3), then every stride-th pixel."""
+    spatial = entry.inp.spatial
+    mixed = shift_sum(noise.n[:, None], conv_taps(node), "diagonal", spatial)[:, 0]
+    if node.stride > 1:
+        mixed = mixed[(slice(None), *(slice(None, None, node.stride),) * len(spatial))]
+    return replace(noise, n=walk.ctx.num(node.sigma_w2) * mixed, field=None)
+
+
 def lower(node: Conv, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:
     """The fused program's step: a Linear mixing by this conv's taps."""
     from workbench.theory.kernel_program import Linear
@@ -353,8 +365,9 @@ def symbolic(node: Conv, phi: Any, attrs: dict) -> tuple[dict, Any]:
     Kˡ⁺¹[α, α′] = σ_w² Σ_β v_β T(Kˡ)[α + β, α′ + β] + σ_b², Θ likewise; on
     translation-invariant inputs the q-map, c-map and χ₁ of a dense layer (xiao2018 §2.1.4);
     backward the transposed A_v (xiao2018 §A.1): G̃ˡ[γ, γ′] = σ_w² Σ_β v_β G̃ˡ⁺¹[γ + β, γ′ + β],
-    and the weight-gradient norm C_in Σ G̃ˡ⁺¹[α, α′] Σ_β T[α − β, α′ − β] over every tap. A
-    stride s reads the stride-1 result at pixel sα (backward: G̃ˡ⁺¹ sits on those pixels)."""
+    and the weight-gradient norm C_in Σ G̃ˡ⁺¹[α, α′] Σ_β T[α − β, α′ − β] over every tap; the
+    input noise nˡ⁺¹[α] = σ_w² Σ_β v_β nˡ[α + β] (``noise``). A stride s reads the stride-1
+    result at pixel sα (backward: G̃ˡ⁺¹ sits on those pixels)."""
     import sympy as sp
 
     from workbench import notation as n
@@ -389,6 +402,8 @@ def symbolic(node: Conv, phi: Any, attrs: dict) -> tuple[dict, Any]:
 
     taps = conv_taps(node)
     back = sum(number(v) * n.G_out_px[moved(offs, 1)] for offs, v in taps if v != 0)
+    noise = sum(number(v) * n.n_in_px[tuple(a - o for a, o in zip(first, offs))]
+                for offs, v in taps if v != 0)  # fmt: skip
     plain = sum(n.T(*moved(offs, -1)) for offs, _ in taps)  # zero-variance taps get gradients
     pixels = [(a, 0, size - 1) for a, size in zip(out, (*attrs["in_shape"][1:],) * 2)]
     gradient = attrs["in_shape"][0] * sp.Sum(n.G_out_px[out] * plain, *pixels, *n.input_pairs)
@@ -396,6 +411,7 @@ def symbolic(node: Conv, phi: Any, attrs: dict) -> tuple[dict, Any]:
         {
             "backward": sp.Eq(sp.IndexedBase(r"\tilde{G}^{l}")[out], sw2 * back),
             "weight_gradient": sp.Eq(n.grad_w, gradient),
+            "noise": sp.Eq(sp.IndexedBase(r"n^{l+1}_{a}")[tuple(first)], sw2 * noise),
             "nngp": sp.Eq(sp.IndexedBase("K^{l+1}")[out], sw2 * a_v(n.T) + sb2),
             "ntk": sp.Eq(
                 sp.IndexedBase(r"\Theta^{l+1}")[out],
@@ -413,7 +429,7 @@ def symbolic(node: Conv, phi: Any, attrs: dict) -> tuple[dict, Any]:
     )
     if node.stride > 1:  # the output pixel α is the stride-1 result's pixel sα
         scaled = {a: node.stride * a for a in out}
-        for key in ("nngp", "ntk"):
+        for key in ("nngp", "ntk", "noise"):
             rules[key] = sp.Eq(rules[key].lhs, rules[key].rhs.xreplace(scaled))
         rules["stride"] = sp.Eq(sp.Symbol("s"), node.stride)
     return rules, None

@@ -17,6 +17,7 @@ from workbench.spec.where import Where
 if TYPE_CHECKING:
     from workbench.theory.backward import BackwardWalk, Cotangent
     from workbench.theory.evaluate import Evaluator, TapeEntry
+    from workbench.theory.moments import Noise, NoiseWalk
     from workbench.theory.state import KernelState
 
 KIND = "dense"
@@ -136,6 +137,16 @@ def backward(node: Dense, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
     return replace(cot, grad=back)
 
 
+def noise(node: Dense, noise: Noise, walk: NoiseWalk, entry: TapeEntry, suffix: str) -> Noise:
+    """labatie2019 eq. 1: dy = W dx with W_ij ~ N(0, σ_w²/fan_in), so every output unit's
+    noise is n_y,a = σ_w² times the mean noise of input a's units (and pixels, for flattened
+    features)."""
+    n = noise.n
+    if n.ndim > 1:
+        n = n.reshape(n.shape[0], -1).sum(axis=1) / walk.ctx.num(n[0].size)
+    return replace(noise, n=walk.ctx.num(node.sigma_w2) * n, field=None)
+
+
 def lower(node: Dense, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:
     """The fused program's step (``kernel_program``): a Linear on flat features."""
     from workbench.theory.kernel_program import Linear
@@ -179,7 +190,8 @@ def symbolic(node: Dense, phi: Any, attrs: dict) -> tuple[dict, Any]:
     the identity), with the spec's numbers: xiao_bahri eq. 6 (NNGP, NTK in both
     parameterisations), pabari_zhou eqs. 3, 5–8 (q-map, c-map, χ₁) and the backward map
     G̃ˡ = σ_w² G̃ˡ⁺¹ with its per-unit form q̃ˡ = q̃ˡ⁺¹ σ_w² E[φ′(h)²] (xiao2018 eq. 2.15; the
-    φ′ factor is the activation's own backward rule) and the weight-gradient norm."""
+    φ′ factor is the activation's own backward rule), the weight-gradient norm and the input
+    noise's second moments nˡ⁺¹ = σ_w² nˡ (labatie2019 eq. 1, per input; ``noise``)."""
     return weight_layer_symbolic(node.sigma_w2, node.sigma_b2, attrs["in_shape"][0], phi), None
 
 
@@ -209,4 +221,5 @@ def weight_layer_symbolic(sigma_w2: Any, sigma_b2: Any, fan_in: int, phi: Any) -
             n.q_tilde, n.q_tilde_next * sw2 * symbolic_expect(d, d, n.q, n.q, n.q)
         ),
         "weight_gradient": sp.Eq(n.grad_w, fan_in * sp.Sum(n.G_out * t, *n.input_pairs)),
+        "noise": sp.Eq(n.n_out, sw2 * n.n_in),
     }

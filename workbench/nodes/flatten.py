@@ -16,6 +16,7 @@ from workbench.spec.where import Where
 if TYPE_CHECKING:
     from workbench.theory.backward import BackwardWalk, Cotangent
     from workbench.theory.evaluate import Evaluator, TapeEntry
+    from workbench.theory.moments import Noise, NoiseWalk
     from workbench.theory.state import KernelState
 
 KIND = "flatten"
@@ -71,6 +72,12 @@ def backward(node: Flatten, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry
     return replace(cot, grad=full.reshape(m, m, *inp.spatial, *inp.spatial))
 
 
+def noise(node: Flatten, noise: Noise, walk: NoiseWalk, entry: TapeEntry,
+          suffix: str) -> Noise:  # fmt: skip
+    """Every (channel, pixel) feature keeps its noise."""
+    return replace(noise, field=None)
+
+
 def lower(node: Flatten, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:
     """The fused program's step: the mean over same-pixel pairs (nothing for flat input)."""
     from workbench.theory.kernel_program import Readout
@@ -84,7 +91,7 @@ def torch_module(node: Flatten, in_shape: Shape, build: Any, suffix: str) -> tup
     """Channels and pixels as one feature axis."""
     from workbench.sim.layers import FlattenLayer
 
-    return FlattenLayer(), (math.prod(in_shape),)
+    return FlattenLayer(node.path + suffix), (math.prod(in_shape),)
 
 
 def symbolic(node: Flatten, phi: Any, attrs: dict) -> tuple[dict, Any]:
@@ -109,5 +116,6 @@ def symbolic(node: Flatten, phi: Any, attrs: dict) -> tuple[dict, Any]:
             sp.IndexedBase(r"\tilde{G}^{l}")[n.alpha, n.alpha2],
             sp.KroneckerDelta(n.alpha, n.alpha2) * n.G_out_px[n.alpha],
         ),
+        "noise": sp.Eq(sp.IndexedBase(r"n^{l+1}_{a}")[n.alpha], n.n_in_px[n.alpha]),
     }
     return rules, phi

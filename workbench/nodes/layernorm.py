@@ -20,6 +20,7 @@ from workbench.spec.where import Where
 if TYPE_CHECKING:
     from workbench.theory.backward import BackwardWalk, Cotangent
     from workbench.theory.evaluate import Evaluator, TapeEntry
+    from workbench.theory.moments import Noise, NoiseWalk
     from workbench.theory.state import KernelState
 
 KIND = "layernorm"
@@ -99,9 +100,20 @@ def backward(node: LayerNorm, cot: Cotangent, walk: BackwardWalk, entry: TapeEnt
     return replace(cot, grad=walk.ctx.num(node.gamma) ** 2 * norm * cot.grad)
 
 
+def noise(node: LayerNorm, noise: Noise, walk: NoiseWalk, entry: TapeEntry,
+          suffix: str) -> Noise:  # fmt: skip
+    """y_a = γ (x_a − m_a)/√v_a + β over the N features; the normaliser's own derivative
+    moves O(1/N) of the noise, so n_y = γ² n_x / v_a (the backward rule's factor on the
+    diagonal)."""
+    spread = walk.once(entry, "spread", lambda: _spreads(walk.realized(entry.inp))[1])
+    if not (np.asarray(spread, float) > 0).all():
+        raise TheoryError(f"{node.path}: an input has no feature variance to normalise")
+    return replace(noise, n=walk.ctx.num(node.gamma) ** 2 * noise.n / spread, field=None)
+
+
 def symbolic(node: LayerNorm, phi: Any, attrs: dict) -> tuple[dict, Any]:
     """K_y = γ² (K_ab − m_a m_b)/√((q_a − m_a²)(q_b − m_b²)) + β², Θ_y = γ² Θ_ab/√(…), and
-    backward G̃_x = γ² G̃_y/√(…)."""
+    backward G̃_x = γ² G̃_y/√(…), the input noise n_y = γ² n_x/(q_a − m_a²)."""
     import sympy as sp
 
     from workbench import notation as n
@@ -113,19 +125,13 @@ def symbolic(node: LayerNorm, phi: Any, attrs: dict) -> tuple[dict, Any]:
         "nngp": sp.Eq(n.K_out, gamma**2 * (n.K - n.m_x * n.m_x2) / norm + beta**2),
         "ntk": sp.Eq(n.Theta_out, gamma**2 * n.Theta / norm),
         "backward": sp.Eq(n.G_in, gamma**2 * n.G_out / norm),
+        "noise": sp.Eq(n.n_out, gamma**2 * n.n_in / (n.q_a - n.m_x**2)),
     }
     return rules, None
 
 
 def torch_module(node: LayerNorm, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
     """Each input normalised over its channels (at every pixel), then γ·x + β."""
-    import torch
-    from torch import nn
+    from workbench.sim.layers import LayerNormLayer
 
-    class LayerNormLayer(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            mean = x.mean(dim=2, keepdim=True)
-            var = x.var(dim=2, keepdim=True, unbiased=False)
-            return node.gamma * (x - mean) / (var + EPS).sqrt() + node.beta
-
-    return LayerNormLayer(), tuple(in_shape)
+    return LayerNormLayer(node.gamma, node.beta, EPS, node.path + suffix), tuple(in_shape)

@@ -17,6 +17,7 @@ from workbench.spec.where import Where
 if TYPE_CHECKING:
     from workbench.theory.backward import BackwardWalk, Cotangent
     from workbench.theory.evaluate import Evaluator, TapeEntry
+    from workbench.theory.moments import Noise, NoiseWalk
     from workbench.theory.state import KernelState
 
 KIND = "pool"
@@ -78,6 +79,14 @@ def backward(node: Pool, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
     return replace(cot, grad=grad)
 
 
+def noise(node: Pool, noise: Noise, walk: NoiseWalk, entry: TapeEntry, suffix: str) -> Noise:
+    """y_c = (1/P) Σ_α x_c(α) with the noise uncorrelated between pixels:
+    n_y = Σ_α n_x(α) / P²."""
+    n = noise.n.reshape(noise.n.shape[0], -1)
+    pixels = walk.ctx.num(n.shape[1])
+    return replace(noise, n=n.sum(axis=1) / (pixels * pixels), field=None)
+
+
 def lower(node: Pool, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:
     """The fused program's step: the mean over all pixel pairs (full mode only)."""
     from workbench.theory.kernel_program import Readout
@@ -91,12 +100,12 @@ def torch_module(node: Pool, in_shape: Shape, build: Any, suffix: str) -> tuple[
     """The mean over every spatial position."""
     from workbench.sim.layers import PoolLayer
 
-    return PoolLayer(), tuple(in_shape[:1])
+    return PoolLayer(node.path + suffix), tuple(in_shape[:1])
 
 
 def symbolic(node: Pool, phi: Any, attrs: dict) -> tuple[dict, Any]:
     """xiao_bahri eq. 18: K_out = n⁻² Σ_{α,α′} K[α, α′] (Θ likewise), n pixels; backward
-    every pixel pair receives G̃_out/n²."""
+    every pixel pair receives G̃_out/n²; the input noise n_out = n⁻² Σ_α n[α]."""
     import sympy as sp
 
     from workbench import notation as n
@@ -111,5 +120,6 @@ def symbolic(node: Pool, phi: Any, attrs: dict) -> tuple[dict, Any]:
         "nngp": sp.Eq(n.K_out, mean(n.K_in)),
         "ntk": sp.Eq(n.Theta_out, mean(n.Theta_in)),
         "backward": sp.Eq(sp.IndexedBase(r"\tilde{G}^{l}")[n.alpha, n.alpha2], n.G_out / pixels**2),
+        "noise": sp.Eq(n.n_out, sp.Sum(n.n_in_px[n.alpha], (n.alpha, 0, last)) / pixels**2),
     }
     return rules, None

@@ -16,9 +16,11 @@ from workbench.spec.where import Where
 if TYPE_CHECKING:
     from workbench.theory.backward import BackwardWalk, Cotangent
     from workbench.theory.evaluate import Evaluator, TapeEntry
+    from workbench.theory.moments import Noise, NoiseWalk
     from workbench.theory.state import KernelState
 
 KIND = "repeat"
+UNROLLS = True  # its output is its last pass's: walks that report per node skip it
 BARE = False
 IS_BLOCK = True
 EXAMPLE = "repeat: {times: 10, body: [{dense: {width: 512}}, {act: tanh}]}"
@@ -127,6 +129,19 @@ def backward(node: Repeat, cot: Cotangent, walk: BackwardWalk, entry: TapeEntry,
     return cot
 
 
+def noise(node: Repeat, noise: Noise, walk: NoiseWalk, entry: TapeEntry, suffix: str) -> Noise:
+    """The body's noise map once per pass (labels ``#i``); passes after an exact forward
+    fixed point reuse the last recorded one."""
+    from tqdm import tqdm
+
+    frames = entry.frames
+    shown = walk.ev.progress and node.times >= 100
+    for i in tqdm(range(node.times), desc=f"{node.path} (noise)", disable=not shown,
+                  leave=False):  # fmt: skip
+        noise = walk.frame(frames[min(i, len(frames) - 1)], noise, f"{suffix}#{i}")
+    return noise
+
+
 def lower(node: Repeat, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:
     """The fused program's Loop over the body's steps; the body must also follow itself
     (lowered twice: what precedes its second pass is its own end)."""
@@ -174,5 +189,9 @@ def symbolic(node: Repeat, phi: Any, attrs: dict) -> tuple[dict, Any]:
     rules = {
         "loop": sp.Eq(sp.Symbol(f"K^{{l+{node.times}}}_{{ab}}"), body_map(n.K)),
         "backward": sp.Eq(n.G_in, back_map(sp.Symbol(rf"\tilde{{G}}^{{l+{node.times}}}_{{ab}}"))),
+        "noise": sp.Eq(
+            sp.Symbol(f"n^{{l+{node.times}}}_{{a}}"),
+            sp.Function(rf"\mathcal{{N}}^{{{node.times}}}")(n.n_in),
+        ),  # fmt: skip
     }
     return rules, phi

@@ -21,9 +21,11 @@ from workbench.spec.where import Where
 if TYPE_CHECKING:
     from workbench.theory.backward import BackwardWalk, Cotangent
     from workbench.theory.evaluate import Evaluator, TapeEntry
+    from workbench.theory.moments import Noise, NoiseWalk
     from workbench.theory.state import KernelState
 
 KIND = "residual"
+SENSITIVITY_ROLE = "sum"  # its place in labatie2019's layers (theory.moments)
 BARE = False
 EXAMPLE = "residual: {body: [{dense: {width: 512}}, {act: relu}]}"
 SCHEMA = fields.Schema(
@@ -102,17 +104,30 @@ def backward(node: Residual, cot: Cotangent, walk: BackwardWalk, entry: TapeEntr
     return replace(cot, grad=grad, pending=None)
 
 
+def noise(node: Residual, noise: Noise, walk: NoiseWalk, entry: TapeEntry,
+          suffix: str) -> Noise:  # fmt: skip
+    """y = x + s·b(x): the branch's noise J_b dx and the skip's dx are uncorrelated (the
+    branch's last weights have mean zero), so n_y = n_x + s² n_b — labatie2019 eq. 13's sum of
+    the streams, which dilutes the branch's growth (Theorem 4)."""
+    (body,) = entry.frames
+    through = walk.frame(body, noise, suffix)
+    s2 = walk.ctx.num(node.scale) ** 2
+    n = noise.n + s2 * through.n * walk.ctx.exp(through.log_scale - noise.log_scale)
+    return replace(noise, n=n, field=None)
+
+
 def torch_module(node: Residual, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:
     """x + scale · body(x), the body built by its own nodes."""
     from workbench.sim.layers import ResidualLayer, build_layers
 
     body, shape = build_layers(node.body, in_shape, build, suffix)
-    return ResidualLayer(body, node.scale), shape
+    return ResidualLayer(body, node.scale, node.path + suffix), shape
 
 
 def symbolic(node: Residual, phi: Any, attrs: dict) -> tuple[dict, Any]:
     """y = x + s·b(x): K_y = K_x + s (m^x_a m^b_b + m^b_a m^x_b) + s² K_b, Θ_y = Θ_x + s² Θ_b
-    (see ``kernel``); backward G̃_x = G̃_y + 𝓑ᵀ(s² G̃_y), 𝓑ᵀ the body's backward map."""
+    (see ``kernel``); backward G̃_x = G̃_y + 𝓑ᵀ(s² G̃_y), 𝓑ᵀ the body's backward map; the
+    input noise n_y = n_x + s² n_b (labatie2019 eq. 13)."""
     import sympy as sp
 
     from workbench import notation as n
@@ -124,5 +139,6 @@ def symbolic(node: Residual, phi: Any, attrs: dict) -> tuple[dict, Any]:
         "nngp": sp.Eq(n.K_out, n.K_x + s * cross + s**2 * n.K_b),
         "ntk": sp.Eq(n.Theta_out, n.Theta_x + s**2 * n.Theta_b),
         "backward": sp.Eq(n.G_in, n.G_out + sp.Function(r"\mathcal{B}^{\top}")(s**2 * n.G_out)),
+        "noise": sp.Eq(n.n_out, n.n_in + s**2 * n.n_body),
     }
     return rules, None

@@ -58,7 +58,7 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ctx = context(digits)
-    bar = tqdm(total=10 if validate else 9, desc="report", disable=not progress, leave=False)
+    bar = tqdm(total=11 if validate else 10, desc="report", disable=not progress, leave=False)
 
     def step(label: str) -> None:
         bar.set_postfix_str(label)
@@ -68,7 +68,8 @@ def write_report(
     drawn = {"stages": fig.stage_graph(content.section("stages").data, out / "stages.png")}
     for key, draw in (("evolution", fig.evolution), ("phase", fig.phase_diagram),
                       ("modes", fig.modes), ("spectrum", fig.spectrum),
-                      ("gradients", fig.gradients), ("validation", fig.validation)):  # fmt: skip
+                      ("gradients", fig.gradients), ("sensitivity", fig.sensitivity),
+                      ("validation", fig.validation)):  # fmt: skip
         section = content.section(key)
         if section is not None and section.data:
             drawn[key] = draw(section.data, out / f"{key}.png")

@@ -1,8 +1,9 @@
 """What a derivation report says, gathered from the public API (never computed a second way):
 the spec, its stages, every stage's recursion (``derive``), the fixed-point analysis
 (``analyze_spec``), qˡ/cˡ against depth (``evolve_kernel``), the phase diagram
-(``critical_line``), conv modes (``conv_modes``), the NTK spectrum (``ntk_spectrum``) and the
-weight-gradient norms against depth (``gradient_profile``).
+(``critical_line``), conv modes (``conv_modes``), the NTK spectrum (``ntk_spectrum``), the
+weight-gradient norms against depth (``gradient_profile``) and the normalised sensitivity
+(``moment_profile``).
 
 A section that does not apply to the spec is kept as one line saying why."""
 
@@ -18,6 +19,7 @@ from workbench.errors import TheoryError, UnsupportedError, WorkbenchError
 EVOLUTION_INPUTS = 8  # random inputs whose qˡ, cˡ are followed
 EVOLUTION_MAX_DEPTH = 10_000
 SPECTRUM_M, SPECTRUM_C0 = 8, 0.5
+SENSITIVITY_INPUTS = 8
 
 
 @dataclass
@@ -56,6 +58,7 @@ def gather(
         ("modes", "Depth scales per Fourier mode", _modes),
         ("spectrum", "NTK spectrum against depth", _spectrum),
         ("gradients", "Gradients against depth", _gradients),
+        ("sensitivity", "Normalised sensitivity against depth", _sensitivity),
     ]
     if validate:
         sections.append(("validation", "Monte-Carlo validation", _validation))
@@ -194,6 +197,27 @@ def _gradients(spec: Any, ctx: Any, seed: int) -> dict:
     logs = [r["log_ratio"] for r in rows]
     return {"inputs": 1, "seed": seed, "notes": result["notes"], "log_ratio": logs,
             "rows": [rows[i] for i in shown]}  # fmt: skip
+
+
+def _sensitivity(spec: Any, ctx: Any, seed: int) -> dict:
+    """labatie2019's normalised sensitivity in the wide limit (``moment_profile``) on
+    SENSITIVITY_INPUTS random inputs: χˡ and its increments per layer, a table of about a
+    dozen layers and the regimes met."""
+    from workbench.theory.moments import moment_profile
+    from workbench.validation.quantities import make_inputs
+
+    count = min(SENSITIVITY_INPUTS, spec.input_shape[0]) if len(spec.input_shape) == 1 else 4
+    x = make_inputs(spec, {"count": count, "seed": seed}).numpy()
+    profile = moment_profile(spec, x)
+    result = profile.to_dict()
+    rows = result["layers"]
+    if not rows:
+        raise UnsupportedError("the spec has no activation or residual unit to measure χ at")
+    shown = sorted({int(i) for i in np.geomspace(1, len(rows), 12).round() - 1})
+    regimes = sorted({r["regime"] for r in rows})
+    return {"inputs": count, "seed": seed, "notes": result["notes"], "regimes": regimes,
+            "chi": [r["chi"] for r in rows], "rows": [rows[i] for i in shown],
+            "power_law": result.get("power_law")}  # fmt: skip
 
 
 def _validation(spec: Any, ctx: Any, seed: int) -> dict:

@@ -155,6 +155,20 @@ def gradients(data: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+def sensitivity(data: dict, path: Path) -> Path:
+    """χˡ (labatie2019 eq. 3) against the layer, log-log for long networks."""
+    plt = _pyplot()
+    chi = data["chi"]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ax.plot(range(1, len(chi) + 1), chi, "-", lw=1.2)
+    ax.set_yscale("log")
+    if len(chi) > 100:
+        ax.set_xscale("log")
+    ax.set_xlabel("layer l (activations and residual sums)")
+    ax.set_ylabel(r"normalised sensitivity $\chi^l$")
+    return _save(fig, path)
+
+
 def validation(data: dict, path: Path) -> Path:
     """Theory lines and Monte-Carlo points (mean ± interval + allowance) of qˡ and cˡ."""
     plt = _pyplot()

@@ -22,6 +22,8 @@ STAGE_COLUMNS = ("path", "kind", "in_shape", "out_shape", "sigma_w2", "sigma_b2"
 SPECTRUM_COLUMNS = ("depth", "lambda_max", "lambda_rest", "kappa", "eta_max")
 VALIDATION_COLUMNS = ("name", "theory", "mc_mean", "mc_ci", "allowance", "passed")
 GRADIENT_COLUMNS = ("path", "log_ratio", "rate_to_next", "q_tilde", "q_tilde_xy")
+SENSITIVITY_COLUMNS = ("path", "chi", "delta_chi", "delta_chi_bn", "delta_chi_phi", "r_eff",
+                       "regime")  # fmt: skip
 
 
 def number(value: Any) -> str:
@@ -58,6 +60,9 @@ def tables(content: ReportContent) -> dict[str, dict]:
     gradients = content.section("gradients")
     if gradients.data:
         out["gradients"] = _table(gradients.data["rows"], GRADIENT_COLUMNS)
+    sensitivity = content.section("sensitivity")
+    if sensitivity is not None and sensitivity.data:
+        out["sensitivity"] = _table(sensitivity.data["rows"], SENSITIVITY_COLUMNS)
     checks = content.section("validation")
     if checks is not None and checks.data:
         out["validation"] = _table(checks.data["checks"], VALIDATION_COLUMNS)

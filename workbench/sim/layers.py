@@ -41,7 +41,8 @@ class Build:
 
 @dataclass
 class Tape:
-    """Records (label, kind, tensor) of tapped layers during one forward pass."""
+    """Records (label, kind, tensor) of every layer's output during one forward pass (a
+    residual block's after its body's)."""
 
     entries: list[tuple[str, str, torch.Tensor]] = field(default_factory=list)
 
@@ -128,23 +129,42 @@ class BatchNormLayer(Tapped):
         return self._record(self.gamma * (x - mean) / (var + BN_EPS).sqrt() + self.beta)
 
 
-class ResidualLayer(nn.Module):
-    def __init__(self, body: nn.Sequential, scale: float) -> None:
-        super().__init__()
+class LayerNormLayer(Tapped):
+    """γ (x − mean)/std + β over the channels of each input (at every pixel)."""
+
+    def __init__(self, gamma: float, beta: float, eps: float, label: str) -> None:
+        super().__init__(label, "layernorm")
+        self.gamma, self.beta, self.eps = gamma, beta, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(dim=2, keepdim=True)
+        var = x.var(dim=2, keepdim=True, unbiased=False)
+        return self._record(self.gamma * (x - mean) / (var + self.eps).sqrt() + self.beta)
+
+
+class ResidualLayer(Tapped):
+    def __init__(self, body: nn.Sequential, scale: float, label: str) -> None:
+        super().__init__(label, "residual")
         self.body, self.scale = body, scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.scale * self.body(x)
+        return self._record(x + self.scale * self.body(x))
 
 
-class PoolLayer(nn.Module):
+class PoolLayer(Tapped):
+    def __init__(self, label: str) -> None:
+        super().__init__(label, "pool")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean(dim=tuple(range(3, x.dim())))
+        return self._record(x.mean(dim=tuple(range(3, x.dim()))))
 
 
-class FlattenLayer(nn.Module):
+class FlattenLayer(Tapped):
+    def __init__(self, label: str) -> None:
+        super().__init__(label, "flatten")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(x.shape[0], x.shape[1], -1)
+        return self._record(x.reshape(x.shape[0], x.shape[1], -1))
 
 
 def build_layers(

@@ -206,14 +206,20 @@ def _central(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _effective_rank(centered: torch.Tensor) -> torch.Tensor:
-    cov = centered.transpose(1, 2) @ centered / centered.shape[1]
+    """tr C / λ_max(C) of the feature covariance C = X̂ᵀX̂/S, from the smaller of C and the
+    sample Gram X̂X̂ᵀ/S (the same non-zero eigenvalues)."""
+    if centered.shape[1] < centered.shape[2]:
+        cov = centered @ centered.transpose(1, 2) / centered.shape[1]
+    else:
+        cov = centered.transpose(1, 2) @ centered / centered.shape[1]
     eig = torch.linalg.eigvalsh(cov)
     return eig.sum(dim=1) / eig[:, -1]
 
 
 def moments(net: Network, x: torch.Tensor, noise: float = 1e-3, seed: int = 0) -> Moments:
     """Simultaneous propagation of the signal and of a small input noise dx (labatie2019
-    eqs. 1–2) by forward-mode differentiation: dxˡ = Jˡ dx exactly (first order)."""
+    eqs. 1–2) by forward-mode differentiation: dxˡ = Jˡ dx exactly (first order). The first
+    row is the input itself (label ``input``, χ⁰ = 1), then every tapped layer's output."""
     if x.dim() == len(net.input_shape) + 1:
         x = x.unsqueeze(0).expand(net.ensemble, *x.shape).clone()
     x = x.to(dtype=net.dtype, device=net.device)
@@ -231,6 +237,9 @@ def moments(net: Network, x: torch.Tensor, noise: float = 1e-3, seed: int = 0) -
 
     with torch.no_grad():
         signals, noises = jvp(tapped, (x,), (dx,))
+    labels.insert(0, "input")
+    kinds.insert(0, "input")
+    signals, noises = (x, *signals), (dx, *noises)
 
     _, x0c = _central(x)
     dx0 = _central(dx)[0]

@@ -18,6 +18,9 @@ sample per simulated network (so the interval comes from independent networks).
   and the lower bound against their λ_max.
 * ``gradient_rate`` — the mean rate ‖∂L/∂Wˡ‖²/‖∂L/∂Wˡ⁺¹‖² over ``fit_layers``, against the
   backward order parameters of any spec (``theory.backward``).
+* ``sensitivity_increment``, ``sensitivity_tau`` — labatie2019's increments of the normalised
+  sensitivity over ``fit_layers`` and the power-law exponent of a residual network
+  (``validation.sensitivity``).
 """
 
 from __future__ import annotations
@@ -257,6 +260,8 @@ QUANTITIES: dict[str, Quantity] = {
     "fisher_lower": fisher_lower,
     "fisher_trace": fisher_trace,
     "fisher_lambda_max": fisher_lambda_max,
+    "sensitivity_increment": lambda *a: _sensitivity().sensitivity_increment(*a),
+    "sensitivity_tau": lambda *a: _sensitivity().sensitivity_tau(*a),
 }
 
 
@@ -324,7 +329,16 @@ PREFLIGHT: dict[str, Callable] = {
     "fisher_lower": _check_statistics,
     "fisher_trace": _check_statistics,
     "fisher_lambda_max": _check_statistics,
+    "sensitivity_increment": lambda check: _sensitivity().check_sensitivity(check),
+    "sensitivity_tau": lambda check: _sensitivity().check_sensitivity(check),
 }
+
+
+def _sensitivity():
+    """workbench.validation.sensitivity (imported when a check needs it: it imports this)."""
+    from workbench.validation import sensitivity
+
+    return sensitivity
 
 
 def _require_per_pixel(spec: Spec) -> None:
