@@ -1,4 +1,4 @@
-"""Convolution (circular padding, stride 1): ``conv {channels, kernel, variance?, ...}``."""
+"""Convolution (circular padding, optional stride): ``conv {channels, kernel, variance?, ...}``."""
 
 from __future__ import annotations
 
