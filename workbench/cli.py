@@ -356,20 +356,26 @@ def _load_array(path: Path, flag: str):
         raise WorkbenchError(f"{flag} {path}: cannot read a .npy array ({err})") from None
 
 
+def _data_set(spec: Any, args: argparse.Namespace) -> tuple[Any, str]:
+    """The inputs of ``--inputs X.npy``, else ``--m`` random ones of seed ``--seed``, and how
+    the output names them."""
+    if args.inputs is not None:
+        return _load_array(args.inputs, "--inputs"), str(args.inputs)
+    from workbench.validation.quantities import make_inputs
+
+    x = make_inputs(spec, {"count": args.m, "seed": args.seed}).numpy()
+    return x, f"{args.m} random (seed {args.seed})"
+
+
 def cmd_gradients(args: argparse.Namespace) -> dict:
     from workbench.compile import load_spec
     from workbench.theory.backward import gradient_profile
 
     spec = load_spec(args.spec)
-    if args.inputs is not None:
-        x = _load_array(args.inputs, "--inputs")
-    else:
-        from workbench.validation.quantities import make_inputs
-
-        x = make_inputs(spec, {"count": args.m, "seed": args.seed}).numpy()
+    x, described = _data_set(spec, args)
     profile = gradient_profile(spec, x, digits=args.digits, bn_statistics=args.bn_statistics)
     result = profile.to_dict()
-    result["inputs"] = str(args.inputs) if args.inputs else f"{args.m} random (seed {args.seed})"
+    result["inputs"] = described
     if not args.json:
         print(f"{spec.name}: predicted weight-gradient norms for L = sum_b <r, f(x_b)> "
               f"({result['inputs']}, {result['precision']})")  # fmt: skip
@@ -385,15 +391,10 @@ def cmd_moments(args: argparse.Namespace) -> dict:
     from workbench.theory.moments import moment_profile
 
     spec = load_spec(args.spec)
-    if args.inputs is not None:
-        x = _load_array(args.inputs, "--inputs")
-    else:
-        from workbench.validation.quantities import make_inputs
-
-        x = make_inputs(spec, {"count": args.m, "seed": args.seed}).numpy()
+    x, described = _data_set(spec, args)
     profile = moment_profile(spec, x, digits=args.digits)
     result = profile.to_dict()
-    result["inputs"] = str(args.inputs) if args.inputs else f"{args.m} random (seed {args.seed})"
+    result["inputs"] = described
     comparison = None
     if args.simulate:
         from workbench.validation.sensitivity import (

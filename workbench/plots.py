@@ -127,16 +127,7 @@ def fisher_sweep(sweep: Any, name: str, out: Path) -> Path:
         ax.legend(fontsize=7)
     left.set_ylabel(r"$\lambda_{max}$ of the Fisher")
     right.set_ylabel(r"$\eta_{max} = 2(1+\mu)/\lambda_{max}$")
-    fig.suptitle(name, fontsize=9)
-    fig.tight_layout()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out)
-    except OSError as err:
-        raise WorkbenchError(f"cannot write '{out}': {err.strerror or err}") from None
-    finally:
-        plt.close(fig)
-    return out
+    return _titled_and_saved(fig, plt, name, out)
 
 
 def sensitivity(profile: Any, comparison: list | None, name: str, out: Path) -> Path:
@@ -184,6 +175,11 @@ def sensitivity(profile: Any, comparison: list | None, name: str, out: Path) -> 
     right.set_ylabel("geometric increments")
     for ax in (left, right):
         ax.legend(fontsize=7)
+    return _titled_and_saved(fig, plt, name, out)
+
+
+def _titled_and_saved(fig: Any, plt: Any, name: str, out: Path) -> Path:
+    """Title the figure with the spec's name and write it to ``out`` (closing it either way)."""
     fig.suptitle(name, fontsize=9)
     fig.tight_layout()
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,13 +73,26 @@ def preflight(check: Check) -> None:
                         **check.where) from None  # fmt: skip
 
 
-def run_check(check: Check, device: str, dtype: str = "float64", seed: int = 0) -> CheckResult:
-    """Simulate ``check.samples`` networks of width ``check.width`` and compare."""
+def run_check(check: Check, device: str, dtype: str = "float64", seed: int = 0,
+              networks: dict | None = None) -> CheckResult:  # fmt: skip
+    """Simulate ``check.samples`` networks of width ``check.width`` and compare. ``networks``:
+    a one-entry cache, so that consecutive checks of the same networks (a suite's checks at
+    several layers or of several quantities) draw their weights once."""
     preflight(check)
     start = time.perf_counter()
     x = make_inputs(check.spec, check.inputs)
     statistics = check.options.get("bn_statistics", "batch")
-    net = build_network(check.spec, check.width, check.samples, seed, dtype, device, statistics)
+    # the same layers (YAML merges lose the source lines, which do not change the networks)
+    layers = re.sub(r"line=(\d+|None)", "", repr(check.spec.layers))
+    key = (layers, check.spec.input_shape, check.width, check.samples, seed, dtype, device,
+           statistics)  # fmt: skip
+    net = None if networks is None else networks.get(key)
+    if net is None:
+        net = build_network(check.spec, check.width, check.samples, seed, dtype, device,
+                            statistics)  # fmt: skip
+        if networks is not None:
+            networks.clear()
+            networks[key] = net
     theory, samples = QUANTITIES[check.quantity](check, net, x)
     return compare(check, theory, samples, time.perf_counter() - start)
 
@@ -115,9 +129,10 @@ def run_suite(
         preflight(check)
     resolved = str(resolve_device(device))
     result = SuiteResult(suite.name, resolved, quick)
+    networks: dict = {}
     for check in tqdm(suite.checks, desc=suite.name, disable=not progress, leave=False):
         try:
-            result.checks.append(run_check(check, resolved))
+            result.checks.append(run_check(check, resolved, networks=networks))
         except WorkbenchError as err:  # keep the other checks' results; this one failed
             nan = float("nan")
             result.checks.append(CheckResult(check.name, check.quantity, nan, nan, nan, nan,
