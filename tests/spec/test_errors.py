@@ -99,10 +99,10 @@ CASES = [
     ),
     (
         "sigma-text",
-        fc("width: 10", "width: 10, sigma_w2: 1e-3"),
+        fc("width: 10", "width: 10, sigma_w2: '1e-3'"),
         "layers[3].dense.sigma_w2",
         12,
-        "1.0e-3",
+        "remove the quotes",
     ),
     (
         "sigma-missing",
@@ -345,3 +345,42 @@ def test_builder_errors_have_paths_without_lines():
 def test_non_string_keys():
     with pytest.raises(SpecError, match="keys must be strings"):
         spec_from_dict({"name": "x", "input": {"shape": [3]}, "layers": [{1: 2}], 3: 4})
+
+
+@pytest.mark.parametrize(
+    "value, read",
+    [
+        ("1:30", "90"),
+        ("010", "8"),
+        ("0x10", "16"),
+        ("0b101", "5"),
+        ("1_000", "1000"),
+        ("1:30.5", "90.5"),
+    ],  # fmt: skip
+)
+def test_yaml_1_1_numbers_are_refused(tmp_path, value, read):
+    """YAML 1.1's other spellings of numbers are refused with the value they would have been
+    given, at their line; plain decimals (and YAML 1.2's 1e-3) are numbers."""
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: t\ninput: {{shape: [4]}}\nlayers:\n  - dense: {{width: {value}}}\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert err.value.line == 4 and f"read it as {read}" in err.value.message
+
+
+@pytest.mark.parametrize("value, becomes", [("1e-400", "0.0"), ("1.0e400", "inf")])
+def test_reals_outside_float64_are_refused(tmp_path, value, becomes):
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: t\ninput: {{shape: [4]}}\ndefaults: {{sigma_w2: {value}}}\n"
+                    "layers:\n  - dense: {width: 3}\n")  # fmt: skip
+    with pytest.raises(SpecError, match=f"would become {becomes}") as err:
+        load_spec(path)
+    assert err.value.line == 3
+
+
+def test_yaml_1_2_exponents_are_numbers(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("name: t\ninput: {shape: [4]}\ndefaults: {sigma_w2: 2e0, sigma_b2: 1e-3}\n"
+                    "layers:\n  - dense: {width: 3}\n")  # fmt: skip
+    spec = load_spec(path)
+    assert float(spec.layers[0].sigma_w2) == 2.0 and float(spec.layers[0].sigma_b2) == 0.001

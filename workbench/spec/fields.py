@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -140,12 +141,8 @@ def real(value: object, where: Where) -> float:
     """A finite real number (bool is rejected)."""
     if not is_real(value):
         hint = None
-        if isinstance(value, str):
-            try:
-                float(value)
-                hint = "write it as a number, not text (YAML reads 1e-3 as text: write 1.0e-3)"
-            except ValueError:
-                pass
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9.]+([eE][-+]?[0-9]+)?\s*", value):
+            hint = "write it as a number, not text: remove the quotes"
         hint = hint or _type_hint(value, "a number such as 1.5")
         raise where.error(f"expected a number, got {type_name(value)} {show(value)}", hint)
     try:

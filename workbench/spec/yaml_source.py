@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import re
+
 import yaml
 
 from workbench.errors import SpecError
@@ -11,18 +14,66 @@ from workbench.spec.where import join_item, join_key
 Lines = dict[str, int]
 
 
+DECIMAL_INT = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+DECIMAL_REAL = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?")
+SPECIAL_REAL = re.compile(r"[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)")
+
+
+class _NumberError(ValueError):
+    """A plain scalar YAML 1.1 reads as a number that is not a plain decimal one."""
+
+    def __init__(self, message: str, line: int | None, hint: str) -> None:
+        super().__init__(message)
+        self.message, self.line, self.hint = message, line, hint
+
+
 class _ExactLoader(yaml.SafeLoader):
-    """The safe loader, keeping the decimal text of every float (``precision.ExactReal``)."""
+    """The safe loader with plain decimal numbers only, keeping the decimal text of every float
+    (``precision.ExactReal``). YAML 1.1 also reads 0x10 as 16, 010 as 8, 0b101 as 5, 1_000 as
+    1000 and 1:30 as 90 (base 60): those are refused with the value YAML 1.1 would give, and
+    YAML 1.2's 1e-3 (no decimal point) is a number, not text."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = self.construct_scalar(node)
+        if not DECIMAL_INT.fullmatch(text):
+            read = super().construct_yaml_int(node)
+            raise _NumberError(
+                f"'{text}' is not a plain decimal integer (YAML 1.1 would read it as {read})",
+                _line(node.start_mark),
+                f"write {read} if that is what you mean, or quote it if it is text",
+            )
+        return int(text)
 
     def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
         text = self.construct_scalar(node)
-        try:
-            return exact_real(text)
-        except ValueError:  # YAML's own spellings: .inf, .nan, base-60 1:30.5
+        if SPECIAL_REAL.fullmatch(text):
             return super().construct_yaml_float(node)
+        if not DECIMAL_REAL.fullmatch(text):
+            read = super().construct_yaml_float(node)
+            raise _NumberError(
+                f"'{text}' is not a plain decimal number (YAML 1.1 would read it as {read})",
+                _line(node.start_mark),
+                f"write {read} if that is what you mean, or quote it if it is text",
+            )
+        value = exact_real(text)
+        if not math.isfinite(value) or (
+            value == 0 and any(c in "123456789" for c in text.split("e")[0].split("E")[0])
+        ):
+            raise _NumberError(
+                f"{text} is outside the float64 range (it would become {value})",
+                _line(node.start_mark),
+                "use a value between 1e-300 and 1e300 in magnitude",
+            )  # fmt: skip
+        return value
 
 
+_ExactLoader.add_constructor("tag:yaml.org,2002:int", _ExactLoader.construct_yaml_int)
 _ExactLoader.add_constructor("tag:yaml.org,2002:float", _ExactLoader.construct_yaml_float)
+_ExactLoader.add_implicit_resolver(  # YAML 1.2 reals YAML 1.1 reads as text: 1e-3, 1.0e400
+    "tag:yaml.org,2002:float",
+    re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+\Z"),
+    list("-+.0123456789"),
+)
 
 
 def _line(mark: yaml.Mark | None) -> int | None:
@@ -100,6 +151,8 @@ def parse_yaml(text: str, file: str | None = None) -> tuple[object, Lines]:
         data = loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise _error(exc, text, file) from None
+    except _NumberError as exc:
+        raise SpecError(exc.message, file=file, line=exc.line, hint=exc.hint) from None
     except (ValueError, TypeError, OverflowError) as exc:  # e.g. an impossible timestamp
         raise SpecError(f"malformed YAML value: {exc}", file=file) from None
     except RecursionError:
