@@ -9,6 +9,7 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from workbench.cli import main
@@ -165,3 +166,40 @@ def test_gradients_command(tmp_path, capsys):
     assert main(["gradients", str(bn), "--m", "2"]) != 0
     err = capsys.readouterr().err
     assert "layers[1]" in err and "infinite" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: np.save(p, np.float64(1.0)), "shape ()"),
+        (lambda p: np.save(p, np.zeros((0, 8))), "shape (0, 8)"),
+        (lambda p: np.save(p, np.zeros((2, 5))), "expected (m, 8)"),
+        (lambda p: np.save(p, np.zeros((2, 8), complex)), "complex128"),
+        (lambda p: np.save(p, np.array([["a"] * 8] * 2)), "<U1"),
+        (lambda p: np.save(p, np.zeros((2, 8), "datetime64[s]")), "datetime64"),
+        (lambda p: np.save(p, np.full((2, 8), np.nan)), "non-finite"),
+        (lambda p: p.write_bytes(b""), "cannot read"),
+        (lambda p: np.savez(p, x=np.zeros((2, 8))), "npz"),
+        (lambda p: p.mkdir(), "not a regular file"),
+    ],
+    ids=["0-d", "empty", "width", "complex", "text", "dates", "nan", "empty-file", "npz", "dir"],
+)
+def test_bad_input_arrays_are_refused(tmp_path, capsys, make, message):
+    """--inputs (and --x2) that are not a batch of real inputs of the spec's shape: a typed
+    one-line error naming the file (issue 15), never a traceback or a silent conversion."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: s\ninput: {shape: [8]}\ndefaults: {sigma_w2: 1.5, sigma_b2: 0.1}\n"
+                    "layers:\n  - dense: {width: 4}\n  - act: tanh\n")  # fmt: skip
+    bad = tmp_path / "x.npy"
+    make(bad)
+    if not bad.exists():  # np.savez appends .npz
+        bad = tmp_path / "x.npy.npz"
+    good = tmp_path / "good.npy"
+    np.save(good, np.ones((2, 8)))
+    out = str(tmp_path / "k.npz")
+    for argv in (["kernel", str(spec), "--inputs", str(bad), "--out", out],
+                 ["kernel", str(spec), "--inputs", str(good), "--x2", str(bad), "--out", out],
+                 ["moments", str(spec), "--inputs", str(bad)]):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and str(bad) in err and "Traceback" not in err

@@ -256,10 +256,10 @@ def cmd_kernel(args: argparse.Namespace) -> dict:
     from workbench.theory.evaluate import network_kernels
 
     spec = load_spec(args.spec)
-    x = _load_array(args.inputs, "--inputs")
+    x = _load_array(args.inputs, "--inputs", spec)
     m = x.shape[0]
     if args.x2 is not None:
-        x = np.concatenate([x, _load_array(args.x2, "--x2")])
+        x = np.concatenate([x, _load_array(args.x2, "--x2", spec)])
     get = {g.strip() for g in args.get.split(",") if g.strip()}
     if not get <= {"nngp", "ntk"} or not get:
         raise WorkbenchError(f"--get takes nngp and/or ntk, got {args.get!r}")
@@ -347,20 +347,46 @@ def _decimal_strings(values: Any, digits: int) -> Any:
     return np.array(text, dtype=str).reshape(np.shape(values))
 
 
-def _load_array(path: Path, flag: str):
+def _load_array(path: Path, flag: str, spec: Any):
+    """A batch of inputs (m ≥ 1, *spec.input_shape) of real numbers from a .npy file; anything
+    else (an .npz archive, an empty or unreadable file, a 0-d or empty array, complex, text or
+    date values, another shape, non-finite entries) is a WorkbenchError naming the file."""
     import numpy as np
 
+    expected = f"(m, {', '.join(map(str, spec.input_shape))})"
     try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise WorkbenchError(f"{flag} {path}: cannot read a .npy array ({err})") from None
+        if path.is_dir() or (path.exists() and not path.is_file()):
+            raise ValueError("not a regular file")
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise WorkbenchError(
+            f"{flag} {path}: cannot read a .npy array ({err})",
+            hint=f"save one array of shape {expected} with numpy.save",
+        ) from None
+    if not isinstance(array, np.ndarray):  # an .npz archive
+        array.close()
+        raise WorkbenchError(
+            f"{flag} {path}: an .npz archive, not one array",
+            hint=f"save one array of shape {expected} with numpy.save",
+        )
+    if array.dtype.kind not in "iuf":
+        raise WorkbenchError(f"{flag} {path}: its values are {array.dtype} (need real numbers)",
+                             hint="save float64 values")  # fmt: skip
+    if array.ndim < 1 or array.shape[1:] != tuple(spec.input_shape) or array.shape[0] < 1:
+        shape = list(spec.input_shape)
+        raise WorkbenchError(f"{flag} {path}: shape {array.shape}, expected {expected}, m ≥ 1",
+                             hint=f"the spec's input shape is {shape}")  # fmt: skip
+    array = array.astype(float)
+    if not np.isfinite(array).all():
+        raise WorkbenchError(f"{flag} {path}: non-finite entries (nan or inf)")
+    return array
 
 
 def _data_set(spec: Any, args: argparse.Namespace) -> tuple[Any, str]:
     """The inputs of ``--inputs X.npy``, else ``--m`` random ones of seed ``--seed``, and how
     the output names them."""
     if args.inputs is not None:
-        return _load_array(args.inputs, "--inputs"), str(args.inputs)
+        return _load_array(args.inputs, "--inputs", spec), str(args.inputs)
     from workbench.validation.quantities import make_inputs
 
     x = make_inputs(spec, {"count": args.m, "seed": args.seed}).numpy()
@@ -486,7 +512,7 @@ def cmd_fisher(args: argparse.Namespace) -> dict:
     options: dict[str, Any] = {"momentum": args.momentum, "statistics": "population"}
     if args.inputs is not None or args.batch_size is not None:
         if args.inputs is not None:
-            x = _load_array(args.inputs, "--inputs")
+            x = _load_array(args.inputs, "--inputs", spec)
         else:
             x = np.random.default_rng(args.seed).standard_normal((args.batch_size,
                                                                    *spec.input_shape))  # fmt: skip
