@@ -384,3 +384,39 @@ def test_yaml_1_2_exponents_are_numbers(tmp_path):
                     "layers:\n  - dense: {width: 3}\n")  # fmt: skip
     spec = load_spec(path)
     assert float(spec.layers[0].sigma_w2) == 2.0 and float(spec.layers[0].sigma_b2) == 0.001
+
+
+def _alias_bomb(levels: int = 8) -> str:
+    lines = ["name: t", "input: {shape: [4]}", "x:", "  - &l0 {act: tanh}"]
+    for i in range(1, levels + 1):
+        aliases = ", ".join([f"*l{i - 1}"] * 10)
+        lines.append(f"  - &l{i} {{repeat: {{times: 1, body: [{aliases}]}}}}")
+    return "\n".join([*lines, f"layers: [*l{levels}]", ""])
+
+
+def test_alias_bombs_are_refused_at_once(tmp_path):
+    """An 800-byte spec whose aliases nest ten-fold over eight levels (10⁸ layers once
+    expanded) is refused while parsing, within a second (issue 15: minutes and 1.5 GB)."""
+    import time
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(_alias_bomb())
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="expands to more than 100,000 values") as err:
+        load_spec(path)
+    assert time.perf_counter() - start < 2 and err.value.line == 1
+    load_spec_text = _alias_bomb(3)  # 10³ layers: a legitimate (if odd) use of aliases
+    path.write_text(load_spec_text)
+    with pytest.raises(SpecError, match="x") as err:  # the unknown key, not the expansion
+        load_spec(path)
+    assert "expands" not in err.value.message
+
+
+def test_messages_show_shared_values_briefly():
+    """A value aliases expand to 10⁸ items is shown in a few characters, at once."""
+    from workbench.spec.fields import show
+
+    value: object = ["x"] * 10
+    for _ in range(8):
+        value = [value] * 10
+    assert len(show(value)) <= 40

@@ -9,6 +9,7 @@ import difflib
 import math
 import numbers
 import re
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -42,9 +43,13 @@ def type_name(value: object) -> str:
 
 
 def show(value: object, limit: int = 40) -> str:
-    """A short repr of a raw value for messages."""
+    """A short repr of a raw value for messages: nested and long values are cut while the
+    repr is built (reprlib), so a value that aliases expand to billions of items costs no
+    more than a small one."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother, short.maxlong = 2, limit, limit, limit
     try:
-        text = repr(value)
+        text = short.repr(value)
     except ValueError:  # an integer too long to print
         return "<a very long number>"
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -95,6 +95,36 @@ def _error(exc: yaml.YAMLError, text: str, file: str | None) -> SpecError:
     return SpecError(message, file=file, line=line, hint=hint)
 
 
+MAX_VALUES = 100_000  # a spec's values once its aliases are expanded (a 10,000-layer repeat is 1)
+
+
+def _check_expansion(root: yaml.Node, file: str | None) -> None:
+    """Refuse a document whose aliases expand it past MAX_VALUES values (an "alias bomb":
+    ten aliases of ten aliases … of one list), counted over the node graph without expanding
+    it, before anything walks the expanded values."""
+    size: dict[int, int] = {}
+
+    def count(node: yaml.Node) -> int:
+        if id(node) not in size:
+            size[id(node)] = 0  # _record has refused cycles already
+            if isinstance(node, yaml.SequenceNode):
+                total = 1 + sum(count(item) for item in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                total = 1 + sum(count(k) + count(v) for k, v in node.value)
+            else:
+                total = 1
+            size[id(node)] = min(total, MAX_VALUES + 1)
+        return size[id(node)]
+
+    if count(root) > MAX_VALUES:
+        raise SpecError(
+            f"the YAML expands to more than {MAX_VALUES:,} values through its aliases (*name)",
+            file=file,
+            line=_line(root.start_mark),
+            hint="write repeated layers as `repeat: {times: N, body: [...]}` instead of aliases",
+        )
+
+
 def _record(
     node: yaml.Node, path: str, lines: Lines, stack: set[int], done: set[int], file: str | None
 ) -> None:
@@ -148,6 +178,7 @@ def parse_yaml(text: str, file: str | None = None) -> tuple[object, Lines]:
             return None, {}
         lines: Lines = {"": _line(node.start_mark) or 1}
         _record(node, "", lines, set(), set(), file)
+        _check_expansion(node, file)
         data = loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise _error(exc, text, file) from None
