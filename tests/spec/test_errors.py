@@ -316,7 +316,7 @@ def test_missing_file(tmp_path):
 def test_unreadable_file(tmp_path):
     path = tmp_path / "dir.yaml"
     path.mkdir()
-    with pytest.raises(SpecError, match="cannot read"):
+    with pytest.raises(SpecError, match="not a regular file"):
         load_spec(path)
 
 
@@ -420,3 +420,31 @@ def test_messages_show_shared_values_briefly():
     for _ in range(8):
         value = [value] * 10
     assert len(show(value)) <= 40
+
+
+def test_unreadable_paths_and_text_are_refused(tmp_path):
+    """A FIFO (which would block), a link to a device (which never ends), a lone surrogate in
+    a name (which nothing can print) and 400 nested repeats (a RecursionError) are typed
+    errors (issue 15)."""
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(SpecError, match="not a regular file"):
+        load_spec(fifo)
+    device = tmp_path / "zero.yaml"
+    device.symlink_to("/dev/zero")
+    with pytest.raises(SpecError, match="not a regular file"):
+        load_spec(device)
+    name = tmp_path / "s.yaml"
+    name.write_text('name: "net\\ud800"\ninput: {shape: [4]}\nlayers:\n  - dense: {width: 3}\n')
+    with pytest.raises(SpecError, match="lone surrogate") as err:
+        load_spec(name)
+    assert err.value.line == 1
+    err.value.message.encode("utf-8")  # printable
+    body: list = [{"dense": {"width": 3}}]
+    for _ in range(400):
+        body = [{"repeat": {"times": 1, "body": body}}]
+    with pytest.raises(SpecError, match="nested too deeply"):
+        spec_from_dict({"name": "t", "input": {"shape": [4]}, "layers": body,
+                        "defaults": {"sigma_w2": 1.0, "sigma_b2": 0.0}})  # fmt: skip

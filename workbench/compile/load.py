@@ -31,6 +31,9 @@ _DEFAULTS = fields.Schema(
 )
 
 
+MAX_SPEC_BYTES = 10_000_000
+
+
 def load_spec(path: str | Path) -> Spec:
     """Load a spec file; the format follows the extension (.yaml, .yml, .json)."""
     file = str(path)
@@ -42,6 +45,13 @@ def load_spec(path: str | Path) -> Spec:
             hint="name the file *.yaml, *.yml or *.json",
         )
     try:
+        if not Path(file).exists():
+            raise FileNotFoundError(file)
+        if not Path(file).is_file():  # a FIFO would block, a device never end
+            raise SpecError("not a regular file", file=file, hint="give a .yaml or .json file")
+        if Path(file).stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"the spec file is over {MAX_SPEC_BYTES // 1_000_000} MB", file=file,
+                            hint="a spec is a short text; use repeat blocks")  # fmt: skip
         text = Path(file).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError("spec file not found", file=file, hint="check the path") from None
@@ -80,6 +90,17 @@ def spec_from_dict(
 
     ``lines`` maps spec paths (``layers[2].dense.width``) to 1-based source lines.
     """
+    try:
+        return _spec_from_dict(data, file, lines)
+    except RecursionError:
+        raise SpecError(
+            "the spec is nested too deeply",
+            file=file,
+            hint="nest fewer repeat/residual blocks (a repeat's `times` makes depth)",
+        ) from None
+
+
+def _spec_from_dict(data: object, file: str | None, lines: Mapping[str, int] | None) -> Spec:
     root = Where("", (lines or {}).get(""), file, lines)
     if not isinstance(data, Mapping):
         raise root.error(

@@ -178,12 +178,20 @@ def nonnegative_real(value: object, where: Where) -> float:
 
 
 def text(value: object, where: Where) -> str:
-    """A non-empty string."""
+    """A non-empty string of valid Unicode (no lone surrogates, which nothing can print)."""
     if not isinstance(value, str) or not value.strip():
         raise where.error(
             f"expected a non-empty string, got {type_name(value)} {show(value)}",
             "write some text, e.g. `my-net`",
         )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise where.error(
+            f"the text '{value.encode('utf-8', 'backslashreplace').decode()[:40]}' holds a "
+            "lone surrogate (not a character)",
+            "write plain characters (an escape such as \\ud800 alone is not one)",
+        ) from None
     return value
 
 
