@@ -203,3 +203,20 @@ def test_bad_input_arrays_are_refused(tmp_path, capsys, make, message):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and str(bad) in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "activation, chi_1",
+    [("tanh", 0.5), ("softsign", 0.5), ("gelu", 0.125), ("swish", 0.125), ("erf", 2 / np.pi)],
+)
+def test_vanishing_variance_is_an_ordered_fixed_point(tmp_path, capsys, activation, chi_1):
+    """σ_w² = 0.5, σ_b² = 0: q falls like 0.5ˡ·φ′(0)²ˡ past 1e-162, where q·q underflowed and
+    `analyze` divided by zero (issue 15); now q* = 0, ordered, χ₁ = σ_w² φ′(0)²."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: t\ninput: {shape: [4]}\ndefaults: {sigma_w2: 0.5, sigma_b2: 0.0}\n"
+                    f"layers:\n  - dense: {{width: 8}}\n  - repeat: {{times: 1000, body: "
+                    f"[{{act: {activation}}}, {{dense: {{width: 8}}}}]}}\n")  # fmt: skip
+    assert main(["analyze", str(spec), "--json"]) == 0
+    block = json.loads(capsys.readouterr().out)["blocks"][0]
+    assert block["phase"] == "ordered" and block["q_star"] == 0
+    assert block["chi_1"] == pytest.approx(chi_1, rel=1e-12)

@@ -69,7 +69,7 @@ def expect(f: Activation, g: Activation, q11: Any, q12: Any, q22: Any, ctx: Cont
         if q11 == 0 or q22 == 0:
             const, other, q = (f, g, q22) if q11 == 0 else (g, f, q11)
             return _finite(_at_zero(const, ctx) * expect1(other, q, ctx), what, ctx)
-        corr = q12 / ctx.sqrt(q11 * q22)
+        corr = q12 / (ctx.sqrt(q11) * ctx.sqrt(q22))  # q11·q22 may underflow
         if 1 - abs(corr) < DEGENERATE_CORRELATION:
             # v = (q12 / q11) u exactly: a one-point expectation of f(x) g(k x)
             k = q12 / q11

@@ -219,7 +219,7 @@ class Evaluator:
         q = np.diagonal(k).astype(float)
         if not (q > 0).all():  # c of a zero-variance field is undefined
             return None
-        s = state.gap / np.sqrt(q[rows] * q[cols])
+        s = state.gap / (np.sqrt(q[rows]) * np.sqrt(q[cols]))  # the product may underflow
         if fast is not None:
             key = (phi, fast[2])
             if key not in self._gap_maps:
