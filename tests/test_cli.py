@@ -220,3 +220,12 @@ def test_vanishing_variance_is_an_ordered_fixed_point(tmp_path, capsys, activati
     block = json.loads(capsys.readouterr().out)["blocks"][0]
     assert block["phase"] == "ordered" and block["q_star"] == 0
     assert block["chi_1"] == pytest.approx(chi_1, rel=1e-12)
+
+
+@pytest.mark.parametrize("argv", [["kinds"], ["analyze", "derivations/tanh-fc-critical.yaml",
+                                             "--json"]])  # fmt: skip
+def test_a_reader_that_leaves_is_not_an_error(argv):
+    """`workbench … | head -1`: no BrokenPipeError traceback, also for --json output."""
+    command = f"{sys.executable} -m workbench {' '.join(argv)} | head -c 10"
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr and done.stderr == ""

@@ -758,6 +758,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = args.func(args)
+        if args.json:
+            print(json.dumps(result, indent=2))
     except WorkbenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
@@ -765,11 +767,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `workbench kinds | head`: the reader left; not an error
-        sys.stderr.close()
+        _discard_stdout()
         return 0
-    if args.json:
-        print(json.dumps(result, indent=2))
     return getattr(args, "exit_code", 0)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush has nowhere to fail."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (a test's capture): nothing to flush
+        pass
 
 
 if __name__ == "__main__":

@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+MAX_MESSAGE = 400  # characters of a message or hint; a longer one keeps its two ends
+
+
+def brief(text: str | None) -> str | None:
+    """``text`` cut to MAX_MESSAGE characters in the middle (a 10,000-character name quoted
+    in a message would otherwise fill the screen)."""
+    if text is None or len(text) <= MAX_MESSAGE:
+        return text
+    cut = len(text) - MAX_MESSAGE + 40
+    return f"{text[:240]} …({cut:,} characters left out)… {text[-(MAX_MESSAGE - 280) :]}"
+
 
 class WorkbenchError(Exception):
     """Base class of every error the workbench raises on purpose."""
@@ -9,6 +20,7 @@ class WorkbenchError(Exception):
     exit_code = 2
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message, hint = brief(message), brief(hint)
         super().__init__(message)
         self.message = message
         self.hint = hint

@@ -6,7 +6,7 @@ import pytest
 from spec_factory import SPEC_FILES
 
 from workbench.compile import build_spec, load_spec, spec_from_dict, spec_from_text
-from workbench.errors import SpecError
+from workbench.errors import SpecError, WorkbenchError
 from workbench.spec import dense, repeat
 
 SPECS = SPEC_FILES
@@ -448,3 +448,13 @@ def test_unreadable_paths_and_text_are_refused(tmp_path):
     with pytest.raises(SpecError, match="nested too deeply"):
         spec_from_dict({"name": "t", "input": {"shape": [4]}, "layers": body,
                         "defaults": {"sigma_w2": 1.0, "sigma_b2": 0.0}})  # fmt: skip
+
+
+def test_long_values_give_short_messages(tmp_path):
+    """A 10,000-character activation name in a spec: the error keeps both ends of its message
+    within a few hundred characters (issue 15: a 10,144-character line)."""
+    path = tmp_path / "s.yaml"
+    path.write_text("name: t\ninput: {shape: [4]}\nlayers:\n  - act: " + "x" * 10_000 + "\n")
+    with pytest.raises(WorkbenchError) as err:
+        load_spec(path)
+    assert len(str(err.value)) < 600 and "characters left out" in str(err.value)
