@@ -76,7 +76,6 @@ class NoiseWalk:
     ev: Evaluator
     ctx: Context = F64
     rows: list[MomentRow] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
     log_base: Any = 0.0  # ½ log(μ₂(dx⁰)/μ₂(x⁰))
     with_rank: bool = True
 
@@ -86,7 +85,7 @@ class NoiseWalk:
             source = len(self.rows) - 1
             noise = rule(entry.node, "noise")(entry.node, noise, self, entry, suffix)
             noise = _rescaled(noise, entry.node)
-            if not getattr(module_of(entry.node), "UNROLLS", False):  # a repeat: its passes'
+            if not getattr(module_of(entry.node), "UNROLLS", False):  # a repeat's passes report
                 self.report(entry, noise, suffix, source)
         return noise
 
@@ -109,10 +108,6 @@ class NoiseWalk:
         role = getattr(module_of(entry.node), "SENSITIVITY_ROLE", "")
         self.rows.append(MomentRow(entry.node.path + suffix, role, nu2, mu2,
                                    log_noise, log_chi, rank, source))  # fmt: skip
-
-    def sampled(self, note: str) -> None:
-        if note not in self.notes:
-            self.notes.append(note)
 
 
 def _mean(values: np.ndarray) -> Any:
@@ -385,7 +380,7 @@ def moment_profile(
         walk.frame(frame, noise, "")
     rows = walk.rows
     return MomentProfile(spec.name, rows, sensitivity_layers(rows, ctx), ctx,
-                         list(out.notes) + walk.notes)  # fmt: skip
+                         list(out.notes))  # fmt: skip
 
 
 def phi_increment(phi: Any, q: Any = 1.0, ctx: Context = F64) -> Any:
