@@ -311,3 +311,27 @@ def test_kinks_of_piecewise_and_delta_expressions() -> None:
     )
     assert Activation("delta", sp.DiracDelta(X - 2)).kinks == (2.0,)
     assert type(parse_activation("abs(x*exp(x) - 1)").kinks[0]) is float
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "swish"])
+@pytest.mark.parametrize("q", [1e4, 1e6])
+def test_logistic_derivatives_stay_finite_at_large_variance(name, q):
+    """E[φ′(u)²] at q ≫ 1: the exponential form of sigmoid′ and swish′ is inf/inf = nan past
+    |x| ≈ 709 (issue 15: a false "not finite" from q ≈ 1e4); the tanh form agrees with an
+    independent quadrature of scipy's expit to 1e-8."""
+    from scipy.integrate import quad
+    from scipy.special import expit
+
+    from workbench.activations import parse_activation
+    from workbench.gaussian import expect
+
+    def slope(x):
+        s = expit(x)
+        return s * (1 - s) if name == "sigmoid" else s + x * s * (1 - s)
+
+    d = parse_activation(name).derivative()
+    density = lambda x: np.exp(-x * x / (2 * q)) / np.sqrt(2 * np.pi * q)  # noqa: E731
+    reach = 60.0 if name == "sigmoid" else 10 * np.sqrt(q)
+    exact = quad(lambda x: slope(x) ** 2 * density(x), -reach, reach, points=[0.0],
+                 limit=500, epsabs=0, epsrel=1e-11)[0]  # fmt: skip
+    assert abs(expect(d, d, q, q, q) / exact - 1) < 1e-8

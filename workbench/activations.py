@@ -188,7 +188,27 @@ def _stable_form(expr: sp.Expr) -> sp.Expr:
     expr = expr.replace(
         lambda e: _softplus_arg(e) is not None, lambda e: _SOFTPLUS(_softplus_arg(e))
     )
+    expr = _logistic_in_tanh(expr)
     return expr.replace(lambda e: e.is_Add, _stable_add)
+
+
+def _logistic_in_tanh(expr: sp.Expr) -> sp.Expr:
+    """Logistic forms 1/(1 + e^{cx}) (sigmoid, swish and their derivatives) as rational
+    functions of t = tanh(cx/2), using e^{cx} = (1 + t)/(1 − t): e^{−x}/(1 + e^{−x})² becomes
+    (1 − t²)/4, finite for every x, where the exponential form is inf/inf = nan past |x| ≈ 709
+    (which Gaussian integrals at q ≳ 10⁴ reach)."""
+    exps = {e for e in expr.atoms(sp.exp) if e.args[0].is_polynomial(X)
+            and sp.degree(e.args[0], X) == 1 and e.args[0].subs(X, 0) == 0}  # fmt: skip
+    powers = [p for p in expr.atoms(sp.Pow) if p.exp.is_negative]
+    logistic = [e for e in exps if any(p.base == 1 + e for p in powers)]
+    if not logistic:
+        return expr
+    t = sp.Dummy("t")
+    for e in logistic:
+        half = e.args[0] / 2
+        expr = sp.cancel(expr.subs(e, (1 + t) / (1 - t))).subs(t, sp.tanh(half))
+        expr = sp.expand(expr)
+    return expr
 
 
 def _softplus_arg(e: sp.Expr) -> sp.Expr | None:
