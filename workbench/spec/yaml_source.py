@@ -27,6 +27,14 @@ class _NumberError(ValueError):
         self.message, self.line, self.hint = message, line, hint
 
 
+def _not_plain(text: str, read: object, what: str, node: yaml.ScalarNode) -> _NumberError:
+    return _NumberError(
+        f"'{text}' is not a plain decimal {what} (YAML 1.1 would read it as {read})",
+        _line(node.start_mark),
+        f"write {read} if that is what you mean, or quote it if it is text",
+    )
+
+
 class _ExactLoader(yaml.SafeLoader):
     """The safe loader with plain decimal numbers only, keeping the decimal text of every float
     (``precision.ExactReal``). YAML 1.1 also reads 0x10 as 16, 010 as 8, 0b101 as 5, 1_000 as
@@ -36,12 +44,7 @@ class _ExactLoader(yaml.SafeLoader):
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         text = self.construct_scalar(node)
         if not DECIMAL_INT.fullmatch(text):
-            read = super().construct_yaml_int(node)
-            raise _NumberError(
-                f"'{text}' is not a plain decimal integer (YAML 1.1 would read it as {read})",
-                _line(node.start_mark),
-                f"write {read} if that is what you mean, or quote it if it is text",
-            )
+            raise _not_plain(text, super().construct_yaml_int(node), "integer", node)
         return int(text)
 
     def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
@@ -49,12 +52,7 @@ class _ExactLoader(yaml.SafeLoader):
         if SPECIAL_REAL.fullmatch(text):
             return super().construct_yaml_float(node)
         if not DECIMAL_REAL.fullmatch(text):
-            read = super().construct_yaml_float(node)
-            raise _NumberError(
-                f"'{text}' is not a plain decimal number (YAML 1.1 would read it as {read})",
-                _line(node.start_mark),
-                f"write {read} if that is what you mean, or quote it if it is text",
-            )
+            raise _not_plain(text, super().construct_yaml_float(node), "number", node)
         value = exact_real(text)
         if not math.isfinite(value) or (
             value == 0 and any(c in "123456789" for c in text.split("e")[0].split("E")[0])

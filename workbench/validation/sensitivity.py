@@ -68,9 +68,9 @@ def _summary(values: np.ndarray | None) -> dict[str, float] | None:
     return {"mean": float(values.mean()), "se": se}
 
 
-def compare(profile: MomentProfile, measured: MeasuredMoments) -> list[dict[str, Any]]:
-    """Per theory layer: its wide-limit χ, δχ, δ_BN χ, δ_φ χ and r_eff beside the simulated
-    networks' (mean ± standard error), read off the same rows."""
+def simulated_layers(profile: MomentProfile, measured: MeasuredMoments) -> list[tuple]:
+    """Per theory layer, the simulated networks' (χ, δχ, δ_BN χ, δ_φ χ), each an array over
+    the networks (None where the layer has no such step), read off the theory's rows."""
     index = {label: i for i, label in enumerate(measured.labels)}
     missing = [row.path for row in profile.rows if row.path not in index]
     if missing:
@@ -78,11 +78,16 @@ def compare(profile: MomentProfile, measured: MeasuredMoments) -> list[dict[str,
             f"the simulator did not record {', '.join(missing[:3])}: the theory's rows and the "
             "simulated network's layers differ"
         )
-    order = [index[row.path] for row in profile.rows]
-    logs = list(measured.log_chi[order])
+    logs = list(measured.log_chi[[index[row.path] for row in profile.rows]])
+    return [span_increments(span, logs, np.exp) for span in layer_spans(profile.rows)]
+
+
+def compare(profile: MomentProfile, measured: MeasuredMoments) -> list[dict[str, Any]]:
+    """Per theory layer: its wide-limit χ, δχ, δ_BN χ, δ_φ χ and r_eff beside the simulated
+    networks' (mean ± standard error), read off the same rows."""
+    index = {label: i for i, label in enumerate(measured.labels)}
     out = []
-    for span, layer in zip(layer_spans(profile.rows), profile.layers):
-        mc = span_increments(span, logs, np.exp)
+    for mc, layer in zip(simulated_layers(profile, measured), profile.layers):
         out.append(
             {
                 "path": layer.path,
@@ -177,18 +182,14 @@ def sensitivity_increment(check: Any, net: Network, x: torch.Tensor) -> tuple[fl
     chosen = _feed_forward(profile)
     lo, hi = _layer_range(check, len(chosen))
     chosen = chosen[lo:hi]
-    rows = compare(profile, measured)
-    theory = [rows[i]["theory"][key] for i in chosen]
+    theory = [getattr(profile.layers[i], key) for i in chosen]
     if any(v is None for v in theory):
         raise WorkbenchError(f"check '{check.name}': some of its layers have no {key} "
                              "(delta_chi_bn needs a batch norm before the activation)")  # fmt: skip
-    spans = layer_spans(profile.rows)
-    index = {label: i for i, label in enumerate(measured.labels)}
-    logs = list(measured.log_chi[[index[row.path] for row in profile.rows]])
     position = INCREMENTS.index(key) + 1
-    simulated = np.mean([span_increments(spans[i], logs, np.exp)[position] for i in chosen],
-                        axis=0)  # fmt: skip
-    return float(np.mean(theory)), simulated
+    simulated = simulated_layers(profile, measured)
+    return float(np.mean([float(v) for v in theory])), np.mean(
+        [simulated[i][position] for i in chosen], axis=0)  # fmt: skip
 
 
 def sensitivity_tau(check: Any, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
