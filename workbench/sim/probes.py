@@ -73,29 +73,35 @@ def gradient_norms(net: Network, x: torch.Tensor, seed: int = 0) -> tuple[list[s
     return labels, torch.stack(norms, dim=1).detach()
 
 
-def fisher_gradient_norms(net: Network, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per member, the two gradient norms that bound the Fisher's λ_max (mean_field_batchnorm
-    eq. 147), over every parameter: ‖∇ Σ_b f_k(x_b)‖² / B² averaged over the outputs k (the
-    lower bound ‖E_x ∇f_k‖²), and (1/B) Σ_b Σ_k ‖∇f_k(x_b)‖² (the trace of I). One backward
-    pass per output and per (input, output): with batch norm in training mode f(x_b) depends
-    on the whole batch, and autograd follows it."""
-    params = [p for p in net.parameters()]
+def fisher_lower_norm(net: Network, x: torch.Tensor) -> torch.Tensor:
+    """Per member, the lower bound on the Fisher's λ_max (mean_field_batchnorm Claim 3.1,
+    eq. 147) over every parameter: ‖∇ Σ_b f_k(x_b)‖² / B² averaged over the outputs k, that
+    is ‖E_x ∇f_k‖². One backward pass per output."""
+    params = list(net.parameters())
     out = net(x)  # (E, B, *K)
     e, batch = out.shape[0], out.shape[1]
     out = out.reshape(e, batch, -1)
-    outputs = out.shape[2]
+    total = torch.zeros(e, dtype=out.dtype, device=out.device)
+    for k in range(out.shape[2]):
+        grads = torch.autograd.grad(out[:, :, k].sum(), params, retain_graph=True)
+        total += sum(g.reshape(e, -1).pow(2).sum(dim=1) for g in grads)
+    return (total / (batch**2 * out.shape[2])).detach()
 
-    def member_norms(scalar: torch.Tensor, retain: bool) -> torch.Tensor:
-        grads = torch.autograd.grad(scalar, params, retain_graph=retain)
-        return sum(g.reshape(e, -1).pow(2).sum(dim=1) for g in grads)
 
-    lower = torch.zeros(e, dtype=out.dtype, device=out.device)
-    trace = torch.zeros_like(lower)
-    for k in range(outputs):
-        lower += member_norms(out[:, :, k].sum(), True) / batch**2
-        for b in range(batch):
-            trace += member_norms(out[:, b, k].sum(), True) / batch
-    return (lower / outputs).detach(), trace.detach()
+def fisher_trace(net: Network, x: torch.Tensor) -> torch.Tensor:
+    """Per member, the trace of the empirical Fisher (1/B) Σ_b Σ_k ‖∇f_k(x_b)‖², its upper
+    bound on λ_max (eq. 147). With batch norm in training mode f(x_b) depends on the whole
+    batch, so every (input, output) is its own backward pass (sequential passes measured
+    faster here than autograd's batched ones)."""
+    params = list(net.parameters())
+    out = net(x)
+    e, batch = out.shape[0], out.shape[1]
+    flat = out.reshape(e, -1)  # (E, B·K): one member's outputs never reach another's weights
+    total = torch.zeros(e, dtype=out.dtype, device=out.device)
+    for j in range(flat.shape[1]):
+        grads = torch.autograd.grad(flat[:, j].sum(), params, retain_graph=True)
+        total += sum(g.reshape(e, -1).pow(2).sum(dim=1) for g in grads)
+    return (total / batch).detach()
 
 
 def _output_function(net: Network) -> tuple[dict, Callable]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ from scipy import stats
 from workbench.errors import SpecError, WorkbenchError
 from workbench.sim.network import build_network, resolve_device
 from workbench.validation.quantities import PREFLIGHT, QUANTITIES, make_inputs
-from workbench.validation.suite import Check, load_suite
+from workbench.validation.suite import Check, load_suite, source_free
 
 
 @dataclass
@@ -83,7 +82,7 @@ def run_check(check: Check, device: str, dtype: str = "float64", seed: int = 0,
     x = make_inputs(check.spec, check.inputs)
     statistics = check.options.get("bn_statistics", "batch")
     # the same layers (YAML merges lose the source lines, which do not change the networks)
-    layers = re.sub(r"line=(\d+|None)", "", repr(check.spec.layers))
+    layers = source_free(check.spec.layers)
     key = (layers, check.spec.input_shape, check.width, check.samples, seed, dtype, device,
            statistics)  # fmt: skip
     net = None if networks is None else networks.get(key)

@@ -24,6 +24,7 @@ confidence level with samples − 1 degrees of freedom.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,12 @@ class Suite:
     description: str
     checks: list[Check]
     file: str
+
+
+def source_free(value: Any) -> str:
+    """``repr`` of a spec (or its layers) without the source lines its nodes carry: YAML merges
+    lose the lines, which never change the networks or their theory — a cache key."""
+    return re.sub(r"line=(\d+|None)", "", repr(value))
 
 
 def load_suite(path: str | Path, quick: bool = False) -> Suite:
