@@ -3,9 +3,9 @@ sample per simulated network (so the interval comes from independent networks).
 
 * ``q``, ``c`` — mean qˡ over the inputs, mean cˡ over input pairs at weight layer ``layer``
   (pabari_zhou eqs. 3–7, the spine's recursion on the same inputs).
-* ``jacobian_sv2_mean``, ``jacobian_sv2_var`` — mean and variance of the squared singular
-  values of the input-output Jacobian, against free probability (Pennington, Schoenholz &
-  Ganguli 2017, summarised in xiao2018 §2.2.1 and pabari_zhou §3.2).
+* ``jacobian_sv2_mean``, ``jacobian_sv2_spread`` — mean and normalised variance of the squared
+  singular values of the input-output Jacobian, against free probability (Pennington,
+  Schoenholz & Ganguli 2017, summarised in xiao2018 §2.2.1 and pabari_zhou §3.2).
 * ``norm_ratio`` — the root-mean-square per unit of h⁰ over that of x, for the first
   (bias-free) weight layer: √σ_w² exactly for orthogonal and Delta-Orthogonal kernels with
   c_in ≤ c_out (xiao2018 Algorithms 1–2, scaled to σ_w² per output unit).
@@ -96,7 +96,9 @@ def _jacobian_theory(check, x: torch.Tensor) -> tuple[float, float]:
     """Free multiplicative convolution of the layers' factors: with W square, a factor
     σ_w² W̃W̃ᵀ has mean σ_w² and normalised variance s_W = 1 (Gaussian, Marchenko–Pastur) or 0
     (orthogonal); a factor D² = φ′(h)² has mean μ₁ = E[φ′²] and normalised variance
-    μ₂/μ₁² − 1 with μ₂ = E[φ′⁴] at that layer's q. Means multiply, normalised variances add."""
+    μ₂/μ₁² − 1 with μ₂ = E[φ′⁴] at that layer's q. Means multiply, normalised variances add:
+    returns the mean and the normalised variance (variance / mean²) of the squared singular
+    values."""
     spec = check.spec
     steps = fc_chain(spec)[1]
     evolution = _fc_theory(spec, x[:1], -1)
@@ -110,7 +112,7 @@ def _jacobian_theory(check, x: torch.Tensor) -> tuple[float, float]:
         mu1, mu2 = _moment(d, q, 2), _moment(d, q, 4)
         mean *= mu1
         spread += mu2 / mu1**2 - 1
-    return mean, mean**2 * spread
+    return mean, spread
 
 
 def _moment(d: Activation, q: float, power: int) -> float:
@@ -118,16 +120,30 @@ def _moment(d: Activation, q: float, power: int) -> float:
     return expect1(Activation(f"({d.name})^{power}", d.expr**power), q)
 
 
+_SINGULAR: list = []  # one entry (net, inputs, sv²): a suite's checks of one net share it
+
+
 def _jacobian_sv2(net: Network, x: torch.Tensor) -> np.ndarray:
-    return probes.jacobian_singular_values(net, x[0]).pow(2).cpu().numpy()
+    """Squared singular values of every member's Jacobian at every input: (E, inputs, n)."""
+    if not (_SINGULAR and _SINGULAR[0] is net and torch.equal(_SINGULAR[1], x)):
+        sv = [probes.jacobian_singular_values(net, row).pow(2).cpu().numpy() for row in x]
+        _SINGULAR[:] = [net, x.clone(), np.stack(sv, axis=1)]
+    return _SINGULAR[2]
 
 
 def jacobian_sv2_mean(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
-    return _jacobian_theory(check, x)[0], _jacobian_sv2(net, x).mean(axis=1)
+    """Mean squared singular value of the input-output Jacobian, per network averaged over
+    the check's inputs."""
+    return _jacobian_theory(check, x)[0], _jacobian_sv2(net, x).mean(axis=2).mean(axis=1)
 
 
-def jacobian_sv2_var(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
-    return _jacobian_theory(check, x)[1], _jacobian_sv2(net, x).var(axis=1)
+def jacobian_sv2_spread(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
+    """Normalised variance of the squared singular values, variance / mean² per Jacobian:
+    the free-probability sum of the layers' normalised variances. The ratio cancels a
+    network's overall gain, so it spreads across networks far less than either moment."""
+    sv2 = _jacobian_sv2(net, x)
+    ratio = sv2.var(axis=2) / sv2.mean(axis=2) ** 2
+    return _jacobian_theory(check, x)[1], ratio.mean(axis=1)
 
 
 def norm_ratio(check, net: Network, x: torch.Tensor) -> tuple[float, np.ndarray]:
@@ -262,7 +278,7 @@ QUANTITIES: dict[str, Quantity] = {
     "q": q_quantity,
     "c": c_quantity,
     "jacobian_sv2_mean": jacobian_sv2_mean,
-    "jacobian_sv2_var": jacobian_sv2_var,
+    "jacobian_sv2_spread": jacobian_sv2_spread,
     "norm_ratio": norm_ratio,
     "mode_retention": mode_retention,
     "gradient_slope": gradient_slope,
@@ -331,7 +347,7 @@ PREFLIGHT: dict[str, Callable] = {
     "q": _check_fc,
     "c": _check_fc,
     "jacobian_sv2_mean": _check_fc,
-    "jacobian_sv2_var": _check_fc,
+    "jacobian_sv2_spread": _check_fc,
     "norm_ratio": _check_norm_ratio,
     "mode_retention": _check_mode_retention,
     "gradient_slope": _check_gradient_slope,
