@@ -22,11 +22,6 @@ def test_the_suites_are_shipped():
             "gradients", "fisher-bn"} <= names  # fmt: skip
 
 
-# suites whose every check fails when its theory moves by 5% (the others: a later issue)
-POWERED = {"gradients", "gradient-norms-cnn", "sensitivity", "fc-tanh-qc", "fisher-bn",
-           "dynamical-isometry"}  # fmt: skip
-
-
 @pytest.mark.parametrize("suite", SUITES, ids=[p.stem for p in SUITES])
 def test_suite_passes_quick(suite, capsys):
     code = main(["validate", str(suite), "--quick", "--json", "--device", "cpu"])
@@ -36,8 +31,7 @@ def test_suite_passes_quick(suite, capsys):
     for check in result["checks"]:
         assert {"name", "theory", "mc_mean", "mc_ci", "passed"} <= set(check)
         assert np.isfinite([check["theory"], check["mc_mean"], check["mc_ci"]]).all()
-    if suite.stem in POWERED:
-        _assert_every_check_can_fail(suite, result["checks"])
+    _assert_every_check_can_fail(suite, result["checks"])
 
 
 # a bound check's quantity -> the equality check of the same theory value
