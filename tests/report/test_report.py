@@ -162,34 +162,81 @@ def _fixed_point_cells_are_the_apis(md, path):
 
 def test_validate_checks_the_flagship_and_can_fail(tmp_path, monkeypatch):
     """--validate: every layer's qˡ, cˡ of 16 width-512 networks of the flagship itself (cut
-    at 30 layers) against the recursion — all pass; with the theory's variances 6% off the
+    at 30 layers) against the evaluator — all pass; with the theory's variances 6% off the
     same data fail, and the report says so."""
     from workbench.report import monte_carlo
-    from workbench.validation import quantities
 
     files = write_report(FLAGSHIP, tmp_path / "ok", formats=("md",), validate=True)
     md = (tmp_path / "ok" / "report.md").read_text()
-    assert "**all passed**" in md and "| q, layer 29 |" in md
+    assert "**all passed**" in md and re.search(r"\| q, layer 29 \(layers\[2\]\S+#28\) \|", md)
     assert (tmp_path / "ok" / "validation.png").read_bytes().startswith(PNG)
     assert not any("Monte-Carlo" in line for line in files.sections_left_out)
 
-    honest = quantities._fc_theory
-
-    def off(spec, x, layer):
-        evolution = honest(spec, x, layer)
-        evolution.q *= 1.06
-        return evolution
-
-    monkeypatch.setattr(quantities, "_fc_theory", off)
+    _theory_off_by(monkeypatch, 1.06)
     write_report(FLAGSHIP, tmp_path / "off", formats=("md",), validate=True)
     md = (tmp_path / "off" / "report.md").read_text()
     assert "**SOME CHECKS FAILED**" in md and "| False |" in md
     assert monte_carlo.VALIDATE_WIDTH >= 512  # the interval that caught 6% above
 
 
-def test_validate_on_a_conv_spec_says_why_not(tmp_path):
-    files = write_report(SPEC_FILES / "conv1d.yaml", tmp_path, formats=("md",), validate=True)
-    assert any(line.startswith("Monte-Carlo validation:") for line in files.sections_left_out)
+def _theory_off_by(monkeypatch, factor: float) -> None:
+    from workbench.report import monte_carlo
+
+    honest = monte_carlo.layer_kernels_theory
+
+    def off(spec, x):
+        labels, kernels = honest(spec, x)
+        return labels, kernels * factor
+
+    monkeypatch.setattr(monte_carlo, "layer_kernels_theory", off)
+
+
+RESNET = {
+    "name": "bn-resnet",
+    "input": {"shape": [3, 4, 4]},
+    "defaults": {"sigma_w2": 2.0, "sigma_b2": 0.1},
+    "layers": [
+        {"conv": {"channels": 32, "kernel": [3, 3]}},
+        {
+            "repeat": {
+                "times": 3,
+                "body": [
+                    {
+                        "residual": {
+                            "body": [
+                                "bn",
+                                {"act": "relu"},
+                                {"conv": {"channels": 32, "kernel": [3, 3]}},
+                                "bn",
+                                {"act": "relu"},
+                                {"conv": {"channels": 32, "kernel": [3, 3]}},
+                            ]
+                        }
+                    }
+                ],
+            }
+        },
+        {"pool": "global_avg"},
+        {"dense": {"width": 10}},
+    ],
+}
+
+
+def test_validate_covers_conv_batch_norm_and_residual_specs(monkeypatch):
+    """A conv BN-resnet: its 8 weight layers (first conv, 3 passes × 2 in the residual
+    bodies, the readout after pooling) under the simulator's labels, every q and c within the
+    interval; 6% off in the theory, the same networks fail."""
+    from workbench.compile.load import spec_from_dict
+    from workbench.report import monte_carlo
+
+    spec = spec_from_dict(RESNET)
+    result = monte_carlo.validate(spec, seed=0, device="cpu")
+    names = [c["name"] for c in result["checks"] if c["quantity"] == "q"]
+    assert result["layers"] == 8 and len(names) == 8
+    assert "#2" in names[6] and "layers[3]" in names[7]
+    assert result["passed"], [c for c in result["checks"] if not c["passed"]]
+    _theory_off_by(monkeypatch, 1.06)
+    assert not monte_carlo.validate(spec, seed=0, device="cpu")["passed"]
 
 
 def test_gradient_section_follows_the_backward_recursion(flagship):

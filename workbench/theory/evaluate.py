@@ -10,6 +10,7 @@ finiteness guard. In float64 a chain spec runs as one fused program instead
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -23,7 +24,7 @@ from workbench.errors import TheoryError, UnsupportedError
 from workbench.gaussian import expect, expect1, expect_gram
 from workbench.gaussian.gap import DEPTH_SAFE, GapMap, dual_gap, inner_product_gap
 from workbench.gaussian.interpolant import DualInterpolant
-from workbench.nodes.base import NodeBase, flat_nodes, module_of, rule
+from workbench.nodes.base import NodeBase, flat_nodes, has_weights, module_of, rule
 from workbench.precision import F64, Context
 from workbench.spec.model import Spec
 from workbench.theory.kernel_program import (
@@ -288,6 +289,29 @@ class TapeEntry:
     out: KernelState | None = None
     frames: list = field(default_factory=list)
     cache: dict = field(default_factory=dict)
+
+
+def weight_visits(frame: list[TapeEntry], suffix: str = "") -> Iterator[tuple[str, TapeEntry]]:
+    """Every weight node's visit in a recorded frame, in network order, labelled as the
+    simulator labels its layer: the spec path, then ``#i`` per pass of each enclosing repeat
+    (passes after an exact forward fixed point share the last recorded frame)."""
+    for entry in frame:
+        if getattr(module_of(entry.node), "UNROLLS", False):
+            last = len(entry.frames) - 1
+            for i in range(entry.node.times):
+                yield from weight_visits(entry.frames[min(i, last)], f"{suffix}#{i}")
+            continue
+        for body in entry.frames:
+            yield from weight_visits(body, suffix)
+        if has_weights(entry.node):
+            yield entry.node.path + suffix, entry
+
+
+def unit_kernel(state: KernelState) -> np.ndarray:
+    """The m × m kernel per unit of a layer, (1/(C·S)) Σ_{c,α} h_aα h_bα: its same-pixel
+    kernels averaged over the positions (the simulator's ``probes.layer_kernels``)."""
+    k = state.same_pixel(state.nngp).reshape(state.m, state.m, -1)
+    return k.sum(axis=2) / state.ctx.num(k.shape[2])
 
 
 def _correlations(state: KernelState, k: np.ndarray, variances: np.ndarray) -> np.ndarray:
