@@ -335,3 +335,32 @@ def test_logistic_derivatives_stay_finite_at_large_variance(name, q):
     exact = quad(lambda x: slope(x) ** 2 * density(x), -reach, reach, points=[0.0],
                  limit=500, epsabs=0, epsrel=1e-11)[0]  # fmt: skip
     assert abs(expect(d, d, q, q, q) / exact - 1) < 1e-8
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("step(sqrt(x) - 1)", "the power 1/2 of x"),
+        ("step(x - sqrt(min(x, erfc(x))))", "Min(x, erfc(x)) < 0"),
+        ("log(x)", "log of x"),
+        ("x**0.5", "the power 1/2 of x"),
+        ("x**x", "the power x of x"),
+        ("(x**2 - 1)**(1/3)", "(at x = 0)"),
+    ],
+)
+def test_activations_not_real_on_the_whole_line_are_refused(text: str, fragment: str) -> None:
+    """issue 15: `step(sqrt(x) - 1)` passed `check`, then `analyze` raised a TypeError on an
+    mpc; now the parser names the subexpression that leaves the reals and a point where it
+    does, for names and {expr: ...} alike."""
+    for value in (text, {"expr": text}):
+        with pytest.raises(ExpressionError, match="not real on the whole line") as err:
+            parse_activation(value)
+        assert fragment in err.value.message
+
+
+@pytest.mark.parametrize(
+    "text", ["sqrt(abs(x))", "sqrt(relu(x))", "log(1 + x**2)", "log(x**2)", "2**x",
+             "softplus(x)", "x * sqrt(2)", "sqrt(x**2 + 1)"],
+)  # fmt: skip
+def test_activations_real_everywhere_are_accepted(text: str) -> None:
+    assert parse_activation(text).expr.has(X)

@@ -132,7 +132,7 @@ def parse_activation(value: str | Mapping[str, Any] | Activation) -> Activation:
     if text.lower() in NAMED:
         return Activation(text.lower(), NAMED[text.lower()])
     if re.search(r"\bx\b", text):
-        return Activation(text, parse_expression(text))
+        return Activation(text, real_on_the_line(parse_expression(text), text))
     if re.fullmatch(r"[A-Za-z_]\w*", text):
         raise _unknown_name(text)
     parse_expression(text)  # reports what is wrong with the text, if anything
@@ -153,7 +153,50 @@ def _from_mapping(value: Mapping[str, Any]) -> Activation:
     text = value["expr"]
     if not isinstance(text, str):
         raise ExpressionError(f"expr must be a string, got {type(text).__name__}")
-    return Activation(text.strip(), parse_expression(text))
+    return Activation(text.strip(), real_on_the_line(parse_expression(text), text.strip()))
+
+
+# x where the activations' real-valuedness is probed: a fine grid, then out to 1e12
+_REAL_PROBE = np.concatenate([np.linspace(-60, 60, 24_001), np.logspace(2, 12, 41),
+                              -np.logspace(2, 12, 41)])  # fmt: skip
+
+
+def real_on_the_line(expr: sp.Expr, text: str) -> sp.Expr:
+    """``expr`` when φ is real for every real x, else an ExpressionError naming the first
+    offending subexpression and a point where it leaves the reals: a log or fractional power
+    of an argument that is negative somewhere (innermost first; proved non-negative by sympy,
+    or probed on a grid over ±60 and out to ±1e12)."""
+    if expr.has(sp.I):
+        raise ExpressionError(
+            f"activation {text!r} is complex", hint="an activation must be real: drop the I"
+        )
+    for node in sp.postorder_traversal(expr):
+        if isinstance(node, sp.log):
+            arg, what = node.args[0], "log"
+        elif isinstance(node, sp.Pow) and node.exp.is_integer is not True:
+            arg, what = node.base, f"the power {node.exp}"
+        else:
+            continue
+        if arg.is_nonnegative:
+            continue
+        where = _negative_at(arg)
+        if where is not None:
+            raise ExpressionError(
+                f"activation {text!r} is not real on the whole line: {what} of {arg} "
+                f"is taken where {arg} < 0 (at x = {where:.6g})",
+                hint="keep the argument non-negative, e.g. sqrt(abs(x)), sqrt(relu(x)) or "
+                "log(1 + x**2)",
+            )
+    return expr
+
+
+def _negative_at(arg: sp.Expr) -> float | None:
+    if not arg.has(X):
+        value = complex(arg.evalf(30))
+        return 0.0 if value.real < 0 else None
+    values = _numpy_function(arg)(_REAL_PROBE)
+    negative = _REAL_PROBE[values < 0]
+    return float(negative[np.argmin(np.abs(negative))]) if negative.size else None
 
 
 def _unknown_name(text: str) -> ExpressionError:
