@@ -229,3 +229,34 @@ def test_a_reader_that_leaves_is_not_an_error(argv):
     command = f"{sys.executable} -m workbench {' '.join(argv)} | head -c 10"
     done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "Traceback" not in done.stderr and done.stderr == ""
+
+
+@pytest.mark.parametrize(
+    "expression, message",
+    [
+        ("exp(exp(exp(exp(x))))", "not finite"),  # stuck in the homogeneity probe's evalf
+        ("relu(sin(x**5))", "kinks at x = 0 only"),  # minutes in the kink search
+        ("sign(sin(100*x))", "kinks at x = 0 only"),  # 16-25 s
+        ("sinh(min(softplus(x), x))", "not finite"),  # a false kink at x = 33.28
+    ],
+)
+def test_expensive_expressions_end_in_a_typed_error_within_seconds(capsys, expression, message):
+    """issue 15's reproducers: each ends in one typed error line within 5 s (the first call
+    of a fresh expression pays its symbolic probes; measured ~1 s each here)."""
+    import time
+
+    start = time.perf_counter()
+    assert main(["critical", "--activation", expression, "--sigma-b2", "0.05"]) == 2
+    assert time.perf_counter() - start < 5
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and "Traceback" not in err
+
+
+def test_a_min_that_never_switches_has_no_kink():
+    """min(softplus(x), x) is x everywhere (softplus(x) > x): float64 rounds their difference
+    to 0 past x ≈ 37, which once read as a kink at 33.28."""
+    from workbench.activations import parse_activation
+
+    assert parse_activation("min(softplus(x), x)").kinks == ()
+    assert parse_activation("sinh(min(softplus(x), x))").kinks == ()
+    assert parse_activation("min(x, 0)").kinks == (0.0,)

@@ -284,8 +284,28 @@ def _mp_step(a: Any, h0: Any) -> Any:
     return mpmath.mpf(0) if a < 0 else mpmath.mpf(1) if a > 0 else mpmath.mpf(h0)
 
 
+# |arguments| of exp, sinh and cosh past which mpmath answers ±inf or 0: the exact value's
+# exponent would be a Python integer of millions of digits (exp(exp(exp(exp(x)))) ran for
+# minutes); no Gaussian expectation can use such a value at any precision
+MP_EXP_LIMIT = 1e6
+
+
+def _mp_guarded(fn: Callable[[Any], Any], odd: bool) -> Callable[[Any], Any]:
+    def call(a: Any) -> Any:
+        if isinstance(a, mpmath.mpf | int | float) and abs(a) > MP_EXP_LIMIT:
+            if a > 0 or not odd:
+                return mpmath.inf
+            return -mpmath.inf if fn is mpmath.sinh else mpmath.mpf(0)
+        return fn(a)
+
+    return call
+
+
+_mp_exp = _mp_guarded(mpmath.exp, odd=True)
+
+
 def _mp_softplus(a: Any) -> Any:
-    return mpmath.log1p(mpmath.exp(a))
+    return mpmath.log1p(_mp_exp(a))
 
 
 _NP_NAMESPACE = {
@@ -295,7 +315,9 @@ _NP_NAMESPACE = {
     "erf": scipy.special.erf,
     "erfc": scipy.special.erfc,
 }
-_MP_NAMESPACE = {"wb_step": _mp_step, "wb_softplus": _mp_softplus, "wb_erfc": mpmath.erfc}
+_MP_NAMESPACE = {"wb_step": _mp_step, "wb_softplus": _mp_softplus, "wb_erfc": mpmath.erfc,
+                 "exp": _mp_exp, "sinh": _mp_guarded(mpmath.sinh, odd=True),
+                 "cosh": _mp_guarded(mpmath.cosh, odd=False)}  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1024)
@@ -408,16 +430,19 @@ def _kinks(expr: sp.Expr) -> tuple[float, ...]:
 
 
 def _switch_points(node: sp.Expr) -> set[float]:
-    """Where the attaining argument of Max/Min changes: points where two args tie at the top."""
+    """Where the attaining argument of Max/Min changes: points where two args tie at the top
+    (every argument evaluated at every candidate at once, in float64)."""
     args = node.args
     values: set[float] = set()
     for i, a in enumerate(args):
         for b in args[i + 1 :]:
-            for p in _real_zeros(a - b):
-                at = [float(arg.subs(X, p)) for arg in args]
-                top = max(at) if isinstance(node, sp.Max) else min(at)
-                if abs(float(a.subs(X, p)) - top) <= 1e-12 * (1 + abs(top)):
-                    values.add(p)
+            points = np.array(sorted(_real_zeros(a - b)), dtype=float)
+            if not points.size:
+                continue
+            at = np.array([_numpy_function(arg)(points) for arg in args])
+            top = at.max(axis=0) if isinstance(node, sp.Max) else at.min(axis=0)
+            mine = _numpy_function(a)(points)
+            values.update(points[np.abs(mine - top) <= 1e-12 * (1 + np.abs(top))].tolist())
     return values
 
 
@@ -425,10 +450,8 @@ def _real_zeros(arg: sp.Expr) -> set[float]:
     """Real zeros of ``arg`` in x (periodic families: those within ±KINK_RANGE)."""
     if not arg.has(X):
         return set()
-    try:
+    try:  # an infinite family (an ImageSet) goes to the grid: intersecting is slow
         found = sp.solveset(arg, X, domain=sp.S.Reals)
-        if not isinstance(found, sp.FiniteSet):
-            found = found.intersect(sp.Interval(-KINK_RANGE, KINK_RANGE))
     except Exception:
         found = None
     if isinstance(found, sp.FiniteSet) and all(p.is_real for p in found):
@@ -437,17 +460,28 @@ def _real_zeros(arg: sp.Expr) -> set[float]:
 
 
 def _numeric_zeros(arg: sp.Expr) -> set[float]:
-    """Sign changes of ``arg`` on a grid over ±KINK_RANGE, refined by bisection."""
+    """Sign changes of ``arg`` on a grid over ±KINK_RANGE, refined by bisection (all
+    intervals at once), and grid points where it is exactly 0 with non-zero neighbours that
+    a 30-digit evaluation confirms (min(softplus(x), x) has softplus(x) − x round to 0 past
+    x ≈ 37 without ever vanishing: no kink there)."""
     f = _numpy_function(arg)
     grid = np.linspace(-KINK_RANGE, KINK_RANGE, 20_001)
     values = f(grid)
-    zeros = set(grid[values == 0].tolist())
-    for i in np.flatnonzero(np.sign(values[:-1]) * np.sign(values[1:]) < 0):
-        lo, hi = grid[i], grid[i + 1]
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (lo, mid) if np.sign(f(mid)) != np.sign(f(lo)) else (mid, hi)
-        zeros.add(0.5 * (lo + hi))
+    zeros: set[float] = set()
+    exact = np.flatnonzero(values == 0)
+    exact = exact[(exact > 0) & (exact < len(grid) - 1)]
+    exact = exact[(values[exact - 1] != 0) & (values[exact + 1] != 0)]
+    mp_arg = _mpmath_function(arg)
+    with mpmath.workdps(30):
+        zeros.update(float(grid[i]) for i in exact if abs(mp_arg(grid[i])) < 1e-25)
+    changes = np.flatnonzero(np.sign(values[:-1]) * np.sign(values[1:]) < 0)
+    lo, hi = grid[changes], grid[changes + 1]
+    sign_lo = np.sign(values[changes])
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        left = np.sign(f(mid)) != sign_lo
+        lo, hi = np.where(left, lo, mid), np.where(left, mid, hi)
+    zeros.update((0.5 * (lo + hi)).tolist())
     return zeros
 
 
@@ -473,6 +507,8 @@ def _parity(expr: sp.Expr) -> int:
 @functools.lru_cache(maxsize=1024)
 def _homogeneity(expr: sp.Expr) -> float | None:
     """Degree k of positive homogeneity, decided on each half-line with a positive symbol."""
+    if not _may_be_homogeneous(expr):
+        return None
     p = sp.Symbol("p", positive=True)
     a = sp.Symbol("a", positive=True)
     degrees: set[sp.Expr] = set()
@@ -490,6 +526,26 @@ def _homogeneity(expr: sp.Expr) -> float | None:
     if k != 0 and at_zero.is_finite and at_zero != 0:
         return None
     return float(k)
+
+
+def _may_be_homogeneous(expr: sp.Expr) -> bool:
+    """The float64 necessary condition φ(2p)/φ(p) = 2^k, the same k at every probe point on
+    each half-line, before any symbolic work (sympy's evalf of exp(exp(exp(exp(p)))) at
+    p = 18.7 never finished)."""
+    f = _numpy_function(expr)
+    points = np.array([float(p) for p in _probe_points()])
+    for side in (points, -points):
+        at, twice = f(side), f(2 * side)
+        if not (np.isfinite(at).all() and np.isfinite(twice).all()):
+            return False
+        if not at.any() and not twice.any():
+            continue
+        if not at.all():
+            return False
+        ratio = twice / at
+        if (ratio <= 0).any() or np.ptp(np.log2(ratio)) > 1e-6:
+            return False
+    return True
 
 
 def _candidate_degree(half: sp.Expr, p: sp.Symbol) -> sp.Expr | None:
