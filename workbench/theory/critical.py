@@ -72,13 +72,20 @@ def critical_point(phi: Activation, sigma_b2: Any, ctx: Context = F64) -> Critic
     point = critical_line(phi, [sigma_b2], ctx)[0]
     if not point.finite:
         message = f"{phi.name} has no critical point at sigma_b2 = {sigma_b2}: {point.note}"
-        raise TheoryError(message, hint=_NO_POINT_HINT)
+        repels = "repelling" in (point.note or "")
+        raise TheoryError(message, hint=_REPELLING_HINT if repels else _NO_POINT_HINT)
     return point
 
 
 _NO_POINT_HINT = (
     "use sigma_b2 = 0 for the critical point of a positively homogeneous activation; "
     "`workbench phase-diagram` marks such bias variances"
+)
+
+
+_REPELLING_HINT = (
+    "`workbench analyze` shows the attracting fixed point a network settles at instead; "
+    "`workbench phase-diagram` shows the bias variances that have a critical point"
 )
 
 
@@ -94,18 +101,18 @@ def critical_line(
         if not sb2 >= 0:
             raise TheoryError(f"sigma_b2 must be >= 0, got {sb2}")
     homogeneous = phi.positive_homogeneity() == 1
-    seeds = [None] * len(sigma_b2_values)
+    seeds, notes = [None] * len(sigma_b2_values), [None] * len(sigma_b2_values)
     if not homogeneous:
-        seeds = _first_roots(phi, np.array([float(v) for v in sigma_b2_values]))
+        seeds, notes = _first_roots(phi, np.array([float(v) for v in sigma_b2_values]))
     values = tqdm(
-        list(zip(sigma_b2_values, seeds)),
+        list(zip(sigma_b2_values, seeds, notes)),
         desc="critical line",
         disable=not progress,
         leave=False,
     )
     points = []
     with ctx.active():
-        for sigma_b2, q64 in values:
+        for sigma_b2, q64, note in values:
             sb2 = ctx.num(sigma_b2)
             if homogeneous:
                 points.append(_homogeneous(phi, sb2, ctx))
@@ -113,7 +120,8 @@ def critical_line(
                 try:
                     points.append(_zero_limit(phi, sb2, ctx))
                 except TheoryError as exc:
-                    points.append(CriticalPoint(phi.name, sb2, None, None, exc.message, ctx,
+                    why = exc.message if note is None else f"no attracting fixed point has {note}"
+                    points.append(CriticalPoint(phi.name, sb2, None, None, why, ctx,
                                                 finite=False))  # fmt: skip
             else:
                 points.append(_from_root(phi, sb2, q64, ctx))
@@ -128,29 +136,52 @@ def _from_root(phi: Activation, sb2: Any, q64: float, ctx: Context) -> CriticalP
     return CriticalPoint(phi.name, sb2, sigma_w2, q_star, None, ctx)
 
 
-def _first_roots(phi: Activation, sigma_b2: np.ndarray) -> np.ndarray:
-    """The smallest q > 0 where G changes sign, for every σ_b² at once (NaN where there is
-    none): a scan of E[φ²]/E[φ′²] on a log grid, then vectorised Illinois regula falsi."""
+def _first_roots(phi: Activation, sigma_b2: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+    """For every σ_b² at once, the smallest root q of G whose fixed point attracts (χ_q < 1;
+    NaN where there is none), and a note naming the repelling roots passed over (None where
+    there were none). Every sign change of G on a log grid is refined by vectorised Illinois
+    regula falsi: non-monotone activations (gelu, swish) can have several, and a root where
+    the q-map repels is no critical point — the network at its σ_w² never settles there."""
     ratio_grid = _ratio(phi, Q_GRID)
     gaps = ratio_grid[None, :] + sigma_b2[:, None] - Q_GRID[None, :]
     # below the rounding floor the sign of G says nothing: count such points as zero
     gaps[np.abs(gaps) <= 1e-13 * (Q_GRID[None, :] + sigma_b2[:, None])] = 0.0
-    crossing = (gaps[:, :-1] > 0) & (gaps[:, 1:] < 0)
-    found = crossing.any(axis=1)
-    first = np.argmax(crossing, axis=1)
+    rows, cols = np.nonzero(np.sign(gaps[:, :-1]) * np.sign(gaps[:, 1:]) < 0)
     roots = np.full(len(sigma_b2), np.nan)
-    if found.any():
-        rows = np.nonzero(found)[0]
-        cols = first[rows]
-        roots[rows] = _illinois(
-            lambda q, rows_now: _ratio(phi, q) + sigma_b2[rows_now] - q,
-            Q_GRID[cols],
-            Q_GRID[cols + 1],
-            gaps[rows, cols],
-            gaps[rows, cols + 1],
-            rows,
-        )
-    return roots
+    notes: list[str | None] = [None] * len(sigma_b2)
+    if not len(rows):
+        return roots, notes
+    falling = gaps[rows, cols] > 0  # Illinois wants f(lo) > 0 > f(hi): orient each bracket
+    lo = np.where(falling, Q_GRID[cols], Q_GRID[cols + 1])
+    hi = np.where(falling, Q_GRID[cols + 1], Q_GRID[cols])
+    f_lo = np.where(falling, gaps[rows, cols], gaps[rows, cols + 1])
+    f_hi = np.where(falling, gaps[rows, cols + 1], gaps[rows, cols])
+    found = _illinois(lambda q, r: _ratio(phi, q) + sigma_b2[r] - q, lo, hi, f_lo, f_hi, rows)
+    chi_q = _chi_q_at_root(phi, found)
+    repelling: dict[int, list[str]] = {}
+    for row, q, slope in sorted(zip(rows.tolist(), found.tolist(), chi_q.tolist())):
+        if not np.isnan(roots[row]):
+            continue
+        if slope < 1 + 1e-9:
+            roots[row] = q
+        else:
+            sigma_w2 = 1 / float(_moments(phi, q, F64)[1])
+            repelling.setdefault(row, []).append(
+                f"q* = {q:.6g} (sigma_w2 = {sigma_w2:.6g}, chi_q = {slope:.6g} > 1)"
+            )
+    for row, found_there in repelling.items():
+        where = "; ".join(found_there)
+        notes[row] = (f"chi_1 = 1; it holds only at the repelling fixed point {where}, "
+                      "which a network there moves away from")  # fmt: skip
+    return roots, notes
+
+
+def _chi_q_at_root(phi: Activation, q: np.ndarray) -> np.ndarray:
+    """χ_q = σ_w² d E[φ(u)²]/dq = σ_w² E[φ′(u)² + φ(u)φ″(u)] with σ_w² = 1/E[φ′(u)²], the
+    slope of the q-map at the critical fixed point (pabari_zhou eq. 23; Schoenholz et al.)."""
+    d, dd = phi.derivative(), phi.derivative(2)
+    e_dphi2 = expect(d, d, q, q, q, F64)
+    return (e_dphi2 + expect(phi, dd, q, q, q, F64)) / e_dphi2
 
 
 def _ratio(phi: Activation, q: np.ndarray) -> np.ndarray:
