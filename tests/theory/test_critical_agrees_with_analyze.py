@@ -48,3 +48,20 @@ def test_a_repelling_chi1_fixed_point_is_no_critical_point(name, sigma_b2):
         from workbench.theory.critical import critical_point
 
         critical_point(parse_activation(name), sigma_b2)
+
+
+@pytest.mark.parametrize("digits", [None, 30, 50])
+def test_a_zero_fixed_point_approached_algebraically_is_stated_exactly(digits):
+    """tanh at σ_w² = 1, σ_b² = 0: q → 0 like 1/l. float64 once said q* = 1.8e-16 'critical',
+    30 digits 2.2e-22 'ordered', 50 digits did not converge; now q* = 0, χ₁ = 1, critical, in
+    every precision, with the reason."""
+    from workbench.precision import context
+
+    body = [{"act": "tanh"}, {"dense": {"width": 4}}]
+    spec = spec_from_dict({"name": "t", "input": {"shape": [4]},
+                           "defaults": {"sigma_w2": 1, "sigma_b2": 0},
+                           "layers": [{"dense": {"width": 4}},
+                                      {"repeat": {"times": 3, "body": body}}]})  # fmt: skip
+    (block,) = analyze_spec(spec, context(digits)).blocks
+    assert block.q_star == 0 and block.phase == "critical" and abs(block.chi_1 - 1) <= 1e-15
+    assert any("algebraically" in note for note in block.notes)

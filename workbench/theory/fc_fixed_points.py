@@ -129,6 +129,8 @@ def q_fixed_point(steps: Sequence[FCStep], ctx: Context, q0: float = 1.0) -> tup
     status, q_est, rate = explore_q(steps, q0)
     if status != "fixed":
         return status, q_est, ctx.num(rate)
+    if _creeps_to_zero(steps, ctx, q_est):
+        return "zero", ctx.num(0), ctx.num(0)
 
     def residual(q: Any) -> Any:
         return q_map(steps, q, ctx) - q
@@ -141,6 +143,17 @@ def q_fixed_point(steps: Sequence[FCStep], ctx: Context, q0: float = 1.0) -> tup
     except TheoryError:
         q_star = polish_root(residual, q_est, ctx, what="fixed point q*")
     return "fixed", q_star, ctx.num(0)
+
+
+def _creeps_to_zero(steps: Sequence[FCStep], ctx: Context, q_est: float) -> bool:
+    """q = 0 is a fixed point whose slope χ_q(0) = σ_w² φ′(0)² is 1, and the map is still
+    below the identity where the iteration stopped: q → 0 algebraically (like 1/l), which
+    iteration cannot finish and root polishing mistakes for a tiny q* (tanh at σ_w² = 1,
+    σ_b² = 0 gave q* = 1.8e-16 in float64, 2.2e-22 at 30 digits, no convergence at 50)."""
+    zero = ctx.num(0)  # with q_map(0) = 0, every φ(0) = 0 and χ_q(0) = χ₁(0) = Π σ_w² φ′(0)²
+    if q_map(steps, zero, ctx) != 0 or abs(chi_1(steps, zero, ctx) - 1) > ctx.tolerance:
+        return False
+    return q_map(steps, ctx.num(q_est), ctx) < ctx.num(q_est)
 
 
 def explore_c(steps: Sequence[FCStep], orbit: Sequence[float]) -> float:
@@ -249,6 +262,9 @@ def _zero_variance(steps: Sequence[FCStep], ctx: Context, path: str) -> FixedPoi
     chi1 = chi_1(steps, ctx.num(1) if homogeneous else zero, ctx)
     chiq = chi1
     notes = ["q* = 0: the variance vanishes with depth; c* is undefined at zero variance"]
+    if phase_of(chi1, ctx) == "critical":
+        notes.append("chi_q(0) = sigma_w2 phi'(0)^2 = 1: q -> 0 algebraically (like 1/l), "
+                     "not exponentially")  # fmt: skip
     return FixedPointAnalysis(
         path,
         zero,
