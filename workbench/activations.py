@@ -42,6 +42,8 @@ NAMED: dict[str, sp.Expr] = {
 }
 
 SIMPLIFY_OPS = 40  # parity tries sympy's simplify only on expressions this small
+MAX_SIMPLIFY_SWITCHES = 3  # ... with at most this many steps, signs, abs, max or min
+_SWITCHES = (sp.Heaviside, sp.sign, sp.Abs, sp.Max, sp.Min)
 KINK_RANGE = 100  # kinks of periodic arguments are listed within [-KINK_RANGE, KINK_RANGE]
 _FALLBACK_LIMIT = 10_000  # most non-finite float64 values re-evaluated with mpmath per call
 
@@ -498,8 +500,15 @@ def _parity(expr: sp.Expr) -> int:
             return sign
     if sp.count_ops(expr) > SIMPLIFY_OPS:  # simplify's time is unbounded on large input
         return 0
+    switches = sum(isinstance(n, _SWITCHES) for n in sp.preorder_traversal(expr))
+    if switches > MAX_SIMPLIFY_SWITCHES:  # nested steps: simplify's time doubles per level
+        return 0
+    points = np.array([float(p) for p in _probe_points()])
+    f = _numpy_function(expr)
+    at, mirror = f(points), f(-points)
     for sign in (1, -1):  # e.g. sigmoid(x) − 1/2 needs more than expansion
-        if sp.simplify(mirrored - sign * expr) == 0:
+        plausible = np.allclose(mirror, sign * at, rtol=1e-9, atol=1e-12, equal_nan=True)
+        if plausible and sp.simplify(mirrored - sign * expr) == 0:
             return sign
     return 0
 

@@ -213,11 +213,12 @@ def bias_gap(
     caller knows it better than from the rounded T's."""
     ta, tb = own[pairs[:, 0]], own[pairs[:, 1]]
     qa, qb = sigma_w2 * ta + sigma_b2, sigma_w2 * tb + sigma_b2
-    root = np.sqrt(ta * tb)
+    root = np.sqrt(ta) * np.sqrt(tb)  # products of roots: no overflow past q ~ 1e154
     with np.errstate(invalid="ignore", divide="ignore"):
         if spread is None:
-            spread = (ta - tb) ** 2 / (np.sqrt(ta) + np.sqrt(tb)) ** 2
-        out = sigma_w2 * sigma_b2 * spread / (np.sqrt(qa * qb) + sigma_w2 * root + sigma_b2)
+            spread = ((ta - tb) / (np.sqrt(ta) + np.sqrt(tb))) ** 2
+        denominator = np.sqrt(qa) * np.sqrt(qb) + sigma_w2 * root + sigma_b2
+        out = sigma_w2 * sigma_b2 * spread / denominator
     return np.nan_to_num(out)
 
 
