@@ -43,7 +43,7 @@ def run_family(name: str, examples: int, seconds: float, strategy: Any = None) -
     """Every generated example of one family (``strategy``: another generator of the same
     kind of example) through its target, guarded; hypothesis derandomised, so reproducible."""
     _, target, default = FAMILIES[name]
-    strategy = strategy or default
+    strategy = default if strategy is None else strategy
     counts: Counter = Counter()
     problems: list[dict] = []
     slowest = (0.0, "")

@@ -494,12 +494,14 @@ def _run_program(
     mode = program.mode if spatial else "flat"
     _check_psd(kernels, program.m, mode, spatial)
     one_minus_c = None
-    if mode == "flat":
-        root = np.sqrt(np.diagonal(kernels["nngp"]))
+    root = np.sqrt(np.diagonal(kernels["nngp"])) if mode == "flat" else None
+    if root is not None and not (root > 0).all():
+        notes.append("1 - c is undefined: an input's output variance is 0 (underflow)")
+    elif root is not None:
         if out[2] is not None:
-            one_minus_c = unpack(out[2], program.m, "flat") / np.outer(root, root)
-        else:
-            one_minus_c = 1 - kernels["nngp"] / np.outer(root, root)
+            one_minus_c = unpack(out[2], program.m, "flat") / root[:, None] / root[None, :]
+        else:  # divided by each root in turn: root_a·root_b overflows past q ~ 1e154
+            one_minus_c = 1 - kernels["nngp"] / root[:, None] / root[None, :]
             notes.append("one_minus_c from the kernel's entries (the fused program carries "
                          "1 - c for relu and linear activations only)")  # fmt: skip
         np.fill_diagonal(one_minus_c, 0.0)
