@@ -364,3 +364,12 @@ def test_activations_not_real_on_the_whole_line_are_refused(text: str, fragment:
 )  # fmt: skip
 def test_activations_real_everywhere_are_accepted(text: str) -> None:
     assert parse_activation(text).expr.has(X)
+
+
+@pytest.mark.parametrize("text", ["10**400", "tanh(10**400)", "x + 10**400",
+                                  "exp(max(exp(x), 10**400))"])  # fmt: skip
+def test_constants_beyond_float64_are_refused_when_parsed(text: str) -> None:
+    """Found by the fuzz harness: 10**400 parsed exactly, then every numeric route raised an
+    OverflowError or a TypeError from numpy."""
+    with pytest.raises(ExpressionError, match="beyond float64's range"):
+        parse_activation({"expr": text})

@@ -134,7 +134,9 @@ def parse_activation(value: str | Mapping[str, Any] | Activation) -> Activation:
     if text.lower() in NAMED:
         return Activation(text.lower(), NAMED[text.lower()])
     if re.search(r"\bx\b", text):
-        return Activation(text, real_on_the_line(parse_expression(text), text))
+        return Activation(
+            text, real_on_the_line(float64_constants(parse_expression(text), text), text)
+        )
     if re.fullmatch(r"[A-Za-z_]\w*", text):
         raise _unknown_name(text)
     parse_expression(text)  # reports what is wrong with the text, if anything
@@ -155,12 +157,30 @@ def _from_mapping(value: Mapping[str, Any]) -> Activation:
     text = value["expr"]
     if not isinstance(text, str):
         raise ExpressionError(f"expr must be a string, got {type(text).__name__}")
-    return Activation(text.strip(), real_on_the_line(parse_expression(text), text.strip()))
+    expr = float64_constants(parse_expression(text), text.strip())
+    return Activation(text.strip(), real_on_the_line(expr, text.strip()))
 
 
 # x where the activations' real-valuedness is probed: a fine grid, then out to 1e12
 _REAL_PROBE = np.concatenate([np.linspace(-60, 60, 24_001), np.logspace(2, 12, 41),
                               -np.logspace(2, 12, 41)])  # fmt: skip
+
+
+FLOAT64_CONSTANT = 1e300  # constants past this magnitude cannot be evaluated in float64
+
+
+def float64_constants(expr: sp.Expr, text: str) -> sp.Expr:
+    """``expr`` when every number in it is within float64's range (10**400 parses exactly, then
+    overflows every numeric route: a TypeError or OverflowError far from the spec)."""
+    for atom in expr.atoms(sp.Number):
+        if abs(atom) > FLOAT64_CONSTANT:
+            digits = sp.sstr(atom)
+            shown = digits if len(digits) < 40 else f"about 1e{int(sp.log(abs(atom), 10))}"
+            raise ExpressionError(
+                f"activation {text!r} has a constant beyond float64's range ({shown})",
+                hint="constants must lie within ±1e300",
+            )
+    return expr
 
 
 def real_on_the_line(expr: sp.Expr, text: str) -> sp.Expr:

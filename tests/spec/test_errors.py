@@ -368,6 +368,16 @@ def test_yaml_1_1_numbers_are_refused(tmp_path, value, read):
     assert err.value.line == 4 and f"read it as {read}" in err.value.message
 
 
+@pytest.mark.parametrize("value", ["!!int _", "!!float _", "!!int 0x", "!!float ."])
+def test_tagged_non_numbers_are_refused_at_their_line(tmp_path, value):
+    """Found by the fuzz harness: `name: !!int _` made PyYAML itself raise an IndexError."""
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: t\ninput: {{shape: [4]}}\nlayers:\n  - dense: {{width: {value}}}\n")
+    with pytest.raises(SpecError, match="is not a number") as err:
+        load_spec(path)
+    assert err.value.line == 4
+
+
 @pytest.mark.parametrize("value, becomes", [("1e-400", "0.0"), ("1.0e400", "inf")])
 def test_reals_outside_float64_are_refused(tmp_path, value, becomes):
     path = tmp_path / "s.yaml"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 import yaml
 
@@ -27,11 +28,19 @@ class _NumberError(ValueError):
         self.message, self.line, self.hint = message, line, hint
 
 
-def _not_plain(text: str, read: object, what: str, node: yaml.ScalarNode) -> _NumberError:
+def _not_plain(text: str, read: Callable[[], object], what: str,
+               node: yaml.ScalarNode) -> _NumberError:  # fmt: skip
+    """The refusal of a non-decimal number, naming what YAML 1.1 would read (``read()``), or
+    just refusing where YAML 1.1 cannot read it either (an explicit ``!!int _``)."""
+    try:
+        value = read()
+    except (ValueError, IndexError, TypeError, OverflowError):
+        return _NumberError(f"'{text}' is not a number (tagged as {what})",
+                            _line(node.start_mark), "write a plain decimal number")  # fmt: skip
     return _NumberError(
-        f"'{text}' is not a plain decimal {what} (YAML 1.1 would read it as {read})",
+        f"'{text}' is not a plain decimal {what} (YAML 1.1 would read it as {value})",
         _line(node.start_mark),
-        f"write {read} if that is what you mean, or quote it if it is text",
+        f"write {value} if that is what you mean, or quote it if it is text",
     )
 
 
@@ -44,7 +53,8 @@ class _ExactLoader(yaml.SafeLoader):
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         text = self.construct_scalar(node)
         if not DECIMAL_INT.fullmatch(text):
-            raise _not_plain(text, super().construct_yaml_int(node), "integer", node)
+            raise _not_plain(text, lambda: super(_ExactLoader, self).construct_yaml_int(node),
+                             "integer", node)  # fmt: skip
         return int(text)
 
     def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
@@ -52,7 +62,8 @@ class _ExactLoader(yaml.SafeLoader):
         if SPECIAL_REAL.fullmatch(text):
             return super().construct_yaml_float(node)
         if not DECIMAL_REAL.fullmatch(text):
-            raise _not_plain(text, super().construct_yaml_float(node), "number", node)
+            raise _not_plain(text, lambda: super(_ExactLoader, self).construct_yaml_float(node),
+                             "number", node)  # fmt: skip
         value = exact_real(text)
         if not math.isfinite(value) or (
             value == 0 and any(c in "123456789" for c in text.split("e")[0].split("E")[0])
