@@ -75,7 +75,7 @@ def probe_expression(text: str) -> None:
 
     phi = parse_activation({"expr": text})
     _ = phi.kinks, phi.parity, phi.positive_homogeneity(), phi.singularity_distance
-    expect(phi, phi, 1.0, 1.0, 0.5, F64)
+    expect(phi, phi, 1.0, 0.5, 1.0, F64)  # q11, q12, q22
 
 
 def analyze_case(case: dict) -> None:
