@@ -312,18 +312,18 @@ def _mp_step(a: Any, h0: Any) -> Any:
 MP_EXP_LIMIT = 1e6
 
 
-def _mp_guarded(fn: Callable[[Any], Any], odd: bool) -> Callable[[Any], Any]:
+def _mp_guarded(fn: Callable[[Any], Any], below: Any) -> Callable[[Any], Any]:
+    """``fn`` answering inf past +MP_EXP_LIMIT and ``below`` past −MP_EXP_LIMIT."""
+
     def call(a: Any) -> Any:
         if isinstance(a, mpmath.mpf | int | float) and abs(a) > MP_EXP_LIMIT:
-            if a > 0 or not odd:
-                return mpmath.inf
-            return -mpmath.inf if fn is mpmath.sinh else mpmath.mpf(0)
+            return mpmath.inf if a > 0 else below
         return fn(a)
 
     return call
 
 
-_mp_exp = _mp_guarded(mpmath.exp, odd=True)
+_mp_exp = _mp_guarded(mpmath.exp, below=mpmath.mpf(0))
 
 
 def _mp_softplus(a: Any) -> Any:
@@ -338,8 +338,8 @@ _NP_NAMESPACE = {
     "erfc": scipy.special.erfc,
 }
 _MP_NAMESPACE = {"wb_step": _mp_step, "wb_softplus": _mp_softplus, "wb_erfc": mpmath.erfc,
-                 "exp": _mp_exp, "sinh": _mp_guarded(mpmath.sinh, odd=True),
-                 "cosh": _mp_guarded(mpmath.cosh, odd=False)}  # fmt: skip
+                 "exp": _mp_exp, "sinh": _mp_guarded(mpmath.sinh, below=-mpmath.inf),
+                 "cosh": _mp_guarded(mpmath.cosh, below=mpmath.inf)}  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1024)

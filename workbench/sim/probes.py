@@ -81,10 +81,7 @@ def fisher_lower_norm(net: Network, x: torch.Tensor) -> torch.Tensor:
     out = net(x)  # (E, B, *K)
     e, batch = out.shape[0], out.shape[1]
     out = out.reshape(e, batch, -1)
-    total = torch.zeros(e, dtype=out.dtype, device=out.device)
-    for k in range(out.shape[2]):
-        grads = torch.autograd.grad(out[:, :, k].sum(), params, retain_graph=True)
-        total += sum(g.reshape(e, -1).pow(2).sum(dim=1) for g in grads)
+    total = sum(_member_gradient_norm(out[:, :, k].sum(), params, e) for k in range(out.shape[2]))
     return (total / (batch**2 * out.shape[2])).detach()
 
 
@@ -97,11 +94,15 @@ def fisher_trace(net: Network, x: torch.Tensor) -> torch.Tensor:
     out = net(x)
     e, batch = out.shape[0], out.shape[1]
     flat = out.reshape(e, -1)  # (E, B·K): one member's outputs never reach another's weights
-    total = torch.zeros(e, dtype=out.dtype, device=out.device)
-    for j in range(flat.shape[1]):
-        grads = torch.autograd.grad(flat[:, j].sum(), params, retain_graph=True)
-        total += sum(g.reshape(e, -1).pow(2).sum(dim=1) for g in grads)
+    total = sum(_member_gradient_norm(flat[:, j].sum(), params, e) for j in range(flat.shape[1]))
     return (total / batch).detach()
+
+
+def _member_gradient_norm(scalar: torch.Tensor, params: list, members: int) -> torch.Tensor:
+    """‖∇_θ scalar‖² per member over every parameter (members never share weights, so the
+    gradient of the sum over members is each member's own)."""
+    grads = torch.autograd.grad(scalar, params, retain_graph=True)
+    return sum(g.reshape(members, -1).pow(2).sum(dim=1) for g in grads)
 
 
 def _output_function(net: Network) -> tuple[dict, Callable]:
