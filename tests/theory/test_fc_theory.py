@@ -117,3 +117,17 @@ def test_float64_against_50_digit_mpmath(name, sw2, sb2):
     ctx = Mp(50)
     with ctx.active():
         assert abs(q_map(cycle(name, sw2, sb2), hi.q_star, ctx) - hi.q_star) < mpmath.mpf(10) ** -48
+
+
+@pytest.mark.parametrize("excess", [1e-6, 1e-9])
+def test_chaotic_correlation_just_above_criticality(excess):
+    """Just inside the chaotic phase c* → 1 and χ_c* → 1: the c-map's residual c′ − c is
+    rounding there, so float64 takes c* = 1 − s* from the depth-safe map of s = 1 − c (its
+    root s*, ~ (χ₁ − 1)/a). 1 − c* and χ_c* against erf's closed forms at 40 digits."""
+    sw2 = 1.3758390073466813 * (1 + excess)  # erf's critical σ_w² at σ_b² = 0.05, raised
+    lo = analyze_cycle(cycle("erf", sw2, 0.05), F64)
+    hi = analyze_cycle(cycle("erf", sw2, 0.05), Mp(40))
+    assert lo.phase == hi.phase == "chaotic"
+    assert 1 - hi.c_star < 10 * excess  # close to 1 indeed
+    assert 1 - lo.c_star == pytest.approx(float(1 - hi.c_star), rel=1e-6)
+    assert 1 - lo.chi_c == pytest.approx(float(1 - hi.chi_c), rel=1e-6)

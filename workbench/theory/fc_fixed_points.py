@@ -13,8 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from workbench.errors import TheoryError
 from workbench.gaussian import expect
+from workbench.gaussian.gap import dual_gap
 from workbench.precision import Context, Float64
 from workbench.solve import polish_root
 from workbench.theory.fc_maps import FCStep, c_map, chi_1, chi_c, chi_q, q_map, q_orbit
@@ -156,8 +159,41 @@ def _creeps_to_zero(steps: Sequence[FCStep], ctx: Context, q_est: float) -> bool
     return q_map(steps, ctx.num(q_est), ctx) < ctx.num(q_est)
 
 
-def explore_c(steps: Sequence[FCStep], orbit: Sequence[float]) -> float:
-    """The stable c* < 1 of the chaotic phase: iterate the float64 c-map from c = 0."""
+def gap_map(steps: Sequence[FCStep], s: float, orbit: Sequence[float]) -> float | None:
+    """1 − c after one pass from 1 − c = ``s`` on the float64 variance orbit, by the dual
+    kernel's Cauchy–Schwarz gap (gaussian.gap): with equal variances the bias adds none,
+    and s′ = σ_w² (T_aa − T_ab)/q′ is computed without a difference of nearly equal numbers.
+    None where some step's gap is not depth-safe (it would be that difference)."""
+    q_prev = orbit[-1]
+    for step, q_next in zip(steps, orbit):
+        found = dual_gap(step.phi, np.array([q_prev, q_prev]), _ONE_PAIR, np.array([s]))
+        if not found.depth_safe:
+            return None
+        s = float(step.sigma_w2) * float(found.gap[0]) / q_next
+        q_prev = q_next
+    return s
+
+
+_ONE_PAIR = np.array([[0, 1]])
+SMALLEST_GAP_EXPONENT = 1000  # s* below 2^-1000: c* = 1 in float64
+
+
+def explore_c(steps: Sequence[FCStep], orbit: Sequence[float]) -> tuple[float, bool]:
+    """The stable c* < 1 of the chaotic phase in float64, and whether it is final.
+
+    Where every step's gap is depth-safe, c* = 1 − s* with s* the root of
+    h(s) = s′(s)/s − 1 (``gap_map``): h(0⁺) = χ₁ − 1 > 0 in the chaotic phase and h(2) ≤ 0,
+    so a sign change is bracketed (bisection over the exponent of s, then Illinois steps).
+    That is final. The c-map's own iteration creeps where χ_c* → 1 (near the critical line)
+    and its residual c′ − c is rounding there: sigmoid at its Theorem-1 point has
+    1 − c* = 4.7e-11, which iterating the c-map gave as 4.8e-8. Otherwise the c-map is
+    iterated from c = 0, for the caller to polish."""
+    if gap_map(steps, 1.0, orbit) is None:
+        return _iterate_c(steps, orbit), False
+    return _gap_root(steps, orbit), True
+
+
+def _iterate_c(steps: Sequence[FCStep], orbit: Sequence[float]) -> float:
     c = 0.0
     for _ in range(MAX_ITERATIONS):
         c_next = c_map(steps, c, orbit, F64)
@@ -165,6 +201,48 @@ def explore_c(steps: Sequence[FCStep], orbit: Sequence[float]) -> float:
             return c_next
         c = c_next
     return c
+
+
+def _gap_root(steps: Sequence[FCStep], orbit: Sequence[float]) -> float:
+    def h(s: float) -> float:
+        return gap_map(steps, s, orbit) / s - 1
+
+    hi = 1.0
+    h_hi = h(hi)
+    if h_hi == 0:
+        return 0.0
+    if h_hi > 0:  # c* < 0
+        lo, h_lo, hi, h_hi = hi, h_hi, 2.0, h(2.0)
+    else:  # the largest k with h(2^-k) > 0, by bisection over k
+        below, above = 0, SMALLEST_GAP_EXPONENT
+        if h(2.0**-above) <= 0:
+            return 1.0
+        while above - below > 1:
+            k = (below + above) // 2
+            if h(2.0**-k) > 0:
+                above = k
+            else:
+                below = k
+        lo, hi = 2.0**-above, 2.0**-below
+        h_lo, h_hi = h(lo), h(hi)
+    side, previous = 0, 0.0
+    for _ in range(200):  # Illinois: regula falsi that halves a stale end's value
+        s = (lo * h_hi - hi * h_lo) / (h_hi - h_lo)
+        if not lo < s < hi or hi - lo <= 4e-16 * hi:
+            break
+        value = h(s)
+        if value == 0 or abs(s - previous) <= 1e-15 * s:
+            return 1 - s
+        previous = s
+        if value > 0:
+            lo, h_lo = s, value
+            h_hi = h_hi / 2 if side == 1 else h_hi
+            side = 1
+        else:
+            hi, h_hi = s, value
+            h_lo = h_lo / 2 if side == -1 else h_lo
+            side = -1
+    return 1 - (lo + hi) / 2
 
 
 def analyze_cycle(
@@ -188,7 +266,7 @@ def analyze_cycle(
             c_star, chic = ctx.num(1), chi1
         else:
             orbit64 = [float(q) for q in orbit]
-            c_est = explore_c(steps, orbit64)
+            c_star, final = explore_c(steps, orbit64)
 
             def residual(c: Any) -> Any:
                 return c_map(steps, c, orbit, ctx) - c
@@ -196,7 +274,10 @@ def analyze_cycle(
             def slope(c: Any) -> Any:
                 return chi_c(steps, c, orbit, ctx) - 1
 
-            c_star = polish_root(residual, c_est, ctx, derivative=slope, what="fixed point c*")
+            if not (final and ctx.fast_float64):
+                c_star = polish_root(residual, c_star, ctx, derivative=slope,
+                                     what="fixed point c*")  # fmt: skip
+            c_star = ctx.num(c_star)
             chic = chi_c(steps, c_star, orbit, ctx)
         if phase == "critical":
             notes.append("chi_1 = 1: the correlation depth scale xi_c diverges")
