@@ -16,6 +16,7 @@ import numpy as np
 
 from workbench.activations import Activation
 from workbench.errors import TheoryError
+from workbench.gaussian.asymptote import SPLIT_ABOVE, split_expect
 from workbench.gaussian.batch import expect_normalized_outer  # noqa: F401 - re-exported
 from workbench.gaussian.closed_forms import closed_form
 from workbench.gaussian.quadrature import expect1_float64, expect2_float64
@@ -64,6 +65,10 @@ def expect(f: Activation, g: Activation, q11: Any, q12: Any, q22: Any, ctx: Cont
     exact = closed_form(f.expr, g.expr, ctx)
     if exact is not None and q11 > 0 and q22 > 0:
         return _finite(ctx.result(exact(q11, q12, q22)), what, ctx)
+    if ctx.fast_float64 and min(q11, q22) >= SPLIT_ABOVE:
+        split = split_expect(f, g, q11, q12, q22)
+        if split is not None:
+            return _finite(float(split[0]), what, ctx)
     with ctx.active():
         q11, q12, q22 = (ctx.num(v) for v in (q11, q12, q22))
         if q11 == 0 or q22 == 0:
@@ -146,10 +151,20 @@ def _quadrature_array(
 ) -> np.ndarray:
     """Quadrature for positive variances: perfectly correlated pairs, v = k u with k = q12/q11,
     by the vectorised one-point rule for E[f(u) g(k u)]; the rest by the two-point rule."""
-    bound = np.sqrt(q11 * q22)
+    out = np.empty(q11.shape)
+    wide = np.minimum(q11, q22) >= SPLIT_ABOVE  # far from the origin: the exact split
+    if wide.any():
+        split = split_expect(f, g, q11[wide], q12[wide], q22[wide])
+        if split is not None:
+            out[wide] = split
+            if wide.all():
+                return out
+            rest = ~wide
+            out[rest] = _quadrature_array(f, g, q11[rest], q12[rest], q22[rest])
+            return out
+    bound = np.sqrt(q11) * np.sqrt(q22)
     q12 = np.clip(q12, -bound, bound)
     degenerate = 1 - np.abs(q12) / bound < DEGENERATE_CORRELATION
-    out = np.empty(q11.shape)
     if degenerate.any() and set((*f.kinks, *g.kinks)) <= {0}:
         k = (q12[degenerate] / q11[degenerate])[:, None]
         out[degenerate] = expect1_float64(lambda x: f.numpy(x) * g.numpy(k * x), q11[degenerate])

@@ -15,7 +15,7 @@ from workbench.precision import F64
 
 INTERPOLANT_TOLERANCE = 1e-14
 MAX_DEGREE = 512
-PANELS = 64
+PANELS = (64, 128, 256, 512)  # panel counts tried in turn (Ṫ of tanh at q = 9.5 needs 128)
 PANEL_DEGREE = 12
 DOMAIN = (0.0, float(np.pi))
 
@@ -43,22 +43,24 @@ class AngleInterpolant:
         return None
 
     def _panels(self, series: chebyshev.Chebyshev) -> np.ndarray | None:
-        """Coefficients (PANELS, PANEL_DEGREE + 1) of the per-panel Chebyshev interpolants."""
-        width = DOMAIN[1] / PANELS
+        """Coefficients (panels, PANEL_DEGREE + 1) of per-panel Chebyshev interpolants, for
+        the fewest panels of PANELS that reproduce the series to INTERPOLANT_TOLERANCE."""
         nodes = np.cos(np.pi * (np.arange(PANEL_DEGREE + 1) + 0.5) / (PANEL_DEGREE + 1))
-        theta = (np.arange(PANELS)[:, None] + (nodes[None, :] + 1) / 2) * width
-        coefs = chebyshev.chebfit(nodes, series(theta).T, PANEL_DEGREE).T
-        self.panels = coefs
         probe = np.linspace(0, DOMAIN[1], 4001)
         scale = max(float(np.abs(series.coef).max()), 1e-300)
-        if np.abs(self.at(probe) - series(probe)).max() > INTERPOLANT_TOLERANCE * scale:
-            return None
-        return coefs
+        for count in PANELS:
+            width = DOMAIN[1] / count
+            theta = (np.arange(count)[:, None] + (nodes[None, :] + 1) / 2) * width
+            self.panels = chebyshev.chebfit(nodes, series(theta).T, PANEL_DEGREE).T
+            if np.abs(self.at(probe) - series(probe)).max() <= INTERPOLANT_TOLERANCE * scale:
+                return self.panels
+        return None
 
     def at(self, theta: np.ndarray) -> np.ndarray:
         """The interpolant at angles θ (a 1-d array)."""
-        position = theta * (PANELS / DOMAIN[1])
-        index = np.minimum(position.astype(int), PANELS - 1)
+        count = len(self.panels)
+        position = theta * (count / DOMAIN[1])
+        index = np.minimum(position.astype(int), count - 1)
         t = 2 * (position - index) - 1
         coef = self.panels[index]
         b1 = b2 = np.zeros_like(t)

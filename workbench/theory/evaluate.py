@@ -101,6 +101,7 @@ class Evaluator:
         self._tape: list[list] | None = None  # while recording: where nested frames go
         self._realized: dict | None = None  # id(state) → (state, realized) of the last record
         self._settled_slopes: dict = {}  # (φ, q) → E[φ′(u)²] at a settled variance
+        self._settled_means: dict = {}  # (φ, q) → E[φ(u)] at a settled variance
         self.learning = True  # whether revisited variances build interpolants
         # batch norm's statistics: over the batch of inputs, or ``population`` (the inputs
         # are representatives of a data distribution whose statistics are constants)
@@ -205,6 +206,11 @@ class Evaluator:
             mean = np.zeros(variances.shape, dtype=variances.dtype)
         elif not variances.size:
             mean = variances
+        elif fast is not None:  # every variance settled at q: E[φ(u)] once per (φ, q)
+            key = (phi, fast[2])
+            if key not in self._settled_means:
+                self._settled_means[key] = float(expect1(phi, fast[2], state.ctx))
+            mean = np.full(variances.shape, self._settled_means[key])
         else:
             mean = state.ctx.elementwise(lambda q: expect1(phi, q, state.ctx), variances)
         return state.replace(nngp=nngp, ntk=ntk, mean=np.asarray(mean), field_nngp=None,

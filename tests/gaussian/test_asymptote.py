@@ -1,0 +1,79 @@
+"""The exact split φ = ψ + δ (gaussian/asymptote.py) against independent routes: direct
+quadrature where it is accurate, erf's arcsine closed forms, and 1-d mpmath integrals on the
+diagonal; and the deep chaotic nets it exists for."""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+
+from workbench.activations import parse_activation
+from workbench.gaussian import expect
+from workbench.gaussian.asymptote import asymptote, split_expect
+from workbench.gaussian.closed_forms import closed_form
+from workbench.precision import F64
+
+CORRELATIONS = np.array([0.3, -0.8, 0.999999])
+
+
+def _covariances(q):
+    q1, q2 = np.array([q, q, 1.3 * q]), np.array([q, 0.7 * q, q])
+    return q1, CORRELATIONS * np.sqrt(q1 * q2), q2
+
+
+@pytest.mark.parametrize("name", ["swish", "gelu", "softplus", "tanh", "sigmoid"])
+@pytest.mark.parametrize("q", [50.0, 1000.0])
+def test_split_equals_direct_quadrature(name, q):
+    phi = parse_activation(name)
+    for f in (phi, phi.derivative()):
+        q1, q12, q2 = _covariances(q)
+        split = split_expect(f, f, q1, q12, q2)
+        direct = [expect(f, f, a, b, c, F64) for a, b, c in zip(q1, q12, q2)]
+        np.testing.assert_allclose(split, direct, rtol=1e-12)
+
+
+@pytest.mark.parametrize("q", [1e3, 1e6, 1e12])
+def test_split_equals_erf_closed_forms(q):
+    phi = parse_activation("erf")
+    for f in (phi, phi.derivative()):
+        q1, q12, q2 = _covariances(q)
+        exact = closed_form(f.expr, f.expr, F64)(q1, q12, q2)
+        np.testing.assert_allclose(split_expect(f, f, q1, q12, q2), exact, rtol=1e-11)
+
+
+@pytest.mark.parametrize("name", ["swish", "tanh"])
+@pytest.mark.parametrize("q", [50.0, 1e5])
+def test_split_on_the_diagonal_equals_a_30_digit_integral(name, q):
+    f = parse_activation(name).derivative()
+    fn = f.mpmath
+    with mpmath.workdps(30):
+        scale = mpmath.sqrt(q)
+        density = lambda z: mpmath.exp(-z * z / 2) / mpmath.sqrt(2 * mpmath.pi)  # noqa: E731
+        points = [-40 / scale, -1 / scale, 0, 1 / scale, 40 / scale]
+        reference = mpmath.quad(lambda z: fn(scale * z) ** 2 * density(z),
+                                [-mpmath.inf, *points, mpmath.inf])  # fmt: skip
+    split = split_expect(f, f, np.array([q]), np.array([q]), np.array([q]))[0]
+    assert split == pytest.approx(float(reference), rel=1e-13)
+
+
+def test_asymptotes_of_the_named_activations():
+    found = {name: asymptote(parse_activation(name)) for name in ("swish", "tanh", "relu")}
+    assert (found["swish"].degree, found["swish"].alpha, found["swish"].beta) == (1, 1.0, 0.0)
+    assert (found["tanh"].degree, found["tanh"].alpha, found["tanh"].beta) == (0, 1.0, -1.0)
+    assert found["relu"].degree == 1
+    assert asymptote(parse_activation({"expr": "x*tanh(x) + sin(x)"})) is None  # no asymptote
+
+
+def test_gelu_on_its_critical_line_at_depth_1000_has_finite_kernels(make_spec):
+    """q diverges at gelu's critical σ_w² (σ_b² = 0.05): the split takes the kernels through
+    q ~ 1e60 (direct quadrature took minutes)."""
+    from workbench.theory.evaluate import network_kernels
+
+    body = [{"act": "gelu"}, {"dense": {"width": 4}}]
+    spec = make_spec([{"dense": {"width": 4}}, {"repeat": {"times": 1000, "body": body}}],
+                     shape=(4,), sw2=2.3025, sb2=0.05)  # fmt: skip
+    x = np.array([[1.0, 0.5, -0.5, 0.2], [0.3, -1.0, 0.8, 0.1]])
+    kernels = network_kernels(spec, x, ntk=True)
+    assert np.isfinite(kernels.nngp).all() and np.isfinite(kernels.ntk).all()
+    assert kernels.nngp[0, 0] > 1e50
