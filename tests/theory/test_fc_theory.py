@@ -131,3 +131,11 @@ def test_chaotic_correlation_just_above_criticality(excess):
     assert 1 - hi.c_star < 10 * excess  # close to 1 indeed
     assert 1 - lo.c_star == pytest.approx(float(1 - hi.c_star), rel=1e-6)
     assert 1 - lo.chi_c == pytest.approx(float(1 - hi.chi_c), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["erf", "tanh"])
+def test_odd_activation_without_bias_has_c_star_zero(name):
+    """Odd φ, σ_b² = 0: c = 0 and c = −1 are both fixed; the map of 1 − c is 1 at s = 1 and
+    s = 2 within rounding (the fuzz harness found a division by zero there)."""
+    res = analyze_cycle(cycle(name, 10.0, 0.0), F64)
+    assert res.phase == "chaotic" and res.c_star == 0.0

@@ -16,7 +16,7 @@ import numpy as np
 
 from workbench.activations import Activation
 from workbench.errors import TheoryError
-from workbench.gaussian.asymptote import SPLIT_ABOVE, split_expect
+from workbench.gaussian.asymptote import SPLIT_ABOVE, asymptote, split_expect
 from workbench.gaussian.batch import expect_normalized_outer  # noqa: F401 - re-exported
 from workbench.gaussian.closed_forms import closed_form
 from workbench.gaussian.quadrature import expect1_float64, expect2_float64
@@ -122,9 +122,12 @@ def expect_gram(f: Activation, stack: np.ndarray, ctx: Context = F64) -> np.ndar
 
     A closed form serves every entry at once; otherwise, in float64, Mehler's expansion
     (mehler.py: m coefficient rows instead of m² two-dimensional integrals) when it vouches
-    for its accuracy, else each upper-triangle entry by quadrature (at high precision each
+    for its accuracy, or, far from the origin, the exact split of asymptote.py for every
+    entry at once; else each upper-triangle entry by quadrature (at high precision each
     distinct entry by the context's own rule)."""
-    if ctx.fast_float64 and closed_form(f.expr, f.expr, ctx) is None:
+    var = np.diagonal(stack, axis1=1, axis2=2)
+    split_serves = var.size and var.min() >= SPLIT_ABOVE and asymptote(f) is not None
+    if ctx.fast_float64 and closed_form(f.expr, f.expr, ctx) is None and not split_serves:
         from workbench.gaussian.mehler import dual_matrices
 
         found = dual_matrices(f, np.asarray(stack, float))  # None: it cannot vouch
@@ -132,7 +135,13 @@ def expect_gram(f: Activation, stack: np.ndarray, ctx: Context = F64) -> np.ndar
             return found
     size = stack.shape[1]
     rows, cols = np.triu_indices(size)
-    var = np.diagonal(stack, axis1=1, axis2=2)
+    if ctx.fast_float64 and split_serves:
+        q1, q2, cov = var[:, rows], var[:, cols], stack[:, rows, cols]
+        upper = split_expect(f, f, q1, cov, q2).reshape(q1.shape)
+        out = np.empty(stack.shape)
+        out[:, rows, cols] = upper
+        out[:, cols, rows] = upper
+        return out
     q1, q2, cov = var[:, rows], var[:, cols], stack[:, rows, cols]
 
     def clipped(a: Any, k: Any, b: Any) -> Any:  # rounding may push |K_ab| past √(q_a q_b)

@@ -19,7 +19,7 @@ at q = 1e10 took 150 ms per layer, so chaotic 1,000-layer nets took minutes).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 from scipy.special import ndtr
@@ -47,6 +47,16 @@ class Asymptote:
 
     def remainder(self, x: np.ndarray) -> np.ndarray:
         return self.phi.numpy(x) - self.psi(x)
+
+    @cached_property
+    def on_grid(self) -> np.ndarray:
+        """δ at the uniform grid's nodes."""
+        return self.remainder(_GRID[0])
+
+    @cached_property
+    def on_graded(self) -> np.ndarray:
+        """δ at the graded grid's nodes."""
+        return self.remainder(_GRADED[0])
 
 
 @lru_cache(maxsize=256)
@@ -134,7 +144,7 @@ def _gaussian(x: np.ndarray, variance: np.ndarray) -> np.ndarray:
 def _cross(f: Asymptote, g: Asymptote, q_f, q12, q_g) -> np.ndarray:
     """E[ψ_f(u) δ_g(v)], u of variance q_f, v of variance q_g (one entry per row)."""
     v, w = _GRADED
-    delta = g.remainder(v)
+    delta = g.on_graded
     mu = (q12 / q_g)[:, None] * v[None, :]
     s = np.sqrt(np.maximum(q_f - q12 * q12 / q_g, 0.0))[:, None]
     weight = w * delta * _gaussian(v[None, :], q_g[:, None])
@@ -147,7 +157,7 @@ def _remainders(f: Asymptote, g: Asymptote, q1, q12, q2) -> np.ndarray:
     asymptote jumps or kinks), else on the same grid in u."""
     v, w = _GRADED  # the inner mean turns at v = 0 over a width ∝ s
     out = np.empty(len(q1))
-    outer = w * g.remainder(v)
+    outer = w * g.on_graded
     grid, grid_weights = _GRID
     for i in range(len(q1)):
         s2 = max(q1[i] - q12[i] * q12[i] / q2[i], 0.0)
@@ -170,7 +180,7 @@ def _wide_inner(f: Asymptote, mu: np.ndarray, s2: float) -> np.ndarray:
     SMOOTH_INNER the mean is smooth on the scale s in μ, so it is computed at 48 Chebyshev
     points of μ's range and interpolated (checked against a direct evaluation at two μ)."""
     grid, weights = _GRID
-    weighted = weights * f.remainder(grid)
+    weighted = weights * f.on_grid
 
     def direct(points: np.ndarray) -> np.ndarray:
         return _gaussian(grid[None, :] - points[:, None], np.array(s2)) @ weighted
@@ -225,7 +235,7 @@ def split_expect(f: Activation, g: Activation, q1, q12, q2) -> np.ndarray | None
 def _sizes(a: Asymptote) -> tuple[float, float]:
     """∫|δ| and max |δ| over [−REACH, REACH]."""
     v, w = _GRADED
-    delta = np.abs(a.remainder(v))
+    delta = np.abs(a.on_graded)
     return float(np.sum(w * delta)), float(delta.max())
 
 

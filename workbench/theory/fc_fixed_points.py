@@ -188,9 +188,10 @@ def explore_c(steps: Sequence[FCStep], orbit: Sequence[float]) -> tuple[float, b
     and its residual c′ − c is rounding there: sigmoid at its Theorem-1 point has
     1 − c* = 4.7e-11, which iterating the c-map gave as 4.8e-8. Otherwise the c-map is
     iterated from c = 0, for the caller to polish."""
-    if gap_map(steps, 1.0, orbit) is None:
+    root = None if gap_map(steps, 1.0, orbit) is None else _gap_root(steps, orbit)
+    if root is None:
         return _iterate_c(steps, orbit), False
-    return _gap_root(steps, orbit), True
+    return root, True
 
 
 def _iterate_c(steps: Sequence[FCStep], orbit: Sequence[float]) -> float:
@@ -203,16 +204,21 @@ def _iterate_c(steps: Sequence[FCStep], orbit: Sequence[float]) -> float:
     return c
 
 
-def _gap_root(steps: Sequence[FCStep], orbit: Sequence[float]) -> float:
+def _gap_root(steps: Sequence[FCStep], orbit: Sequence[float]) -> float | None:
+    """c* = 1 − s* (None where no sign change of h is bracketed, e.g. within rounding of 0
+    at both s = 1 and s = 2: odd φ without bias, whose c = −1 is fixed too)."""
+
     def h(s: float) -> float:
         return gap_map(steps, s, orbit) / s - 1
 
     hi = 1.0
     h_hi = h(hi)
-    if h_hi == 0:
+    if abs(h_hi) <= 1e-14:  # c-map(0) = 0 within rounding (odd φ, no bias): c* = 0
         return 0.0
     if h_hi > 0:  # c* < 0
         lo, h_lo, hi, h_hi = hi, h_hi, 2.0, h(2.0)
+        if not h_hi < 0:
+            return None
     else:  # the largest k with h(2^-k) > 0, by bisection over k
         below, above = 0, SMALLEST_GAP_EXPONENT
         if h(2.0**-above) <= 0:
@@ -227,7 +233,7 @@ def _gap_root(steps: Sequence[FCStep], orbit: Sequence[float]) -> float:
         h_lo, h_hi = h(lo), h(hi)
     side, previous = 0, 0.0
     for _ in range(200):  # Illinois: regula falsi that halves a stale end's value
-        s = (lo * h_hi - hi * h_lo) / (h_hi - h_lo)
+        s = (lo * h_hi - hi * h_lo) / (h_hi - h_lo) if h_hi != h_lo else (lo + hi) / 2
         if not lo < s < hi or hi - lo <= 4e-16 * hi:
             break
         value = h(s)
