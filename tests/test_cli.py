@@ -260,3 +260,45 @@ def test_a_min_that_never_switches_has_no_kink():
     assert parse_activation("min(softplus(x), x)").kinks == ()
     assert parse_activation("sinh(min(softplus(x), x))").kinks == ()
     assert parse_activation("min(x, 0)").kinks == (0.0,)
+
+
+@pytest.mark.parametrize("phi", ["tanh", "relu", "erf"])
+def test_kernel_digits_on_inputs_of_norm_1e160(phi, tmp_path, capsys):
+    """A reproducer of issue 15 (erf: minutes, then a ZeroDivisionError from erf′'s closed
+    form, whose determinant was a difference of products ~1e641). Values beyond float64
+    (relu: ~1e319) are stored as decimal strings only, never as inf. tanh at q ~ 1e319:
+    the high-precision quadrature cannot resolve it (its NTK came out 1.85 where it is
+    ~1e159), so it is refused, typed, naming the variance."""
+    import mpmath
+
+    body = [{"act": phi}, {"dense": {"width": 16}}]
+    path = tmp_path / "spec.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "t",
+                "input": {"shape": [8]},
+                "defaults": {"sigma_w2": 1.5, "sigma_b2": 0.05},
+                "layers": [{"dense": {"width": 16}}, {"repeat": {"times": 3, "body": body}}],
+            }
+        )
+    )
+    x = np.random.default_rng(0).standard_normal((3, 8))
+    np.save(tmp_path / "x.npy", x * 1e160 / np.linalg.norm(x, axis=1, keepdims=True))
+    out = tmp_path / "k.npz"
+    argv = ["kernel", str(path), "--inputs", str(tmp_path / "x.npy"), "--digits", "20",
+            "--out", str(out), "--json"]  # fmt: skip
+    if phi == "tanh":
+        assert main(argv) == 2
+        assert "cannot be vouched for" in capsys.readouterr().err
+        return
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    stored = np.load(out)
+    for name in ("nngp", "ntk"):
+        exact = np.vectorize(mpmath.mpf)(stored[f"{name}_decimal"])
+        assert all(mpmath.isfinite(v) and v != 0 for v in exact.flat)
+        if name in stored:
+            assert np.isfinite(stored[name]).all()
+        else:
+            assert any(name in note and "float64" in note for note in summary["notes"])

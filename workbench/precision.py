@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import mpmath
 import numpy as np
 
-from workbench.errors import UnsupportedError, WorkbenchError
+from workbench.errors import TheoryError, UnsupportedError, WorkbenchError
 
 GUARD_DIGITS = 10
 
@@ -259,6 +259,8 @@ class Mp:
             value = expect2_mehler(f.mpmath, g.mpmath, q11, q12, q22, f.singularity_distance,
                                    g.singularity_distance)  # fmt: skip
         if value is None:
+            _refuse_a_sliver(f, q11)
+            _refuse_a_sliver(g, q22)
             value = expect2_mpmath(f.mpmath, g.mpmath, q11, q12, q22, f.kinks, g.kinks)
         return value
 
@@ -306,3 +308,22 @@ def context(digits: int | None = None) -> Context:
 
 
 F64 = Float64()  # the shared float64 context
+
+
+def _refuse_a_sliver(h: Any, q: Any) -> None:
+    """High precision cannot vouch for a two-point expectation of an activation that turns
+    within a sliver of the origin at this variance (its nearest complex singularity closer
+    than 1e-3 in z = u/√q): nested tanh–sinh misses the thin strip around u = 0 (tanh′ at
+    q = 1e40 came out 6e-4 off at 20 digits, at q ~ 1e320 wrong by 159 orders)."""
+    from workbench.gaussian.hermite import MIN_POLE_DISTANCE
+
+    distance = h.singularity_distance
+    if 0 < distance < float("inf") and distance / mpmath.sqrt(q) < MIN_POLE_DISTANCE:
+        width = mpmath.nstr(distance / mpmath.sqrt(q), 3)
+        raise TheoryError(
+            f"E[{h.name}(u) …] at variance {mpmath.nstr(q, 6)} cannot be vouched for at this "
+            f"precision: {h.name} turns within {width} standard deviations of 0, which the "
+            "high-precision quadrature does not resolve",
+            hint="rescale the inputs (below ~1e150 the float64 route handles large variances "
+            "exactly), or use a closed-form activation (relu, erf) at this precision",
+        )

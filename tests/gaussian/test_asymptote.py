@@ -77,3 +77,16 @@ def test_gelu_on_its_critical_line_at_depth_1000_has_finite_kernels(make_spec):
     kernels = network_kernels(spec, x, ntk=True)
     assert np.isfinite(kernels.nngp).all() and np.isfinite(kernels.ntk).all()
     assert kernels.nngp[0, 0] > 1e50
+
+
+def test_high_precision_refuses_what_it_cannot_resolve():
+    """At 20 digits, E[tanh′(u) tanh′(v)] at q = 1e40 came out 6e-4 off its leading term
+    4/(2π q √(1 − c²)) (exact to 1e-38 there): now a typed refusal."""
+    from workbench.errors import TheoryError
+    from workbench.precision import Mp
+
+    d = parse_activation("tanh").derivative()
+    ctx = Mp(20)
+    with ctx.active(), pytest.raises(TheoryError, match="cannot be vouched for"):
+        q = mpmath.mpf(10) ** 40
+        expect(d, d, q, q / 2, q, ctx)

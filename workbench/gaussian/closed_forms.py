@@ -135,7 +135,15 @@ def pair_formula(f: Family, g: Family) -> Callable[..., Any] | None:
     if kinds == ("gauss", "gauss"):
 
         def gauss_gauss(q11, q12, q22, m):
-            det = (1 + 2 * f.b * q11) * (1 + 2 * g.b * q22) - 4 * f.b * g.b * q12**2
+            # det = (1 + 2b_f q11)(1 + 2b_g q22) − 4 b_f b_g q12², expanded so that the
+            # q11 q22 − q12² ≥ 0 part is formed once (the product difference lost every
+            # digit at q ~ 1e160 and gave det = 0 for an input with itself)
+            minor = q11 * q22 - q12**2
+            if m is np:
+                minor = np.maximum(minor, 0.0)
+            elif m is not sp:  # mpmath; symbolic forms keep the expression
+                minor = max(minor, 0)
+            det = 1 + 2 * f.b * q11 + 2 * g.b * q22 + 4 * f.b * g.b * minor
             return f.a * g.a / m.sqrt(det)
 
         return gauss_gauss

@@ -22,6 +22,7 @@ from typing import Any
 import mpmath
 from mpmath.calculus.quadrature import GaussLegendre
 
+MIN_POLE_DISTANCE = 1e-3  # in z: a singularity closer than this, and the series is not tried
 MAX_TERMS = 1500
 EXTRA_DIGITS = 15  # guard digits against the cancellation in high-order coefficients
 
@@ -126,6 +127,10 @@ def expect2_mehler(
     rho = q12 / mpmath.sqrt(q11 * q22)
     terms = terms_needed(rho)
     if terms > MAX_TERMS:
+        return None
+    if min(f_scale / mpmath.sqrt(q11), g_scale / mpmath.sqrt(q22)) < MIN_POLE_DISTANCE:
+        # φ(√q z) turns within a sliver of z: its coefficients decay too slowly to converge
+        # (tanh at q ~ 1e320 built panels 1e-160 wide without end)
         return None
     prec = mpmath.mp.prec
     with mpmath.extradps(EXTRA_DIGITS):

@@ -240,13 +240,21 @@ def _radial_rule_batch(scale: np.ndarray, n: int = 8) -> tuple[np.ndarray, np.nd
     return (lo + half * (x + 1)).reshape(len(scale), -1), (half * w).reshape(len(scale), -1)
 
 
+def _near_origin(scale: Any) -> list:
+    """Break points 1/scale and 40/scale of a radial integral whose activation φ(scale·r)
+    turns near r = 0 (at a large variance: tanh at q ~ 1e320 turns within r ~ 1e-160, which
+    tanh–sinh on [0, ∞) took half a minute to find); none for scale ≤ 1."""
+    return [1 / scale, 40 / scale] if scale > 1 else []
+
+
 def expect1_mpmath(h: Callable, q: Any, kinks: tuple = (), even: bool = False) -> Any:
     """E[h(u)], u ~ N(0, q), by tanh–sinh at the current mpmath precision (``even``: h is
     known to be even, so the folded integrand is 2 h(√q r))."""
     if q == 0:
         return h(mpmath.mpf(0))
     s = mpmath.sqrt(q)
-    pts = [mpmath.mpf(0)] + sorted({abs(mpmath.mpf(k)) / s for k in kinks if k != 0}) + [mpmath.inf]
+    pts = sorted({mpmath.mpf(0), *_near_origin(s), *(abs(mpmath.mpf(k)) / s for k in kinks)})
+    pts.append(mpmath.inf)
 
     def integrand(r):
         folded = 2 * h(s * r) if even else h(s * r) + h(-s * r)
@@ -277,7 +285,8 @@ def expect2_mpmath(
         a = l11 * mpmath.cos(theta)
         b = l21 * mpmath.cos(theta) + l22 * mpmath.sin(theta)
         return mpmath.quad(
-            lambda r: r * mpmath.exp(-r * r / 2) * f(r * a) * g(r * b), [0, mpmath.inf]
+            lambda r: r * mpmath.exp(-r * r / 2) * f(r * a) * g(r * b),
+            [0, *_near_origin(max(abs(a), abs(b))), mpmath.inf],
         )
 
     return mpmath.quad(radial, pts) / (2 * mpmath.pi)

@@ -523,6 +523,9 @@ def _check_psd(kernels: dict[str, np.ndarray | None], m: int, mode: str, spatial
     for name, kernel in kernels.items():
         if kernel is None:
             continue
+        if kernel.dtype == object and kernel.size:  # high precision: may exceed float64
+            largest = max(abs(v) for v in kernel.flat)
+            kernel = kernel / largest if largest else kernel
         kernel = np.asarray(kernel, float)
         if mode == "diagonal":
             stack = np.moveaxis(kernel.reshape(m, m, n), 2, 0)
