@@ -25,6 +25,7 @@ import numpy as np
 from scipy.special import ndtr
 
 from workbench.activations import Activation
+from workbench.gaussian.gap import angle
 
 REACH = 40.0  # |x| beyond which δ is below float64's resolution of φ (checked, not assumed)
 SPLIT_ABOVE = 1e4  # variances from which the split serves (direct quadrature below: as fast)
@@ -109,7 +110,7 @@ def _psi_psi(f: Asymptote, g: Asymptote, q1, q12, q2) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         near = det / (root * (root + q12))
     one_minus = np.where(q12 > 0, np.nan_to_num(near), 1 - c)
-    theta = 2 * np.arcsin(np.sqrt(np.clip(one_minus, 0.0, 2.0) / 2))
+    theta = angle(one_minus)
     if f.degree == 1:
         sine = np.sqrt(det) / root
         same = root * (sine + (np.pi - theta) * c) / (2 * np.pi)
