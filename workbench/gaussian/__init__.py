@@ -16,7 +16,7 @@ import numpy as np
 
 from workbench.activations import Activation
 from workbench.errors import TheoryError
-from workbench.gaussian.asymptote import SPLIT_ABOVE, asymptote, split_expect
+from workbench.gaussian.asymptote import asymptote, far, split_expect
 from workbench.gaussian.batch import expect_normalized_outer  # noqa: F401 - re-exported
 from workbench.gaussian.closed_forms import closed_form
 from workbench.gaussian.quadrature import expect1_float64, expect2_float64
@@ -65,7 +65,7 @@ def expect(f: Activation, g: Activation, q11: Any, q12: Any, q22: Any, ctx: Cont
     exact = closed_form(f.expr, g.expr, ctx)
     if exact is not None and q11 > 0 and q22 > 0:
         return _finite(ctx.result(exact(q11, q12, q22)), what, ctx)
-    if ctx.fast_float64 and min(q11, q22) >= SPLIT_ABOVE:
+    if ctx.fast_float64 and far(q11, q22):
         split = split_expect(f, g, q11, q12, q22)
         if split is not None:
             return _finite(float(split[0]), what, ctx)
@@ -126,7 +126,7 @@ def expect_gram(f: Activation, stack: np.ndarray, ctx: Context = F64) -> np.ndar
     entry at once; else each upper-triangle entry by quadrature (at high precision each
     distinct entry by the context's own rule)."""
     var = np.diagonal(stack, axis1=1, axis2=2)
-    split_serves = var.size and var.min() >= SPLIT_ABOVE and asymptote(f) is not None
+    split_serves = var.size and far(var.max(), var.min()) and asymptote(f) is not None
     if ctx.fast_float64 and closed_form(f.expr, f.expr, ctx) is None and not split_serves:
         from workbench.gaussian.mehler import dual_matrices
 
@@ -161,7 +161,7 @@ def _quadrature_array(
     """Quadrature for positive variances: perfectly correlated pairs, v = k u with k = q12/q11,
     by the vectorised one-point rule for E[f(u) g(k u)]; the rest by the two-point rule."""
     out = np.empty(q11.shape)
-    wide = np.minimum(q11, q22) >= SPLIT_ABOVE  # far from the origin: the exact split
+    wide = far(q11, q22)  # far from the origin: the exact split
     if wide.any():
         split = split_expect(f, g, q11[wide], q12[wide], q22[wide])
         if split is not None:

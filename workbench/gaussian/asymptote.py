@@ -28,7 +28,9 @@ from workbench.activations import Activation
 from workbench.gaussian.gap import angle
 
 REACH = 40.0  # |x| beyond which δ is below float64's resolution of φ (checked, not assumed)
-SPLIT_ABOVE = 1e4  # variances from which the split serves (direct quadrature below: as fast)
+SPLIT_ABOVE = 100.0  # a variance from which the split serves (2-4x faster than quadrature)
+SPLIT_FLOOR = 1e-2  # ... if the other is at least this (checked against quadrature from 0.1)
+DEGENERATE = 1e-13  # 1 − |c| below this: v = (q₁₂/q₁) u exactly (as gaussian.expect decides)
 _FAR = np.array([REACH, 45.0, 60.0, 1e2, 3e2, 1e3, 1e4, 1e6, 1e8])
 _SQRT_2PI = np.sqrt(2 * np.pi)
 
@@ -50,14 +52,27 @@ class Asymptote:
         return self.phi.numpy(x) - self.psi(x)
 
     @cached_property
-    def on_grid(self) -> np.ndarray:
-        """δ at the uniform grid's nodes."""
-        return self.remainder(_GRID[0])
+    def on_grid(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(nodes, weights, δ) of the uniform grid where δ is not negligible."""
+        return _live(self.remainder, _GRID)
 
     @cached_property
-    def on_graded(self) -> np.ndarray:
-        """δ at the graded grid's nodes."""
-        return self.remainder(_GRADED[0])
+    def on_graded(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(nodes, weights, δ) of the graded grid where δ is not negligible."""
+        return _live(self.remainder, _GRADED)
+
+
+LIVE = 1e-20  # grid nodes where |δ| is below this fraction of its largest value are dropped
+
+
+def _live(remainder, grid: tuple[np.ndarray, np.ndarray]):
+    """The grid's nodes where |δ| > LIVE max |δ| (gelu's δ ~ e^{−x²/2}: |x| < 9.5 of the 40;
+    every integrand here is δ times a density below 1/√(2π q) times a bounded factor, so the
+    dropped nodes change no sum by more than 1e-18 of its scale), with their weights and δ."""
+    nodes, weights = grid
+    delta = remainder(nodes)
+    keep = np.abs(delta) > LIVE * np.abs(delta).max()
+    return nodes[keep], weights[keep], delta[keep]
 
 
 @lru_cache(maxsize=256)
@@ -106,7 +121,7 @@ def _psi_psi(f: Asymptote, g: Asymptote, q1, q12, q2) -> np.ndarray:
     input with itself (arccos of a c rounded to 1 − 2e-16 is 2e-8 off)."""
     root = np.sqrt(q1) * np.sqrt(q2)
     c = np.clip(q12 / root, -1.0, 1.0)
-    det = np.maximum(q1 * q2 - q12 * q12, 0.0)
+    det = np.where(np.abs(q12) >= root, 0.0, np.maximum(q1 * q2 - q12 * q12, 0.0))
     with np.errstate(divide="ignore", invalid="ignore"):
         near = det / (root * (root + q12))
     one_minus = np.where(q12 > 0, np.nan_to_num(near), 1 - c)
@@ -142,12 +157,17 @@ def _gaussian(x: np.ndarray, variance: np.ndarray) -> np.ndarray:
     return np.exp(-0.5 * x * x / variance) / (_SQRT_2PI * np.sqrt(variance))
 
 
+def _conditional_variance(q_u, q12, q_v):
+    """Var(u | v) = q_u − q₁₂²/q_v, exactly 0 for perfectly correlated u and v."""
+    exact = np.abs(q12) >= np.sqrt(q_u) * np.sqrt(q_v)
+    return np.where(exact, 0.0, np.maximum(q_u - q12 * q12 / q_v, 0.0))
+
+
 def _cross(f: Asymptote, g: Asymptote, q_f, q12, q_g) -> np.ndarray:
     """E[ψ_f(u) δ_g(v)], u of variance q_f, v of variance q_g (one entry per row)."""
-    v, w = _GRADED
-    delta = g.on_graded
+    v, w, delta = g.on_graded
     mu = (q12 / q_g)[:, None] * v[None, :]
-    s = np.sqrt(np.maximum(q_f - q12 * q12 / q_g, 0.0))[:, None]
+    s = np.sqrt(_conditional_variance(q_f, q12, q_g))[:, None]
     weight = w * delta * _gaussian(v[None, :], q_g[:, None])
     return np.sum(weight * _conditional_psi(f, mu, s), axis=1)
 
@@ -156,12 +176,11 @@ def _remainders(f: Asymptote, g: Asymptote, q1, q12, q2) -> np.ndarray:
     """E[δ_f(u) δ_g(v)]: over v on the grid, the inner E[δ_f(u) | v] in z = (u − μ)/s where
     the conditional width s is narrow (on [−9, 9] cut where u = 0, at which δ of a kinked
     asymptote jumps or kinks), else on the same grid in u."""
-    v, w = _GRADED  # the inner mean turns at v = 0 over a width ∝ s
+    v, w, delta = g.on_graded  # the inner mean turns at v = 0 over a width ∝ s
     out = np.empty(len(q1))
-    outer = w * g.on_graded
-    grid, grid_weights = _GRID
+    outer = w * delta
     for i in range(len(q1)):
-        s2 = max(q1[i] - q12[i] * q12[i] / q2[i], 0.0)
+        s2 = float(_conditional_variance(q1[i], q12[i], q2[i]))
         mu = (q12[i] / q2[i]) * v
         if s2 == 0:
             inner = f.remainder(mu)
@@ -180,13 +199,15 @@ def _wide_inner(f: Asymptote, mu: np.ndarray, s2: float) -> np.ndarray:
     """E[δ_f(u)] for u ~ N(μ, s²), s ≥ NARROW, on the uniform grid in u; from s ≥
     SMOOTH_INNER the mean is smooth on the scale s in μ, so it is computed at 48 Chebyshev
     points of μ's range and interpolated (checked against a direct evaluation at two μ)."""
-    grid, weights = _GRID
-    weighted = weights * f.on_grid
+    grid, weights, delta = f.on_grid
+    weighted = weights * delta
 
     def direct(points: np.ndarray) -> np.ndarray:
         return _gaussian(grid[None, :] - points[:, None], np.array(s2)) @ weighted
 
     lo, hi = float(mu.min()), float(mu.max())
+    if hi == lo:  # uncorrelated (c = 0): one mean for every v
+        return np.full(mu.shape, direct(mu[:1])[0])
     if s2 < SMOOTH_INNER**2 or hi - lo > 8 * np.sqrt(s2):
         return direct(mu)
     series = np.polynomial.chebyshev.Chebyshev.interpolate(direct, 48, domain=(lo, hi))
@@ -212,6 +233,13 @@ def _narrow_inner(f: Asymptote, mu: np.ndarray, s: float) -> np.ndarray:
     return total
 
 
+def far(q1, q2):
+    """Where the split serves: one variance far from the origin, the other not tiny (a
+    pair of inputs of very different norms is as slow to integrate directly as two far)."""
+    q1, q2 = np.asarray(q1, float), np.asarray(q2, float)
+    return (np.maximum(q1, q2) >= SPLIT_ABOVE) & (np.minimum(q1, q2) >= SPLIT_FLOOR)
+
+
 def split_expect(f: Activation, g: Activation, q1, q12, q2) -> np.ndarray | None:
     """E[f(u) g(v)] for arrays of covariances (positive variances) by the exact split, or
     None when f or g has no asymptote of the same degree. Entries whose remainder terms are
@@ -223,6 +251,9 @@ def split_expect(f: Activation, g: Activation, q1, q12, q2) -> np.ndarray | None
     q1, q12, q2 = (np.asarray(a, float).ravel() for a in (q1, q12, q2))
     bound = np.sqrt(q1) * np.sqrt(q2)
     q12 = np.clip(q12, -bound, bound)
+    # perfectly correlated pairs exactly so: a rounding of q₁₂ = √q₁ √q₂ left q₁q₂ − q₁₂²
+    # ~1e-16 q₁q₂, an angle of 1e-8 and steps' (π − θ)/2π 2e-9 off
+    q12 = np.where(1 - np.abs(q12) / bound < DEGENERATE, np.sign(q12) * bound, q12)
     out = _psi_psi(fa, ga, q1, q12, q2)
     live = np.flatnonzero(_remainder_bound(fa, ga, q1, q12, q2) > 1e-17 * _scale(fa, ga, q1, q2))
     if live.size:
@@ -235,9 +266,9 @@ def split_expect(f: Activation, g: Activation, q1, q12, q2) -> np.ndarray | None
 @lru_cache(maxsize=256)
 def _sizes(a: Asymptote) -> tuple[float, float]:
     """∫|δ| and max |δ| over [−REACH, REACH]."""
-    v, w = _GRADED
-    delta = np.abs(a.on_graded)
-    return float(np.sum(w * delta)), float(delta.max())
+    v, w, delta = a.on_graded
+    delta = np.abs(delta)
+    return float(np.sum(w * delta)), float(delta.max(initial=0.0))
 
 
 def _scale(f: Asymptote, g: Asymptote, q1: np.ndarray, q2: np.ndarray) -> np.ndarray:
