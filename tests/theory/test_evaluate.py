@@ -1,6 +1,6 @@
 """The evaluator's fast path for settled variances (dual kernels interpolated in θ = arccos c)
 against direct integration of every entry, deep in a critical tanh network where the
-correlations still move; and that the fast path is actually taken."""
+correlations still move; and that the fast path (then the fused settled loop) is taken."""
 
 from __future__ import annotations
 
@@ -22,17 +22,29 @@ def test_interpolated_layers_equal_direct_integration(monkeypatch):
     )
     x = np.random.default_rng(0).standard_normal((3, *spec.input_shape))
     taken = []
-    original = evaluate.Evaluator._interpolants_at
+    original = evaluate.Evaluator.interpolants_at
 
     def counting(self, *args):
         found = original(self, *args)
         taken.append(found is not None)
         return found
 
-    monkeypatch.setattr(evaluate.Evaluator, "_interpolants_at", counting)
+    import workbench.theory.settled_loop as settled_loop
+
+    fused = []
+    original_loop = settled_loop.settled_passes
+
+    def fusing(*args):
+        found = original_loop(*args)
+        fused.append(found is not None)
+        return found
+
+    monkeypatch.setattr(evaluate.Evaluator, "interpolants_at", counting)
+    monkeypatch.setattr(settled_loop, "settled_passes", fusing)
     fast = evaluate.network_kernels(spec, x)
-    assert sum(taken) > 200  # the variances settle within ~60 layers
-    monkeypatch.setattr(evaluate.Evaluator, "_interpolants_at", lambda *a: None)
+    # the variances settle within ~60 layers; the rest run as one fused loop
+    assert sum(taken) >= 2 and fused[-1] and len(fused) < 100
+    monkeypatch.setattr(evaluate.Evaluator, "interpolants_at", lambda *a: None)
     direct = evaluate.network_kernels(spec, x)
     for name in ("nngp", "ntk"):
         a, b = getattr(fast, name), getattr(direct, name)

@@ -150,15 +150,17 @@ def noise(node: Act, noise: Noise, walk: NoiseWalk, entry: TapeEntry, suffix: st
 
 
 def lower(node: Act, attrs: dict, last: str, mode: str) -> tuple[list | None, str]:
-    """The fused program's step: the joint NNGP/NTK dual of a relu/erf/linear-family φ right
-    after a weight layer (a centred Gaussian input); other φ are left to the evaluator."""
+    """The fused program's step right after a weight layer (a centred Gaussian input): the
+    joint NNGP/NTK dual of a relu/erf/linear-family φ; for other φ the step has no dual
+    (a whole-spec program declines it; the settled loop freezes the dual at its variance)."""
     from workbench.gaussian.closed_forms import joint_dual
     from workbench.theory.kernel_program import Activate
 
-    dual = joint_dual(node.activation.expr)
-    if last != "linear" or dual is None:
+    if last != "linear":
         return None, last
-    return [Activate(dual, node.activation.expr)], "act"
+    return [
+        Activate(joint_dual(node.activation.expr), node.activation.expr, node.activation)
+    ], "act"
 
 
 def torch_module(node: Act, in_shape: Shape, build: Any, suffix: str) -> tuple[Any, Shape]:

@@ -92,11 +92,23 @@ def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> Kern
 
     from workbench.errors import TheoryError
     from workbench.theory.kernel_program import STOP_CHECK, growth_note
+    from workbench.theory.settled_loop import settled_passes
 
     again = attrs.get("body_again", attrs["body"])
     shown = ev.progress and node.times >= 100
     scales: list[tuple[int, float]] = []  # (pass, largest entry) every STOP_CHECK passes
-    for i in tqdm(range(node.times), desc=node.path, disable=not shown, leave=False):
+    bar = tqdm(total=node.times, desc=node.path, disable=not shown, leave=False)
+    i = 0
+    while i < node.times:
+        if 0 < i < node.times - 1:  # settled: every pass but the last fused (settled_loop)
+            found = settled_passes(ev, again, state, node.times - 1 - i, node.path)
+            if found is not None:
+                state, stopped = found
+                if stopped is not None:
+                    state = state.noted(f"{node.path}: exact fixed point after {i + stopped} "
+                                        "passes")  # fmt: skip
+                bar.update(node.times - 1 - i)
+                i = node.times - 1
         before = state
         try:
             state = ev.propagate(attrs["body"] if i == 0 else again, state)
@@ -107,9 +119,13 @@ def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> Kern
             raise TheoryError(f"{exc.message} in pass {i + 1} of {node.path}{rate}",
                               hint=exc.hint) from None  # fmt: skip
         if i > 0 and state.repeats(before):
+            bar.close()
             return state.noted(f"{node.path}: exact fixed point after {i + 1} passes")
         if i % STOP_CHECK == 0:
             scales.append((i, state.largest_entry()))
+        i += 1
+        bar.update()
+    bar.close()
     return state
 
 

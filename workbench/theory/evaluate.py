@@ -151,7 +151,7 @@ class Evaluator:
         multiplier of xiao2018 eq. 2.15 and the NTK's), by the same routes as ``realized``."""
         phi, k = state.phi, state.field_nngp
         variances = state.own_variances(k)
-        fast = self._interpolants_at(phi, variances, state.ctx)
+        fast = self.interpolants_at(phi, variances, state.ctx)
         if fast is not None:
             return fast[1](_correlations(state, k, variances))
         return _dual(phi.derivative(), state, k)
@@ -162,7 +162,7 @@ class Evaluator:
         d = state.phi.derivative()
         variances = state.own_variances(state.field_nngp)
         ctx = state.ctx
-        fast = self._interpolants_at(state.phi, variances, ctx)
+        fast = self.interpolants_at(state.phi, variances, ctx)
         if fast is not None:  # every variance settled at q: Ṫ(1), once per (φ, q)
             key = (state.phi, fast[2])
             if key not in self._settled_slopes:
@@ -190,7 +190,7 @@ class Evaluator:
     def _realize(self, state: KernelState) -> KernelState:
         phi, k = state.phi, state.field_nngp
         variances = state.own_variances(k)
-        fast = self._interpolants_at(phi, variances, state.ctx)
+        fast = self.interpolants_at(phi, variances, state.ctx)
         if fast is not None:  # every variance settled at q: T, Ṫ as functions of K/q
             t, t_dot, _ = fast
             c = _correlations(state, k, variances)
@@ -207,10 +207,7 @@ class Evaluator:
         elif not variances.size:
             mean = variances
         elif fast is not None:  # every variance settled at q: E[φ(u)] once per (φ, q)
-            key = (phi, fast[2])
-            if key not in self._settled_means:
-                self._settled_means[key] = float(expect1(phi, fast[2], state.ctx))
-            mean = np.full(variances.shape, self._settled_means[key])
+            mean = np.full(variances.shape, self.settled_mean(phi, fast[2], state.ctx))
         else:
             mean = state.ctx.elementwise(lambda q: expect1(phi, q, state.ctx), variances)
         return state.replace(nngp=nngp, ntk=ntk, mean=np.asarray(mean), field_nngp=None,
@@ -228,11 +225,8 @@ class Evaluator:
             return None
         s = state.gap / (np.sqrt(q[rows]) * np.sqrt(q[cols]))  # the product may underflow
         if fast is not None:
-            key = (phi, fast[2])
-            if key not in self._gap_maps:
-                self._gap_maps[key] = GapMap(phi, fast[2])
-            gap_map = self._gap_maps[key]
-            if not gap_map.ok or gap_map.representation not in DEPTH_SAFE:
+            gap_map = self.frozen_gap_map(phi, fast[2])
+            if gap_map is None:
                 return None
             pairs_gap = gap_map(s)
         else:
@@ -242,7 +236,23 @@ class Evaluator:
             pairs_gap = found.gap
         return pairs_gap
 
-    def _interpolants_at(self, phi: Activation, variances: np.ndarray, ctx: Context):
+    def frozen_gap_map(self, phi: Activation, q: float) -> GapMap | None:
+        """The frozen s-map of φ at a settled variance q (once per (φ, q)); None where it
+        did not converge or is not depth-safe (a difference of moments)."""
+        key = (phi, q)
+        if key not in self._gap_maps:
+            self._gap_maps[key] = GapMap(phi, q)
+        gap_map = self._gap_maps[key]
+        return gap_map if gap_map.ok and gap_map.representation in DEPTH_SAFE else None
+
+    def settled_mean(self, phi: Activation, q: float, ctx: Context) -> float:
+        """E[φ(u)] at a settled variance q (once per (φ, q))."""
+        key = (phi, q)
+        if key not in self._settled_means:
+            self._settled_means[key] = float(expect1(phi, q, ctx))
+        return self._settled_means[key]
+
+    def interpolants_at(self, phi: Activation, variances: np.ndarray, ctx: Context):
         """(T, Ṫ, q) when every variance equals one q (to 7e-15) at which φ has been
         realized before: deep in a network the variances settle on their fixed point while
         the correlations still move, and the dual kernels at that q become Chebyshev

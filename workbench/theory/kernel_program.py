@@ -43,8 +43,11 @@ class Linear:
 
 @dataclass(frozen=True)
 class Activate:
-    dual: Any  # closed_forms.joint_dual of the activation (cached, so equal φ give equal steps)
+    # closed_forms.joint_dual of the activation (cached, so equal φ give equal steps); None
+    # where φ has no closed form (``settled_loop`` freezes its dual at a settled variance)
+    dual: Any
     expr: Any = None  # the activation's sympy expression (for its depth-safe gap)
+    activation: Any = None  # the Activation itself
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def lower(spec: Spec, m: int, mode: str, parameterization: str, ntk: bool) -> Pr
     if mode == "full" and len(spatial) > 2 or mode == "flat" and spatial:
         return None
     steps, last = lower_graph(spec_graph(spec), "input", mode)
-    if steps is None or last == "input":
+    if steps is None or last == "input" or any(a.dual is None for a in _activations(steps)):
         return None
     gap = mode == "flat" and all(
         step.dual.pair_from_gap is not None or _is_linear(step) for step in _activations(steps)
@@ -169,13 +172,16 @@ def unpack(packed: np.ndarray, m: int, mode: str) -> np.ndarray:
     return out
 
 
-def run(program: Program, nngp: np.ndarray, gap: np.ndarray | None = None) -> tuple:
+def run(
+    program: Program, nngp: np.ndarray, gap: np.ndarray | None = None, ntk: np.ndarray | None = None
+) -> tuple:
     """The output NNGP, NTK (or None) and gap G (or None) from the packed input second
-    moments (and, for a program with the gap, their packed gap). The steps are bound
+    moments (and, for a program with the gap, their packed gap; the NTK starts at ``ntk``,
+    else 0 as before the first weight layer). The steps are bound
     once to buffers allocated per run and then applied layer after layer without allocating
     (fresh arrays of a few hundred KiB per operation would cost page faults) and without
     re-dispatching."""
-    state = _start(program, nngp, gap)
+    state = _start(program, nngp, gap, ntk)
     for op in _bound(program, state.shape):
         state = op(state)
     return _outputs(program, state, copy=True)
@@ -226,9 +232,11 @@ def compiled_run(program: Program, shape: tuple[int, ...]) -> Callable:
     return torch.compile(own, dynamic=False, fullgraph=True)
 
 
-def _start(program: Program, nngp: np.ndarray, gap: np.ndarray | None) -> np.ndarray:
-    """The state array (h, P, *pixels): K, Θ = 0 before the first weight layer, and G."""
-    rows = [nngp] + [np.zeros_like(nngp)] * program.ntk
+def _start(
+    program: Program, nngp: np.ndarray, gap: np.ndarray | None, ntk: np.ndarray | None = None
+) -> np.ndarray:
+    """The state array (h, P, *pixels): K, Θ (0 before the first weight layer) and G."""
+    rows = [nngp] + [np.zeros_like(nngp) if ntk is None else ntk] * program.ntk
     if program.gap:
         rows.append(gap)
     return np.stack(rows)
@@ -298,10 +306,13 @@ def _repeat(body: list[Op], times: int, checked: bool, path: str = "") -> Op:
     """The body ``times`` times. ``checked`` (eager runs): every STOP_CHECK passes the state
     is compared with the one a pass before — a pass that returned its input exactly (a
     floating-point fixed point, NTK included) ends the loop, the rest would repeat it — and
-    a state past OVERFLOW_GUARD (or NaN) is a TheoryError naming the repeat node."""
+    a state past OVERFLOW_GUARD (or NaN) is a TheoryError naming the repeat node. The op's
+    ``stopped`` says after how many passes its last run stopped so (None: it ran them all)."""
 
     def repeat(state: np.ndarray) -> np.ndarray:
         before, last = None, None  # last: (pass, largest entry) at the previous check
+        if checked:  # (torch.compile runs unchecked: it traces no attribute writes)
+            repeat.stopped = None
         for i in range(times):
             if checked and i % STOP_CHECK == STOP_CHECK - 1:
                 before = state.copy()
@@ -309,6 +320,7 @@ def _repeat(body: list[Op], times: int, checked: bool, path: str = "") -> Op:
                 state = op(state)
             if before is not None:
                 if np.array_equal(state, before):
+                    repeat.stopped = i + 1
                     return state
                 if not np.abs(state).max() < OVERFLOW_GUARD:
                     where = f"{path or 'a repeat block'}: the kernel"
