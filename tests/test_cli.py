@@ -262,6 +262,43 @@ def test_a_min_that_never_switches_has_no_kink():
     assert parse_activation("min(x, 0)").kinks == (0.0,)
 
 
+@pytest.mark.parametrize(
+    "phi, sw2, sb2, depth",
+    [("gelu", 2.3025, 0.05, 1000), ("sigmoid", 103.0075539, 0.0, 10_000)],
+)
+def test_deep_critical_kernels_within_seconds(phi, sw2, sb2, depth, tmp_path, capsys):
+    """issue 15's reproducers: gelu at the σ_w² where q diverges (depth 1,000) and sigmoid
+    at its critical point (depth 10,000) each took over 400 s. Now the exact split serves
+    inputs of unequal norms far from the origin (gelu's q reaches 1e60) and the settled
+    sigmoid body runs as one fused loop (~4 s and ~3.5 s here). Sigmoid's output variances
+    are its fixed point q* of the one-input map, found by analyze's own route."""
+    import time
+
+    from workbench.activations import parse_activation
+    from workbench.theory.fc_fixed_points import analyze_cycle
+    from workbench.theory.fc_maps import single_step
+
+    body = [{"act": phi}, {"dense": {"width": 64}}]
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({
+        "name": "deep", "input": {"shape": [8]}, "defaults": {"sigma_w2": sw2, "sigma_b2": sb2},
+        "layers": [{"dense": {"width": 64}}, {"repeat": {"times": depth, "body": body}}],
+    }))  # fmt: skip
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((3, 8)))
+    out = tmp_path / "k.npz"
+    start = time.perf_counter()
+    argv = ["kernel", str(path), "--inputs", str(tmp_path / "x.npy"), "--out", str(out)]
+    assert main(argv) == 0
+    assert time.perf_counter() - start < 5
+    stored = np.load(out)
+    assert np.isfinite(stored["nngp"]).all() and np.isfinite(stored["ntk"]).all()
+    if phi == "gelu":
+        assert stored["nngp"].min() > 1e50
+    else:
+        q_star = analyze_cycle(single_step(parse_activation(phi), sw2, sb2)).q_star
+        np.testing.assert_allclose(np.diagonal(stored["nngp"]), q_star, rtol=1e-12)
+
+
 @pytest.mark.parametrize("phi", ["tanh", "relu", "erf"])
 def test_kernel_digits_on_inputs_of_norm_1e160(phi, tmp_path, capsys):
     """A reproducer of issue 15 (erf: minutes, then a ZeroDivisionError from erf′'s closed
