@@ -111,7 +111,8 @@ def _body_steps(graph: nx.DiGraph) -> tuple | None:
 def _freeze(ev: Evaluator, steps: tuple, q: np.ndarray, want_gap: bool):
     """(the steps with every activation's dual frozen at its settled variance, whether the
     gap can be carried, (φ, q) of a final activation or None, the settled variances); None
-    where a variance on the way has not settled at a q the evaluator has realized φ at."""
+    where a variance on the way has not settled at a q the evaluator has built interpolants
+    at (only asked: a second visit of a q is what makes the evaluator build them)."""
     from workbench.precision import F64
 
     out, carry_gap, last_phi, settled_at = [], want_gap, None, []
@@ -126,7 +127,11 @@ def _freeze(ev: Evaluator, steps: tuple, q: np.ndarray, want_gap: bool):
             carry_gap = carry_gap and step.dual.pair_from_gap is not None
             out.append(step)
             continue
-        found = ev.interpolants_at(step.activation, q, F64)
+        learning, ev.learning = ev.learning, False  # asking must not count as a visit
+        try:
+            found = ev.interpolants_at(step.activation, q, F64)
+        finally:
+            ev.learning = learning
         if found is None:
             return None
         t, t_dot, settled = found
