@@ -83,6 +83,9 @@ def _settled_shape(node: Repeat, in_shape: Shape, first: Shape, where: Where) ->
     return tuple(first)
 
 
+SETTLED_CHECK = 8  # passes between asking whether the rest can run as the settled loop
+
+
 def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
     """The body graph applied ``times`` times (a loop, never unrolled); a body that changed
     the shape on its first pass runs its graph at the settled shape afterwards. A pass that
@@ -100,7 +103,7 @@ def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> Kern
     bar = tqdm(total=node.times, desc=node.path, disable=not shown, leave=False)
     i = 0
     while i < node.times:
-        if 0 < i < node.times - 1:  # settled: every pass but the last fused (settled_loop)
+        if i % SETTLED_CHECK == 1 and i < node.times - 1:  # settled: the rest but the last fused
             found = settled_passes(ev, again, state, node.times - 1 - i, node.path)
             if found is not None:
                 state, stopped = found

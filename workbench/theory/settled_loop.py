@@ -101,11 +101,14 @@ def _settled_boundary(state: KernelState) -> bool:
 
 
 def _body_steps(graph: nx.DiGraph) -> tuple | None:
-    """The body's steps, when it lowers after a weight layer and also after itself."""
-    steps, last = lower_graph(graph, "linear", "flat")
-    if steps is None or lower_graph(graph, last, "flat")[0] is None:
-        return None
-    return tuple(steps)
+    """The body's steps, when it lowers after a weight layer and also after itself (kept
+    in the graph's attributes: asked at every pass until the variances settle)."""
+    if "settled_steps" not in graph.graph:
+        steps, last = lower_graph(graph, "linear", "flat")
+        if steps is not None and lower_graph(graph, last, "flat")[0] is None:
+            steps = None
+        graph.graph["settled_steps"] = None if steps is None else tuple(steps)
+    return graph.graph["settled_steps"]
 
 
 def _freeze(ev: Evaluator, steps: tuple, q: np.ndarray, want_gap: bool):
