@@ -97,7 +97,9 @@ def test_float_literals_are_exact_decimals() -> None:
         ("10**10**10", ["exponent larger than"]),
         ("x**(10**9)", ["exponent larger than"]),
         ("(10**100)**100", ["digits"]),
-        ("exp(1000)**1000", ["digits"]),
+        ("exp(1000)**1000", ["beyond float64"]),
+        ("x / 10**400", ["10**400", "beyond float64"]),
+        ("x * exp(-800)", ["exp(-800)", "beyond float64"]),
         ("1e300 * x", ["literal larger than"]),
         ("1e999", ["literal larger than"]),
         ("x +", ["syntax error"]),
@@ -280,7 +282,14 @@ def test_fuzz_well_formed_trees_parse_or_fail_on_values_only(text: str) -> None:
         result = parse_expression(text)
     except ExpressionError as exc:
         # grammatical input: only value checks (caps, non-finite constants, length) may refuse it
-        reasons = ("larger than", "digits", "not a finite real", "characters long")
+        reasons = (
+            "larger than",
+            "digits",
+            "not a finite real",
+            "characters long",
+            "beyond float64",
+            "levels deep",
+        )
         assert any(reason in exc.message for reason in reasons), exc.message
         return
     assert result.free_symbols <= {X}

@@ -41,6 +41,9 @@ NAMED: dict[str, sp.Expr] = {
     "softplus": sp.log(1 + sp.exp(X)),
 }
 
+# the logistic rewrite's cancel takes minutes on the chain-rule derivative of 20 nested
+# sigmoids (1,660 operations); sigmoid's 7th derivative has 59, 5 nested sigmoids' 115
+STABLE_FORM_OPS = 400
 SIMPLIFY_OPS = 40  # parity tries sympy's simplify only on expressions this small
 MAX_SIMPLIFY_SWITCHES = 3  # ... with at most this many steps, signs, abs, max or min
 _SWITCHES = (sp.Heaviside, sp.sign, sp.Abs, sp.Max, sp.Min)
@@ -266,7 +269,7 @@ def _logistic_in_tanh(expr: sp.Expr) -> sp.Expr:
             and sp.degree(e.args[0], X) == 1 and e.args[0].subs(X, 0) == 0}  # fmt: skip
     powers = [p for p in expr.atoms(sp.Pow) if p.exp.is_negative]
     logistic = [e for e in exps if any(p.base == 1 + e for p in powers)]
-    if not logistic:
+    if not logistic or sp.count_ops(expr) > STABLE_FORM_OPS:
         return expr
     t = sp.Dummy("t")
     for e in logistic:
@@ -513,22 +516,28 @@ def _probe_points() -> list[sp.Rational]:
 
 @functools.lru_cache(maxsize=1024)
 def _parity(expr: sp.Expr) -> int:
+    """+1 or −1 when proved symbolically, tried only for a sign that φ's values at the probe
+    points make plausible (finite and mirrored to 1e-9): expanding or simplifying 23 nested
+    exps or 46 nested sigmoids took minutes for a parity that a few values rule out."""
     mirrored = expr.xreplace({X: -X})
-    for sign in (1, -1):
-        difference = mirrored - sign * expr
-        if difference == 0 or sp.expand(difference) == 0:
-            return sign
-    if sp.count_ops(expr) > SIMPLIFY_OPS:  # simplify's time is unbounded on large input
-        return 0
-    switches = sum(isinstance(n, _SWITCHES) for n in sp.preorder_traversal(expr))
-    if switches > MAX_SIMPLIFY_SWITCHES:  # nested steps: simplify's time doubles per level
-        return 0
     points = np.array([float(p) for p in _probe_points()])
     f = _numpy_function(expr)
-    at, mirror = f(points), f(-points)
-    for sign in (1, -1):  # e.g. sigmoid(x) − 1/2 needs more than expansion
-        plausible = np.allclose(mirror, sign * at, rtol=1e-9, atol=1e-12, equal_nan=True)
-        if plausible and sp.simplify(mirrored - sign * expr) == 0:
+    with np.errstate(all="ignore"):
+        at, mirror = np.asarray(f(points), float), np.asarray(f(-points), float)
+    finite = bool(np.isfinite(at).all() and np.isfinite(mirror).all())
+    simplify_ok = sp.count_ops(expr) <= SIMPLIFY_OPS and (  # simplify's time is unbounded
+        sum(isinstance(n, _SWITCHES) for n in sp.preorder_traversal(expr))
+        <= MAX_SIMPLIFY_SWITCHES  # nested steps: simplify's time doubles per level
+    )
+    for sign in (1, -1):
+        difference = mirrored - sign * expr
+        if difference == 0:
+            return sign
+        if not finite or not np.allclose(mirror, sign * at, rtol=1e-9, atol=1e-12):
+            continue
+        if sp.expand(difference) == 0:
+            return sign
+        if simplify_ok and sp.simplify(difference) == 0:  # e.g. sigmoid(x) − 1/2
             return sign
     return 0
 
@@ -574,6 +583,27 @@ def _may_be_homogeneous(expr: sp.Expr) -> bool:
         ratio = twice / at
         if (ratio <= 0).any() or np.ptp(np.log2(ratio)) > 1e-6:
             return False
+    return _homogeneous_at_30_digits(expr)
+
+
+def _homogeneous_at_30_digits(expr: sp.Expr) -> bool:
+    """The same condition at 30 digits, to 1e-20, by the mpmath function: 20 nested
+    sigmoids are constant to 1e-7 (they passed in float64), and sympy's exact evaluation of
+    their degree took minutes."""
+    f = _mpmath_function(expr)
+    with mpmath.workdps(30):
+        for sign in (1, -1):
+            logs = []
+            for point in _probe_points():
+                x = sign * mpmath.mpf(point.p) / point.q
+                at, twice = f(x), f(2 * x)
+                if at == 0 and twice == 0:
+                    continue
+                if not (mpmath.isfinite(at) and mpmath.isfinite(twice)) or at * twice <= 0:
+                    return False
+                logs.append(mpmath.log(twice / at, 2))
+            if logs and max(logs) - min(logs) > mpmath.mpf(10) ** -20:
+                return False
     return True
 
 
@@ -621,7 +651,8 @@ def _singularity_distance(expr: sp.Expr) -> float:
         slope = sp.diff(inner, X)
         if slope.is_number and slope != 0 and sp.diff(slope, X) == 0:
             base = math.pi / 2 if isinstance(expr, sp.tanh) else 1.0
-            return min(base / abs(float(slope)), _singularity_distance(inner))
+            size = abs(float(slope))  # 0.0 for a slope below float64's range (10**-400)
+            return min(base / size if size else math.inf, _singularity_distance(inner))
         return 0.5
     if isinstance(expr, sp.Pow):
         if expr.exp.is_Integer and expr.exp > 0:
@@ -638,7 +669,8 @@ def _logistic_distance(denominator: sp.Expr) -> float:
     """1/(1 + exp(a x)) has its poles at a x = iπ(2m + 1): distance π/|a|; else 1/2."""
     m = denominator.match(1 + sp.exp(_SLOPE * X))
     if m and m.get(_SLOPE) is not None and m[_SLOPE].is_number and m[_SLOPE] != 0:
-        return math.pi / abs(float(m[_SLOPE]))
+        size = abs(float(m[_SLOPE]))
+        return math.pi / size if size else math.inf
     return 0.5
 
 

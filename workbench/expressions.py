@@ -27,6 +27,7 @@ X = sp.Symbol("x", real=True)
 
 MAX_LENGTH = 500
 MAX_DEPTH = 50
+MAX_TREE_DEPTH = 100  # sympy's derivatives and printing recurse: 46 nested sigmoids overflowed
 MAX_LITERAL = 1e15  # largest magnitude of a numeric literal
 MAX_EXPONENT = 1000  # largest magnitude of a numeric exponent
 MAX_DIGITS = 1000  # most decimal digits of a constant built while parsing
@@ -161,7 +162,23 @@ def parse_expression(text: str) -> sp.Expr:
             f"cannot build expression {source!r}: {type(exc).__name__}: {exc}"[:300],
             hint=allowed_hint(),
         ) from None
+    if _tree_depth(expr) > MAX_TREE_DEPTH:
+        raise ExpressionError(
+            f"expression is nested {_tree_depth(expr)} levels deep once built (sigmoid(a) is "
+            f"1/(1 + exp(-a)): three), more than {MAX_TREE_DEPTH}",
+            hint="simplify the expression",
+        )
     return _checked(expr, source)
+
+
+def _tree_depth(expr: sp.Expr) -> int:
+    """The sympy tree's depth, counted without recursion."""
+    deepest, stack = 0, [(expr, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((arg, depth + 1) for arg in node.args)
+    return deepest
 
 
 def _syntax_tree(source: str) -> ast.Expression:
@@ -206,6 +223,25 @@ def _not_real(expr: sp.Expr) -> bool:
         return True
 
 
+FLOAT64_RANGE = (5e-324, 1.7976931348623157e308)  # smallest subnormal, largest finite
+
+
+def _beyond_float64(expr: sp.Expr) -> bool:
+    """Whether a constant (no x) is nonzero and outside float64's range: 10**400 became an
+    exact exponent that sympy's kink search raised 1e15 to (minutes), 10**-400 is 0."""
+    if expr.has(X) or not expr.is_number or expr.is_zero:
+        return False
+    try:
+        value = expr.evalf(20)
+        if not value.is_real or not value.is_finite:
+            return False  # _not_real decides
+        size = abs(value)
+        lo, hi = FLOAT64_RANGE
+        return bool(size > hi or size < lo)
+    except Exception:
+        return False
+
+
 class _Builder:
     """Walks a Python expression tree and builds the sympy expression, whitelist only."""
 
@@ -240,10 +276,16 @@ class _Builder:
         result = self.node(node, depth)
         if result.is_Rational and max(abs(result.p), result.q).bit_length() > 3.33 * MAX_DIGITS:
             raise self.refuse(f"constant with more than {MAX_DIGITS} digits", node)
-        if _not_real(result):
+        if _beyond_float64(result):
             raise self.refuse(
-                f"not a finite real value (it is {str(result)[:60]}); avoid division by zero, "
-                "log(0) and roots of negative constants",
+                "a constant beyond float64's range (the activation is evaluated in float64, "
+                "and exact powers of such constants stall the symbolic probes)",
+                node,
+            )
+        if _not_real(result):
+            raise self.refuse(  # (printing the value may evaluate sinh(1e15) to 1e15 bits)
+                "not a finite real value; avoid division by zero, log(0), roots of negative "
+                "constants and constants beyond float64's range",
                 node,
             )
         return result
