@@ -261,6 +261,7 @@ def test_expensive_expressions_end_in_a_typed_error_within_seconds(capsys, expre
         ("exp(" * 23 + "x" + ")" * 23, "not finite"),  # expand/simplify for a parity
         ("sigmoid(" * 46 + "x" + ")" * 46, "levels deep"),  # sympy's diff recursed too deep
         ("sigmoid(" * 20 + "x" + ")" * 20, None),  # its homogeneity degree, exactly, for minutes
+        ("1e15 / atan(2 / heaviside(x))", None),  # the 30-digit homogeneity test divided by 0
     ],
 )
 def test_fuzz_run_expressions_end_within_seconds(expression, message):

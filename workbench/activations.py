@@ -596,7 +596,10 @@ def _homogeneous_at_30_digits(expr: sp.Expr) -> bool:
             logs = []
             for point in _probe_points():
                 x = sign * mpmath.mpf(point.p) / point.q
-                at, twice = f(x), f(2 * x)
+                try:
+                    at, twice = f(x), f(2 * x)
+                except (ZeroDivisionError, ValueError, OverflowError):  # 1/heaviside(x) at x < 0
+                    return False
                 if at == 0 and twice == 0:
                     continue
                 if not (mpmath.isfinite(at) and mpmath.isfinite(twice)) or at * twice <= 0:
