@@ -18,3 +18,23 @@ from spec_factory import make_spec as _make_spec  # noqa: E402
 def make_spec():
     """The shared spec builder (``spec_factory.make_spec``)."""
     return _make_spec
+
+
+@pytest.fixture
+def record_found(monkeypatch):
+    """``record_found(owner, name)`` wraps ``owner.name`` (a function or method) and returns
+    the list it fills: per call, whether it found something (returned other than None)."""
+
+    def wrap(owner, name):
+        calls = []
+        original = getattr(owner, name)
+
+        def recording(*args):
+            found = original(*args)
+            calls.append(found is not None)
+            return found
+
+        monkeypatch.setattr(owner, name, recording)
+        return calls
+
+    return wrap

@@ -12,7 +12,7 @@ import workbench.theory.evaluate as evaluate
 from workbench.compile import load_spec
 
 
-def test_interpolated_layers_equal_direct_integration(monkeypatch):
+def test_interpolated_layers_equal_direct_integration(monkeypatch, record_found):
     spec = load_spec("derivations/tanh-fc-critical.yaml")
     spec = dataclasses.replace(
         spec,
@@ -21,26 +21,10 @@ def test_interpolated_layers_equal_direct_integration(monkeypatch):
         ),
     )
     x = np.random.default_rng(0).standard_normal((3, *spec.input_shape))
-    taken = []
-    original = evaluate.Evaluator.interpolants_at
-
-    def counting(self, *args):
-        found = original(self, *args)
-        taken.append(found is not None)
-        return found
-
     import workbench.theory.settled_loop as settled_loop
 
-    fused = []
-    original_loop = settled_loop.settled_passes
-
-    def fusing(*args):
-        found = original_loop(*args)
-        fused.append(found is not None)
-        return found
-
-    monkeypatch.setattr(evaluate.Evaluator, "interpolants_at", counting)
-    monkeypatch.setattr(settled_loop, "settled_passes", fusing)
+    taken = record_found(evaluate.Evaluator, "interpolants_at")
+    fused = record_found(settled_loop, "settled_passes")
     fast = evaluate.network_kernels(spec, x)
     # the variances settle within ~60 layers; the rest run as one fused loop
     assert sum(taken) >= 2 and fused[-1] and len(fused) < 100

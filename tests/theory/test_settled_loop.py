@@ -25,16 +25,8 @@ BODIES = {
 }
 
 
-def _both(monkeypatch, spec, parameterization="ntk", scale=1.0):
-    calls = []
-    original = settled_loop.settled_passes
-
-    def counting(*args):
-        found = original(*args)
-        calls.append(found is not None)
-        return found
-
-    monkeypatch.setattr(settled_loop, "settled_passes", counting)
+def _both(monkeypatch, record_found, spec, parameterization="ntk", scale=1.0):
+    calls = record_found(settled_loop, "settled_passes")
     fused = network_kernels(spec, scale * X, parameterization=parameterization)
     monkeypatch.setattr(settled_loop, "settled_passes", lambda *args: None)
     walked = network_kernels(spec, scale * X, parameterization=parameterization)
@@ -43,11 +35,11 @@ def _both(monkeypatch, spec, parameterization="ntk", scale=1.0):
 
 @pytest.mark.parametrize("body", list(BODIES))
 @pytest.mark.parametrize("parameterization", ["ntk", "standard"])
-def test_fused_passes_equal_the_evaluator_walking_them(monkeypatch, make_spec, body,
+def test_fused_passes_equal_the_evaluator_walking_them(monkeypatch, record_found, make_spec, body,
                                                        parameterization):  # fmt: skip
     layers = [{"dense": {"width": 8}}, {"repeat": {"times": 400, "body": BODIES[body]}}]
     spec = make_spec(layers, sw2=1.6, sb2=0.1)
-    fused, walked, calls = _both(monkeypatch, spec, parameterization)
+    fused, walked, calls = _both(monkeypatch, record_found, spec, parameterization)
     assert calls[-1] and sum(calls) == 1  # taken once, after the variances settled
     for name in ("nngp", "ntk"):
         a, b = getattr(fused, name), getattr(walked, name)
@@ -60,7 +52,7 @@ def test_fused_passes_equal_the_evaluator_walking_them(monkeypatch, make_spec, b
     ]
 
 
-def test_not_taken_while_the_variances_move(monkeypatch, make_spec):
+def test_not_taken_while_the_variances_move(monkeypatch, record_found, make_spec):
     """swish at σ_w² = 2.5 on inputs of norm 1e-8: every variance is the bias's, equal, but q
     grows ~25% a pass and never settles, so every pass is walked. Asking whether the state
     has settled must not count as a visit of its variance (that made the evaluator build
@@ -78,6 +70,6 @@ def test_not_taken_while_the_variances_move(monkeypatch, make_spec):
     body = [{"act": "swish"}, {"dense": {"width": 8}}]
     spec = make_spec([{"dense": {"width": 8}}, {"repeat": {"times": 12, "body": body}}],
                      sw2=2.5, sb2=0.5)  # fmt: skip
-    fused, walked, calls = _both(monkeypatch, spec, scale=1e-8)
+    fused, walked, calls = _both(monkeypatch, record_found, spec, scale=1e-8)
     assert not any(calls) and not builds
     np.testing.assert_allclose(fused.nngp, walked.nngp, rtol=1e-14)
