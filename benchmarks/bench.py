@@ -389,7 +389,7 @@ def bench_depth(
             continue
         seconds, result = _timed(lambda s=spec, x=inputs[name]: network_kernels(s, x))
         with mock.patch("workbench.gaussian.mehler.dual_matrices", return_value=None), \
-                mock.patch("workbench.theory.evaluate.Evaluator._interpolants_at",
+                mock.patch("workbench.theory.evaluate.Evaluator.interpolants_at",
                            return_value=None):  # fmt: skip
             direct, _ = _timed(lambda s=shallow[name], x=inputs[name]: network_kernels(s, x))
         baseline = direct / direct_depth * depth

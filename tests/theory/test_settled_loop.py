@@ -37,7 +37,7 @@ def _both(monkeypatch, record_found, spec, parameterization="ntk", scale=1.0):
 @pytest.mark.parametrize("parameterization", ["ntk", "standard"])
 def test_fused_passes_equal_the_evaluator_walking_them(monkeypatch, record_found, make_spec, body,
                                                        parameterization):  # fmt: skip
-    layers = [{"dense": {"width": 8}}, {"repeat": {"times": 400, "body": BODIES[body]}}]
+    layers = [{"dense": {"width": 8}}, {"repeat": {"times": 200, "body": BODIES[body]}}]
     spec = make_spec(layers, sw2=1.6, sb2=0.1)
     fused, walked, calls = _both(monkeypatch, record_found, spec, parameterization)
     assert calls[-1] and sum(calls) == 1  # taken once, after the variances settled
