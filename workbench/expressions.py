@@ -162,9 +162,10 @@ def parse_expression(text: str) -> sp.Expr:
             f"cannot build expression {source!r}: {type(exc).__name__}: {exc}"[:300],
             hint=allowed_hint(),
         ) from None
-    if _tree_depth(expr) > MAX_TREE_DEPTH:
+    depth = _tree_depth(expr)
+    if depth > MAX_TREE_DEPTH:
         raise ExpressionError(
-            f"expression is nested {_tree_depth(expr)} levels deep once built (sigmoid(a) is "
+            f"expression is nested {depth} levels deep once built (sigmoid(a) is "
             f"1/(1 + exp(-a)): three), more than {MAX_TREE_DEPTH}",
             hint="simplify the expression",
         )

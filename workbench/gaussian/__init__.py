@@ -19,10 +19,12 @@ from workbench.errors import TheoryError
 from workbench.gaussian.asymptote import asymptote, far, split_expect
 from workbench.gaussian.batch import expect_normalized_outer  # noqa: F401 - re-exported
 from workbench.gaussian.closed_forms import closed_form
-from workbench.gaussian.quadrature import expect1_float64, expect2_float64
+from workbench.gaussian.quadrature import (
+    DEGENERATE_CORRELATION,
+    expect1_float64,
+    expect2_float64,
+)
 from workbench.precision import F64, Context
-
-DEGENERATE_CORRELATION = 1e-13  # 1 - |c| below this: treat (u, v) as perfectly correlated
 
 
 def _finite(value: Any, what: str, ctx: Context) -> Any:

@@ -26,11 +26,11 @@ from scipy.special import ndtr
 
 from workbench.activations import Activation
 from workbench.gaussian.gap import angle
+from workbench.gaussian.quadrature import DEGENERATE_CORRELATION
 
 REACH = 40.0  # |x| beyond which δ is below float64's resolution of φ (checked, not assumed)
 SPLIT_ABOVE = 100.0  # a variance from which the split serves (2-4x faster than quadrature)
 SPLIT_FLOOR = 1e-2  # ... if the other is at least this (checked against quadrature from 0.1)
-DEGENERATE = 1e-13  # 1 − |c| below this: v = (q₁₂/q₁) u exactly (as gaussian.expect decides)
 _FAR = np.array([REACH, 45.0, 60.0, 1e2, 3e2, 1e3, 1e4, 1e6, 1e8])
 _SQRT_2PI = np.sqrt(2 * np.pi)
 
@@ -253,7 +253,7 @@ def split_expect(f: Activation, g: Activation, q1, q12, q2) -> np.ndarray | None
     q12 = np.clip(q12, -bound, bound)
     # perfectly correlated pairs exactly so: a rounding of q₁₂ = √q₁ √q₂ left q₁q₂ − q₁₂²
     # ~1e-16 q₁q₂, an angle of 1e-8 and steps' (π − θ)/2π 2e-9 off
-    q12 = np.where(1 - np.abs(q12) / bound < DEGENERATE, np.sign(q12) * bound, q12)
+    q12 = np.where(1 - np.abs(q12) / bound < DEGENERATE_CORRELATION, np.sign(q12) * bound, q12)
     out = _psi_psi(fa, ga, q1, q12, q2)
     live = np.flatnonzero(_remainder_bound(fa, ga, q1, q12, q2) > 1e-17 * _scale(fa, ga, q1, q2))
     if live.size:

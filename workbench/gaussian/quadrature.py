@@ -23,6 +23,7 @@ import numpy as np
 
 from workbench.errors import UnsupportedError
 
+DEGENERATE_CORRELATION = 1e-13  # 1 - |c| below this: treat (u, v) as perfectly correlated
 Z_MAX = 10.0  # e^{-Z_MAX^2/2} ≈ 2e-22: negligible Gaussian tail in float64
 GL_NODES = 16
 

@@ -181,10 +181,19 @@ def run(
     once to buffers allocated per run and then applied layer after layer without allocating
     (fresh arrays of a few hundred KiB per operation would cost page faults) and without
     re-dispatching."""
+    return run_until_fixed(program, nngp, gap, ntk)[0]
+
+
+def run_until_fixed(
+    program: Program, nngp: np.ndarray, gap: np.ndarray | None = None, ntk: np.ndarray | None = None
+) -> tuple[tuple, int | None]:
+    """``run``, and after how many passes the program's first step, a Loop, met an exact
+    fixed point (None: it ran them all, or the first step is no Loop)."""
     state = _start(program, nngp, gap, ntk)
-    for op in _bound(program, state.shape):
+    ops = _bound(program, state.shape)
+    for op in ops:
         state = op(state)
-    return _outputs(program, state, copy=True)
+    return _outputs(program, state, copy=True), getattr(ops[0], "stopped", None)
 
 
 def _outputs(program: Program, state: np.ndarray, copy: bool) -> tuple:

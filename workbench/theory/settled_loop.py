@@ -25,12 +25,10 @@ from workbench.theory.kernel_program import (
     Linear,
     Loop,
     Program,
-    _bound,
-    _outputs,
-    _start,
     lower_graph,
     pack,
     pair_indices,
+    run_until_fixed,
     unpack,
 )
 from workbench.theory.state import KernelState
@@ -72,12 +70,12 @@ def settled_passes(
     first = Program((Loop(1, body, path),), m, "flat", (), ev.parameterization, ntk, carry_gap)
     theta0 = None if not ntk else pack(np.asarray(start.ntk, float))
     with np.errstate(all="ignore"):
-        once = _run(first, pack(k), gap0, theta0)[0]
+        once = run_until_fixed(first, pack(k), gap0, theta0)[0]
     again = _freeze(ev, steps, once[0][diag], False)
     if again is None or again[3] != settled:
         return None  # the first frozen pass left the settled variances: the evaluator goes on
     with np.errstate(all="ignore"):
-        out, stopped = _run(program, once[0], once[2], once[1])
+        out, stopped = run_until_fixed(program, once[0], once[2], once[1])
     nngp = unpack(out[0], m, "flat")
     gap = out[2][rows != cols] if carry_gap else None
     mean = np.zeros(m)
@@ -167,12 +165,3 @@ def _frozen_dual(t, t_dot, gap_map) -> JointDual:
         return t(c), t_dot(c), gap_map(gap / root)
 
     return JointDual(lambda q: q, pair, 1.0, pair_from_gap if gap_map is not None else None)
-
-
-def _run(program: Program, nngp, gap, ntk) -> tuple[tuple, int | None]:
-    """``kernel_program.run`` from a state with its NTK, and where its loop stopped."""
-    state = _start(program, nngp, gap, ntk)
-    ops = _bound(program, state.shape)
-    for op in ops:
-        state = op(state)
-    return _outputs(program, state, copy=True), getattr(ops[0], "stopped", None)
