@@ -654,6 +654,33 @@ def cmd_ntk_spectrum(args: argparse.Namespace) -> dict:
     return result
 
 
+def cmd_sweep(args: argparse.Namespace) -> dict:
+    from workbench.sweep.outputs import write_outputs
+    from workbench.sweep.run import plan_sweep, run_sweep
+    from workbench.sweep.train import TrainSettings
+
+    settings = TrainSettings(steps=args.steps, lr=args.lr, optimizer=args.optimizer,
+                             momentum=args.momentum, batch_size=args.batch_size,
+                             width=args.width, seed=args.seed)  # fmt: skip
+    plan = plan_sweep(args.spec, args.grid, args.task, settings, args.train, args.scaling)
+    outcome = run_sweep(plan, args.out, args.scheduler, args.workers, args.device,
+                        progress=not args.json)  # fmt: skip
+    written = write_outputs(outcome, args.metric)
+    result = outcome.to_dict() | {"written": written}
+    if not args.json:
+        print(
+            f"{len(plan.jobs)} cells: {outcome.computed} computed, {outcome.reused} reused "
+            f"from {args.out}, {outcome.failed} failed ({outcome.seconds:.1f} s)"
+        )
+        for record in outcome.records:
+            if "error" in record:
+                print(f"  failed {record.get('cell')}: {' '.join(record['error'].split())}")
+        for name, path in written.items():
+            print(f"wrote {path} ({name})")
+    args.exit_code = 1 if outcome.failed else 0
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench", description="Mean-field theory of deep networks at initialization."
@@ -753,6 +780,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depths", default="1,10,100")
     p.add_argument("--digits", type=_digits, help="compute with mpmath at N significant digits")
     p.add_argument("--check-precision", action="store_true", help=CHECK_PRECISION_HELP)
+    p = add("sweep", cmd_sweep, "train (or analyse) the spec over a grid, on Dask; resumable")
+    p.add_argument("spec", type=Path)
+    p.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="KEY=VALUES",
+        help="a spec path (defaults.sigma_w2, layers[0].repeat.times; shorthands "
+        "sigma_w2, sigma_b2, depth) or a training setting (lr, momentum, steps, "
+        "width, batch_size, seed) = a:b:n, a:b:n:log or v1,v2,...; repeatable",
+    )
+    p.add_argument(
+        "--task",
+        default="train",
+        choices=["train", "analyze"],
+        help="train networks (default) or sweep analyze's theory numbers",
+    )
+    p.add_argument("--train", default="digits", help="digits (scikit-learn's) or DATA.npz")
+    p.add_argument(
+        "--scaling",
+        default="symmetric",
+        choices=["symmetric", "positive"],
+        help="pixels to [-0.5, 0.5] (default) or [0.25, 0.75] (pabari_zhou §4)",
+    )
+    p.add_argument("--steps", type=_count, default=300)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    p.add_argument("--momentum", type=float, default=0.0)
+    p.add_argument("--batch-size", type=_count, default=128)
+    p.add_argument("--width", type=_count, help="every hidden width (default: the spec's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--scheduler",
+        default="local",
+        help="local (a LocalCluster here), sequential (no Dask) or tcp://HOST:PORT",
+    )
+    p.add_argument("--workers", type=_count, default=2, help="local workers (one GPU each)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--metric", help="heat map metric (default test_accuracy; analyze: xi_c)")
+    p.add_argument("--out", type=Path, required=True, help="directory; rerun to resume")
     p = add("validate", cmd_validate, "run a validation suite: theory against Monte-Carlo")
     p.add_argument("suite", type=Path)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

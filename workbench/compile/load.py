@@ -36,6 +36,13 @@ MAX_SPEC_BYTES = 10_000_000
 
 def load_spec(path: str | Path) -> Spec:
     """Load a spec file; the format follows the extension (.yaml, .yml, .json)."""
+    data, lines = read_spec_data(path)
+    return spec_from_dict(data, file=str(path), lines=lines)
+
+
+def read_spec_data(path: str | Path) -> tuple[object, dict[str, int]]:
+    """A spec file's plain data and the source line of each spec path, before validation
+    (a sweep edits the data per cell, then validates it with ``spec_from_dict``)."""
     file = str(path)
     fmt = FORMATS.get(Path(file).suffix.lower())
     if fmt is None:
@@ -57,7 +64,7 @@ def load_spec(path: str | Path) -> Spec:
         raise SpecError("spec file not found", file=file, hint="check the path") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec file: {exc}", file=file) from None
-    return spec_from_text(text, file=file, fmt=fmt)
+    return parse_yaml(text, file) if fmt == "yaml" else parse_json(text, file)
 
 
 def spec_from_text(text: str, file: str | None = None, fmt: str = "yaml") -> Spec:

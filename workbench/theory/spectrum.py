@@ -251,11 +251,19 @@ def ntk_spectrum(
                                          float(analysis.c_star), depth)  # fmt: skip
             rows.append(_row(depth, lam_max, lam_rest, asymptotic, state, ctx))
     bar.close()
-    xi_1 = -1 / math.log(chi1) if chi1 < 1 else None
-    gap = math.log(chic) - math.log(chi1) if chic is not None and chic > 0 else -math.inf
-    xi_star = -1 / gap if gap < 0 else None
+    xi_1, xi_star = ntk_depth_scales(chi1, chic)
     return NTKSpectrum(arch, analysis.phase, analysis.q_star, chi1, chic, xi_1, xi_star, m, c0,
                        d, rows, ctx.describe(), representation, notes, ctx)  # fmt: skip
+
+
+def ntk_depth_scales(chi1: float, chic: float | None) -> tuple[float | None, float | None]:
+    """xiao_bahri's depth scales of the NTK: ξ₁ = −1/log χ₁ (ordered phase, χ₁ < 1) and
+    ξ_* = −1/(log χ_c* − log χ₁), where the NTK's off-diagonal approaches its limit at the
+    slower rate; None where the scale is infinite."""
+    xi_1 = -1 / math.log(chi1) if 0 < chi1 < 1 else None
+    both = chic is not None and chic > 0 and chi1 > 0
+    gap = math.log(chic) - math.log(chi1) if both else -math.inf
+    return xi_1, (-1 / gap if gap < 0 else None)
 
 
 VOUCHED_DIGITS = 1e-8  # a difference Θ_aa − Θ_ab below this share of Θ_aa has lost 8 digits

@@ -1,0 +1,75 @@
+import json
+
+import pytest
+
+from workbench.analysis import analyze_spec
+from workbench.cli import main
+from workbench.compile import load_spec
+from workbench.errors import WorkbenchError
+from workbench.sweep.run import plan_sweep, run_sweep
+from workbench.sweep.train import TrainSettings
+
+FAST = TrainSettings(steps=20, lr=0.05, batch_size=32)
+
+
+def _finals(outcome):
+    return {tuple(r["cell"].values()): r["result"]["final"] for r in outcome.records}
+
+
+def test_a_rerun_reuses_finished_cells_and_an_overlapping_grid_reuses_its_share(
+    tanh_spec, tmp_path
+):
+    out = tmp_path / "out"
+    first = run_sweep(plan_sweep(tanh_spec, ["sigma_w2=1,2"], settings=FAST), out, "sequential",
+                      progress=False)  # fmt: skip
+    assert (first.computed, first.reused, first.failed) == (2, 0, 0)
+    again = run_sweep(plan_sweep(tanh_spec, ["sigma_w2=1,2,3"], settings=FAST), out,
+                      "sequential", progress=False)  # fmt: skip
+    assert (again.computed, again.reused) == (1, 2)
+    assert {k: v for k, v in _finals(again).items() if k != (3.0,)} == _finals(first)
+    other = run_sweep(plan_sweep(tanh_spec, ["sigma_w2=1,2"], settings=TrainSettings(steps=21)),
+                      out, "sequential", progress=False)  # fmt: skip
+    assert other.computed == 2  # other settings: other cells, never a stale result
+
+
+def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(tanh_spec, tmp_path, capsys):
+    code = main(["sweep", str(tanh_spec), "--grid", "layers[1].dense.width=10,7", "--steps", "5",
+                 "--scheduler", "sequential", "--out", str(tmp_path / "o")])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert (
+        code == 1
+        and "1 failed" in printed
+        and "end the spec with a dense layer of width 10" in printed
+    )
+    records = [json.loads(p.read_text()) for p in (tmp_path / "o" / "cells").glob("*.json")]
+    assert sorted("error" in r for r in records) == [False, True]
+    assert (tmp_path / "o" / "summary.csv").read_text().count("\n") == 3
+
+
+def test_bad_cells_are_refused_before_anything_runs(tanh_spec, tmp_path):
+    with pytest.raises(WorkbenchError, match=r"cell sigma_w2=-1.*sigma_w2"):
+        plan_sweep(tanh_spec, ["sigma_w2=1,-1"])
+    with pytest.raises(WorkbenchError, match="learning rate"):
+        plan_sweep(tanh_spec, ["lr=0.1,-0.1"])
+    with pytest.raises(WorkbenchError, match="no training settings"):
+        plan_sweep(tanh_spec, ["lr=0.1"], task="analyze")
+    with pytest.raises(WorkbenchError, match="unknown scheduler"):
+        run_sweep(plan_sweep(tanh_spec, ["sigma_w2=1"], settings=FAST), tmp_path, "ftp://x",
+                  progress=False)  # fmt: skip
+
+
+def test_the_theory_task_gives_analyze_numbers_and_a_heat_map(tanh_spec, tmp_path, capsys):
+    code = main(["sweep", str(tanh_spec), "--task", "analyze", "--grid", "sigma_w2=0.8:2.4:3",
+                 "--grid", "depth=2,8", "--scheduler", "sequential", "--json",
+                 "--out", str(tmp_path / "t")])  # fmt: skip
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["computed"] == 6
+    for record in result["records"]:
+        spec_text = tanh_spec.read_text().replace(
+            "sigma_w2: 1.5", f"sigma_w2: {record['cell']['sigma_w2']}"
+        )
+        path = tmp_path / "cell.yaml"
+        path.write_text(spec_text)
+        expected = analyze_spec(load_spec(path)).to_dict()["blocks"][0]
+        assert record["result"]["blocks"][0]["xi_c"] == pytest.approx(expected["xi_c"], rel=1e-12)
+    assert (tmp_path / "t" / "heatmap.png").stat().st_size > 10_000

@@ -1,0 +1,229 @@
+"""A sweep's grid: axes named by spec paths (``defaults.sigma_w2``, ``layers[1].repeat.times``)
+or training settings (``lr``, ``steps``, ...), their values, and the cells they span."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from workbench.errors import WorkbenchError
+
+# Training settings a grid may sweep beside spec paths, and whether each takes whole numbers.
+SETTINGS = {"lr": False, "momentum": False, "steps": True, "width": True, "batch_size": True,
+            "seed": True}  # fmt: skip
+SHORTHANDS = {"sigma_w2": "defaults.sigma_w2", "sigma_b2": "defaults.sigma_b2"}
+_WHOLE_KEYS = ("times", "width", "channels", "kernel", "stride")
+_TOKEN = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+class GridError(WorkbenchError):
+    """A --grid argument that names no spec path or setting, or whose values do not fit it."""
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One grid axis: ``key`` as the user wrote it, ``target`` the spec path or setting it sets."""
+
+    key: str
+    target: str
+    values: tuple[float | int, ...]
+
+    @property
+    def is_setting(self) -> bool:
+        return self.target in SETTINGS
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the grid: its index along each axis and the value each axis takes."""
+
+    index: tuple[int, ...]
+    values: tuple[tuple[str, float | int], ...]  # (axis key, value)
+
+    def value(self, key: str) -> float | int:
+        return dict(self.values)[key]
+
+    def label(self) -> str:
+        return ", ".join(f"{k}={v:g}" for k, v in self.values)
+
+
+def parse_path(path: str) -> list[str | int]:
+    """``layers[1].repeat.times`` → ['layers', 1, 'repeat', 'times']."""
+    tokens: list[str | int] = []
+    at = 0
+    while at < len(path):
+        match = _TOKEN.match(path, at)
+        if match is None or (at == 0 and path.startswith(".")):
+            raise GridError(f"cannot read the spec path {path!r} at character {at + 1}",
+                            hint="write keys with dots and items in brackets: "
+                            "layers[1].repeat.times")  # fmt: skip
+        tokens.append(match.group(1) if match.group(1) is not None else int(match.group(2)))
+        at = match.end()
+    if not tokens:
+        raise GridError("an empty spec path", hint="e.g. defaults.sigma_w2")
+    return tokens
+
+
+def _walk(data: Any, tokens: Sequence[str | int], path: str) -> tuple[Any, str | int]:
+    """The container holding the last token, checked to exist along the way."""
+    node = data
+    for depth, token in enumerate(tokens[:-1]):
+        node = _child(node, token, tokens[: depth + 1], path)
+    last = tokens[-1]
+    if isinstance(last, int):
+        _child(node, last, tokens, path)
+    elif not isinstance(node, Mapping):
+        raise GridError(f"{path}: {_show(tokens[:-1])} is not a mapping",
+                        hint="a grid key ends at a number in the spec")  # fmt: skip
+    return node, last
+
+
+def _child(node: Any, token: str | int, upto: Sequence[str | int], path: str) -> Any:
+    if isinstance(token, int):
+        if not isinstance(node, list) or token >= len(node):
+            raise GridError(f"{path}: the spec has no item {_show(upto)}",
+                            hint="count list items from 0")  # fmt: skip
+        return node[token]
+    if not isinstance(node, Mapping) or token not in node:
+        raise GridError(f"{path}: the spec has no key {_show(upto)}",
+                        hint="grid keys are spec paths such as layers[1].repeat.times")  # fmt: skip
+    return node[token]
+
+
+def _show(tokens: Sequence[str | int]) -> str:
+    text = ""
+    for t in tokens:
+        text += f"[{t}]" if isinstance(t, int) else (f".{t}" if text else t)
+    return text or "(the spec)"
+
+
+def repeat_paths(data: Any, path: str = "") -> list[str]:
+    """Spec paths of every repeat block's ``times`` in spec data."""
+    found: list[str] = []
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key == "repeat" and isinstance(value, Mapping) and "times" in value:
+                found.append(f"{sub}.times")
+            found += repeat_paths(value, sub)
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found += repeat_paths(value, f"{path}[{i}]")
+    return found
+
+
+def resolve_target(key: str, data: Any) -> str:
+    """The spec path or setting a grid key names (``depth``: the spec's only repeat block)."""
+    if key in SETTINGS:
+        return key
+    if key in SHORTHANDS:
+        return SHORTHANDS[key]
+    if key == "depth":
+        paths = repeat_paths(data)
+        if len(paths) != 1:
+            raise GridError(
+                f"'depth' needs exactly one repeat block, the spec has {len(paths)}",
+                hint="name the block: " + (", ".join(paths) or "add a repeat block"),
+            )
+        return paths[0]
+    _walk(data, parse_path(key), key)
+    return key
+
+
+def _whole(target: str, data: Any) -> bool:
+    if target in SETTINGS:
+        return SETTINGS[target]
+    node, last = _walk(data, parse_path(target), target)
+    current = node.get(last) if isinstance(node, Mapping) else node[last]
+    if isinstance(current, bool):
+        return False
+    return isinstance(current, int) or str(last) in _WHOLE_KEYS
+
+
+def parse_values(text: str, key: str) -> tuple[float, ...]:
+    """``a:b:n`` (n evenly spaced), ``a:b:n:log`` (n geometrically spaced) or ``v1,v2,...``."""
+    hint = "write a:b:n, a:b:n:log or a list v1,v2,... (e.g. sigma_w2=0.5:4:8)"
+    parts = text.split(":")
+    try:
+        if len(parts) == 1:
+            values = [float(v) for v in text.split(",")]
+        elif len(parts) in (3, 4):
+            a, b, n = float(parts[0]), float(parts[1]), int(parts[2])
+            log = len(parts) == 4
+            if log and parts[3] != "log":
+                raise ValueError
+            if n < 1 or (log and (a <= 0 or b <= 0)):
+                raise GridError(f"{key}={text}: n must be >= 1 and a log grid's ends positive",
+                                hint=hint)  # fmt: skip
+            values = list(np.geomspace(a, b, n) if log else np.linspace(a, b, n))
+        else:
+            raise ValueError
+    except ValueError:
+        raise GridError(f"cannot read the values of {key}={text}", hint=hint) from None
+    if not all(math.isfinite(v) for v in values):
+        raise GridError(f"{key}={text}: values must be finite numbers", hint=hint)
+    return tuple(float(v) for v in values)
+
+
+def parse_axis(text: str, data: Any) -> Axis:
+    """One ``--grid KEY=VALUES`` argument, checked against the spec data."""
+    key, sep, rest = text.partition("=")
+    if not sep or not key.strip():
+        raise GridError(f"cannot read --grid {text!r}", hint="write KEY=a:b:n, e.g. depth=4:64:7")
+    key = key.strip()
+    target = resolve_target(key, data)
+    values: tuple[float | int, ...] = parse_values(rest.strip(), key)
+    if _whole(target, data):
+        off = [v for v in values if abs(v - round(v)) > 1e-9 * max(1.0, abs(v))]
+        if off:
+            raise GridError(
+                f"{key}={rest} takes whole numbers, but gives {off[0]:.6g}",
+                hint="choose n so that the step is whole, or list the values",
+            )
+        values = tuple(int(round(v)) for v in values)
+    if len(set(values)) != len(values):
+        raise GridError(f"{key}={rest} repeats a value", hint="each value once")
+    return Axis(key, target, values)
+
+
+def check_axes(axes: Sequence[Axis]) -> None:
+    targets = [a.target for a in axes]
+    for t in targets:
+        if targets.count(t) > 1:
+            raise GridError(f"two grid axes set {t}", hint="give each spec path one axis")
+
+
+def cells(axes: Sequence[Axis]) -> Iterator[Cell]:
+    """Every combination of the axes' values, the last axis fastest."""
+    ranges = [range(len(a.values)) for a in axes]
+    for index in itertools.product(*ranges):
+        yield Cell(index, tuple((a.key, a.values[i]) for a, i in zip(axes, index)))
+
+
+def apply_cell(data: Any, axes: Sequence[Axis], cell: Cell) -> tuple[Any, dict[str, Any]]:
+    """A copy of the spec data with the cell's spec-path values set, and its settings."""
+    data = _unshared(data)
+    settings: dict[str, Any] = {}
+    for axis, (_, value) in zip(axes, cell.values):
+        if axis.is_setting:
+            settings[axis.target] = value
+            continue
+        node, last = _walk(data, parse_path(axis.target), axis.target)
+        node[last] = value
+    return data, settings
+
+
+def _unshared(data: Any) -> Any:
+    """A copy in which no two places share an object (YAML aliases do, and deepcopy keeps
+    them shared): setting one spec path must not set another."""
+    if isinstance(data, Mapping):
+        return {k: _unshared(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_unshared(v) for v in data]
+    return data
