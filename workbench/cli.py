@@ -681,6 +681,26 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
     return result
 
 
+def cmd_tune(args: argparse.Namespace) -> dict:
+    from workbench.tune import tune_spec, write_tuned
+
+    tuned = tune_spec(args.spec, args.target, args.q_star, args.sigma_b2, args.block)
+    result = tuned.to_dict()
+    if args.out:
+        result["out"] = str(write_tuned(tuned, args.out))
+    if not args.json:
+        a = tuned.analysis
+        print(f"{tuned.block} of {tuned.spec}, target {tuned.target}:")
+        print(f"  sigma_w2 = {tuned.sigma_w2!r}, sigma_b2 = {tuned.sigma_b2!r}")
+        print(
+            f"  analysed again: chi_1 = {a['chi_1']!r}, q* = {a['q_star']!r}, "
+            f"xi_c = {a['xi_c']!r}, phase {a['phase']}"
+        )
+        if args.out:
+            print(f"wrote {result['out']}")
+    return result
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="workbench", description="Mean-field theory of deep networks at initialization."
@@ -820,6 +840,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--metric", help="heat map metric (default test_accuracy; analyze: xi_c)")
     p.add_argument("--out", type=Path, required=True, help="directory; rerun to resume")
+    p = add("tune", cmd_tune, "the sigma_w2 (and sigma_b2) of the critical line, into the spec")
+    p.add_argument("spec", type=Path)
+    p.add_argument("--target", default="critical", help="critical (chi_1 = 1) or xi_c=N")
+    p.add_argument("--q-star", type=float, help="the fixed point q* to put on the critical line")
+    p.add_argument("--sigma-b2", type=float, help="the bias variance (default: the spec's)")
+    p.add_argument("--block", help="the repeat block's spec path, when the spec has several")
+    p.add_argument("-o", "--out", help="write the tuned spec: TUNED.yaml")
     p = add("validate", cmd_validate, "run a validation suite: theory against Monte-Carlo")
     p.add_argument("suite", type=Path)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

@@ -208,7 +208,7 @@ def cells(axes: Sequence[Axis]) -> Iterator[Cell]:
 
 def apply_cell(data: Any, axes: Sequence[Axis], cell: Cell) -> tuple[Any, dict[str, Any]]:
     """A copy of the spec data with the cell's spec-path values set, and its settings."""
-    data = _unshared(data)
+    data = unshared(data)
     settings: dict[str, Any] = {}
     for axis, (_, value) in zip(axes, cell.values):
         if axis.is_setting:
@@ -219,11 +219,11 @@ def apply_cell(data: Any, axes: Sequence[Axis], cell: Cell) -> tuple[Any, dict[s
     return data, settings
 
 
-def _unshared(data: Any) -> Any:
+def unshared(data: Any) -> Any:
     """A copy in which no two places share an object (YAML aliases do, and deepcopy keeps
     them shared): setting one spec path must not set another."""
     if isinstance(data, Mapping):
-        return {k: _unshared(v) for k, v in data.items()}
+        return {k: unshared(v) for k, v in data.items()}
     if isinstance(data, list):
-        return [_unshared(v) for v in data]
+        return [unshared(v) for v in data]
     return data

@@ -1,0 +1,237 @@
+"""The critical-initialisation solver: the (σ_w², σ_b²) that put a spec's repeat block on the
+critical line χ₁ = 1 (pabari_zhou eqs. 23–24, xiao2018 §2.3), at a requested q* or σ_b², or at
+a requested correlation depth scale ξ_c (ordered side). The answer is written into the spec's
+``defaults`` and vouched for by analysing the tuned spec again."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from scipy.optimize import brentq
+
+from workbench.errors import TheoryError, WorkbenchError
+from workbench.theory.fc_maps import FCStep
+
+CHI_TOLERANCE = 1e-10  # |χ₁ − 1| the tuned spec must show when analysed again
+Q_TOLERANCE = 1e-6  # relative; on the critical line q* is approached slowly (χ_q near 1)
+
+
+@dataclass
+class Tuned:
+    """The tuned variances, the block they were tuned for and what its analysis shows."""
+
+    spec: str
+    block: str
+    target: str
+    sigma_w2: float
+    sigma_b2: float
+    analysis: dict
+    data: Any = field(repr=False, default=None)  # the tuned spec's data
+
+    def to_dict(self) -> dict:
+        return {"spec": self.spec, "block": self.block, "target": self.target,
+                "sigma_w2": self.sigma_w2, "sigma_b2": self.sigma_b2,
+                "analysis": self.analysis}  # fmt: skip
+
+
+def tune_spec(spec_file: str | Path, target: str = "critical", q_star: float | None = None,
+              sigma_b2: float | None = None, block: str | None = None) -> Tuned:  # fmt: skip
+    """Solve for the spec's defaults.sigma_w2 (and sigma_b2 with ``q_star``); ``target`` is
+    ``critical`` (χ₁ = 1) or ``xi_c=N`` (ξ_c = N, ordered side)."""
+    from workbench.compile import spec_from_dict
+    from workbench.compile.load import read_spec_data
+
+    raw, lines = read_spec_data(spec_file)
+    spec = spec_from_dict(raw, file=str(spec_file), lines=lines)
+    chosen = _block(spec, block)
+    steps = _steps(chosen)
+    if q_star is not None and sigma_b2 is not None:
+        raise WorkbenchError("give --q-star or --sigma-b2, not both")
+    xi_target = _xi_target(target)
+    if q_star is not None:
+        if xi_target is not None:
+            raise WorkbenchError("--q-star tunes for the critical line only",
+                                 hint="use --sigma-b2 with --target xi_c=N")  # fmt: skip
+        sw2, sb2 = _through_q_star(steps, q_star)
+    else:
+        sb2 = float(steps[0].sigma_b2 if sigma_b2 is None else sigma_b2)
+        if not (math.isfinite(sb2) and sb2 >= 0):
+            raise WorkbenchError(f"sigma_b2 must be a finite number >= 0, got {sb2}")
+        sw2 = _solve_sigma_w2(steps, sb2, xi_target)
+    tuned = _with_defaults(raw, sw2, sb2)
+    analysis = _vouch(spec_from_dict(tuned, file=str(spec_file), lines=lines), chosen.path,
+                      sw2, q_star, xi_target)  # fmt: skip
+    return Tuned(str(spec_file), chosen.path, target, sw2, sb2, analysis, tuned)
+
+
+def _block(spec: Any, path: str | None) -> Any:
+    from workbench.nodes.base import blocks
+
+    found = list(blocks(spec.layers))
+    if path is not None:
+        found = [b for b in found if b.path == path]
+        if not found:
+            raise WorkbenchError(f"the spec has no repeat block at {path}")
+    if len(found) != 1:
+        paths = ", ".join(b.path for b in found) or "none"
+        raise WorkbenchError(f"tune needs one repeat block, the spec has {len(found)} ({paths})",
+                             hint="name one with --block PATH")  # fmt: skip
+    return found[0]
+
+
+def _steps(block: Any) -> tuple[FCStep, ...]:
+    from workbench.errors import UnsupportedError
+    from workbench.theory.fc_maps import body_steps
+
+    try:
+        steps = body_steps(block.body)
+    except UnsupportedError as err:
+        raise WorkbenchError(f"{block.path}: tune solves blocks of dense/conv and act layers "
+                             f"only: {err.message}") from None  # fmt: skip
+    return steps
+
+
+def _xi_target(target: str) -> float | None:
+    if target == "critical":
+        return None
+    key, _, value = target.partition("=")
+    try:
+        xi = float(value)
+    except ValueError:
+        xi = math.nan
+    if key != "xi_c" or not (math.isfinite(xi) and xi > 0):
+        raise WorkbenchError(f"unknown target {target!r}",
+                             hint="use critical or xi_c=N with N > 0")  # fmt: skip
+    return xi
+
+
+def _with_sigmas(steps: tuple[FCStep, ...], sw2: float, sb2: float) -> tuple[FCStep, ...]:
+    return tuple(replace(s, sigma_w2=sw2, sigma_b2=sb2) for s in steps)
+
+
+def _analysis(steps: tuple[FCStep, ...]) -> Any:
+    from workbench.theory.fc_fixed_points import analyze_cycle
+
+    return analyze_cycle(steps)
+
+
+def _through_q_star(steps: tuple[FCStep, ...], q: float) -> tuple[float, float]:
+    """One step [dense, act]: χ₁ = σ_w² E[φ'(u)²] = 1 and q = σ_w² E[φ(u)²] + σ_b² at
+    u ~ N(0, q) give σ_w² = 1/E[φ'²] and σ_b² = q − E[φ²]/E[φ'²] (pabari_zhou eqs. 23–24)."""
+    from workbench.gaussian import expect
+    from workbench.precision import F64
+
+    if len(steps) != 1:
+        raise WorkbenchError("--q-star needs a body of one dense layer and its activation",
+                             hint="use --sigma-b2 for longer bodies")  # fmt: skip
+    if not (math.isfinite(q) and q > 0):
+        raise WorkbenchError(f"--q-star must be a positive number, got {q}")
+    phi = steps[0].phi
+    d = phi.derivative()
+    e_phi2 = float(expect(phi, phi, q, q, q, F64))
+    e_dphi2 = float(expect(d, d, q, q, q, F64))
+    if not e_dphi2 > 0:
+        raise TheoryError(f"E[{phi.name}'(u)^2] = 0 at q = {q}: no critical point")
+    sw2, sb2 = 1 / e_dphi2, q - e_phi2 / e_dphi2
+    if sb2 < 0:
+        raise TheoryError(
+            f"no bias variance puts q* = {q} on the critical line of {phi.name}: it would "
+            f"need sigma_b2 = {sb2:.6g} < 0",
+            hint="choose a larger --q-star, or --sigma-b2",
+        )
+    return sw2, sb2
+
+
+def _solve_sigma_w2(steps: tuple[FCStep, ...], sb2: float, xi: float | None) -> float:
+    """σ_w² with χ₁ = 1 (or 1/ξ_c = 1/N, ordered side) at the attracting q*, by bracketing."""
+    if len(steps) == 1:  # the critical line's own solver: repelling, homogeneous, q* → 0
+        from workbench.theory.critical import critical_point
+
+        critical = float(critical_point(steps[0].phi, sb2).sigma_w2)
+    else:
+        critical = _root(lambda sw2: _chi_1(steps, sw2, sb2) - 1, "chi_1 = 1", steps, sb2)
+    if xi is None:
+        return critical
+
+    def inverse_xi(sw2: float) -> float:
+        found = _analysis(_with_sigmas(steps, sw2, sb2))  # xi_c None: infinite (critical)
+        return (0.0 if found.xi_c is None else 1 / float(found.xi_c)) - 1 / xi
+
+    lo = critical * 1e-3
+    if inverse_xi(lo) <= 0:
+        raise TheoryError(f"xi_c = {xi} is below xi_c at sigma_w2 = {lo:.3g}",
+                          hint="ask for a larger depth scale")  # fmt: skip
+    return brentq(inverse_xi, lo, critical, xtol=1e-15 * critical, rtol=1e-15, maxiter=500)
+
+
+def _chi_1(steps: tuple[FCStep, ...], sw2: float, sb2: float) -> float:
+    found = _analysis(_with_sigmas(steps, sw2, sb2))
+    if found.chi_1 is None:
+        return math.inf  # q* diverges: far on the chaotic side
+    return float(found.chi_1)
+
+
+def _root(func: Callable[[float], float], what: str, steps: Any, sb2: float) -> float:
+    lo, hi = 1e-3, 1.0
+    while func(hi) < 0:
+        hi *= 2
+        if hi > 1e6:
+            raise TheoryError(
+                f"no sigma_w2 up to 1e6 gives {what} at sigma_b2 = {sb2}",
+                hint="`workbench phase-diagram` shows where a critical line is",
+            )
+    if func(lo) > 0:
+        raise TheoryError(f"{what} already exceeded at sigma_w2 = {lo} (sigma_b2 = {sb2})")
+    return brentq(func, lo, hi, xtol=1e-15 * hi, rtol=1e-15, maxiter=500)
+
+
+def _with_defaults(raw: Any, sw2: float, sb2: float) -> Any:
+    from workbench.sweep.grid import unshared
+
+    data = unshared(raw)
+    data["defaults"] = {**(data.get("defaults") or {}), "sigma_w2": sw2, "sigma_b2": sb2}
+    return data
+
+
+def _vouch(spec: Any, path: str, sw2: float, q_star: float | None,
+           xi: float | None) -> dict:  # fmt: skip
+    """The tuned spec analysed again: its block must use the tuned σ_w² and land on the target."""
+    from workbench.analysis import analyze_spec
+
+    block = _block(spec, path)
+    if any(float(s.sigma_w2) != sw2 for s in _steps(block)):
+        raise WorkbenchError(f"{path}: a layer of the block sets its own sigma_w2, so the "
+                             "spec's defaults do not reach it",
+                             hint="remove sigma_w2/sigma_b2 from the block's layers")  # fmt: skip
+    found = next(b for b in analyze_spec(spec).to_dict()["blocks"] if b["path"] == path)
+    if xi is None and not abs(found["chi_1"] - 1) <= CHI_TOLERANCE:
+        raise TheoryError(f"the tuned spec's chi_1 is {found['chi_1']!r}, not 1 to "
+                          f"{CHI_TOLERANCE:g}")  # fmt: skip
+    if xi is not None and not abs(found["xi_c"] / xi - 1) <= 1e-8:
+        raise TheoryError(f"the tuned spec's xi_c is {found['xi_c']!r}, not {xi}")
+    if q_star is not None and not abs(found["q_star"] / q_star - 1) <= Q_TOLERANCE:
+        raise TheoryError(f"the tuned spec's analysis settles at q* = {found['q_star']!r}, "
+                          f"not {q_star}", hint="choose another --q-star")  # fmt: skip
+    return found
+
+
+def write_tuned(tuned: Tuned, out: str | Path) -> Path:
+    """The tuned spec as YAML, with a header saying how it was tuned."""
+    import yaml
+
+    out = Path(out)
+    if out.suffix.lower() not in (".yaml", ".yml"):
+        raise WorkbenchError(f"-o must name a .yaml file, got {out}")
+    a = tuned.analysis
+    header = (f"# tuned by `workbench tune` from {tuned.spec} (target {tuned.target}, block "
+              f"{tuned.block}):\n# chi_1 = {a['chi_1']!r}, q* = {a['q_star']!r}, "
+              f"xi_c = {a['xi_c']!r}\n")  # fmt: skip
+    try:
+        out.write_text(header + yaml.safe_dump(tuned.data, sort_keys=False, allow_unicode=True))
+    except OSError as err:
+        raise WorkbenchError(f"cannot write '{out}': {err.strerror or err}") from None
+    return out
