@@ -447,11 +447,44 @@ def _median_time(work: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return sorted(rounds)[repeats // 2], result
 
 
+def bench_sweep(cells: int = 12, steps: int = 200, workers: int = 2) -> dict:
+    """A training sweep of ``cells`` cells (tanh digits nets) on a ``workers``-worker Dask
+    LocalCluster, cluster start-up included, against a plain loop over the same cells."""
+    import tempfile
+
+    from workbench.sweep.data import load_data
+    from workbench.sweep.run import plan_sweep, run_sweep
+    from workbench.sweep.tasks import run_cell
+    from workbench.sweep.train import TrainSettings
+
+    spec = Path(__file__).resolve().parent.parent / "derivations" / "tanh-fc-trainability.yaml"
+    grid = [f"sigma_w2=0.5:4:{cells // 2}", "depth=4,8"]
+    plan = plan_sweep(spec, grid, settings=TrainSettings(steps=steps, lr=0.002, momentum=0.9))
+    data = load_data("digits")
+    start = time.perf_counter()
+    for job in plan.jobs:
+        run_cell("train", job.spec_data, job.settings, data, "cpu")
+    loop = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        outcome = run_sweep(plan, out, "local", workers, "cpu", progress=False)
+        cluster = time.perf_counter() - start
+    if outcome.failed:
+        raise RuntimeError(f"{outcome.failed} cells of the benchmark sweep failed")
+    n = len(plan.jobs)
+    return {"name": f"sweep: {n} cells of {steps} steps on a {workers}-worker LocalCluster",
+            "seconds": cluster, "cells_per_second": n / cluster,
+            "baseline": "the same cells in a plain loop", "baseline_seconds": loop,
+            "baseline_cells_per_second": n / loop, "throughput_ratio": loop / cluster,
+            "target_ratio": 1.5}  # fmt: skip
+
+
 SUITES = {
     "critical": (bench_critical_line, bench_critical_digits, bench_evolution),
     "simulator": (bench_simulator_forward, bench_simulator_build),
     "kernels": (bench_kernels,),
     "depth": (bench_depth, bench_depth_safe),
+    "sweep": (bench_sweep,),
 }
 
 

@@ -56,3 +56,11 @@ def test_depth_safe_benchmark_runs_small():
 
     (row,) = bench_depth_safe(inputs=8, depth=5, repeats=1)
     assert row["ratio"] > 0 and "relu" in row["name"]
+
+
+def test_sweep_benchmark_runs_small():
+    from benchmarks.bench import bench_sweep
+
+    result = bench_sweep(cells=4, steps=5)
+    assert result["seconds"] > 0 and result["baseline_seconds"] > 0
+    assert result["cells_per_second"] > 0 and result["throughput_ratio"] > 0

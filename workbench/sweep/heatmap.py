@@ -80,10 +80,9 @@ def write_heatmap(records: Sequence[dict], axes: Sequence[Axis], x: int, y: int,
                          vmin=0 if accuracy else None, vmax=1 if accuracy else None)  # fmt: skip
     fig.colorbar(mesh, ax=ax, label=metric.replace("_", " "))
     if scales is not None:
-        styles = {"6 ξ_c": ("w-", 2.0), "ξ_1": ("c--", 1.4), "ξ_*": ("m:", 1.6)}
-        for label, depth in scales.curves.items():
+        styles = (("w-", 2.0), ("c--", 1.4), ("m:", 1.6))
+        for (label, depth), (fmt, lw) in zip(scales.curves.items(), styles):
             if np.isfinite(depth).any():
-                fmt, lw = styles.get(label, ("w-", 1.5))
                 ax.plot(scales.sigma_w2, depth, fmt, lw=lw, label=label)
         ax.set_ylim(y_edges[0], y_edges[-1])
         ax.legend(fontsize=7, loc="upper right", framealpha=0.6)

@@ -16,6 +16,7 @@ from workbench.sweep.grid import Axis, repeat_paths
 
 POINTS = 120
 TRAINABLE_XI_C = 6  # pabari_zhou, xiao2018: trainable to a depth of about 6 ξ_c
+LABELS = (rf"${TRAINABLE_XI_C}\,\xi_c$", r"$\xi_1$", r"$\xi_*$")  # matplotlib mathtext
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def depth_scales(raw: Any, weight: Axis, depth: Axis, points: int = POINTS) -> D
     if depth.target not in repeat_paths(raw):
         raise WorkbenchError(f"{depth.target} is not a repeat block's times")
     grid = np.linspace(min(weight.values), max(weight.values), points)
-    labels = (f"{TRAINABLE_XI_C} ξ_c", "ξ_1", "ξ_*")
+    labels = LABELS
     curves = {label: np.full(points, np.nan) for label in labels}
     for i, sw2 in enumerate(grid):
         cell = Cell((0,), ((weight.key, float(sw2)),))
