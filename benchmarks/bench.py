@@ -447,7 +447,7 @@ def _median_time(work: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return sorted(rounds)[repeats // 2], result
 
 
-def bench_sweep(cells: int = 12, steps: int = 200, workers: int = 2) -> dict:
+def bench_sweep(cells: int = 12, steps: int = 600, workers: int = 2) -> dict:
     """A training sweep of ``cells`` cells (tanh digits nets) on a ``workers``-worker Dask
     LocalCluster, cluster start-up included, against a plain loop over the same cells."""
     import tempfile
@@ -458,7 +458,7 @@ def bench_sweep(cells: int = 12, steps: int = 200, workers: int = 2) -> dict:
     from workbench.sweep.train import TrainSettings
 
     spec = Path(__file__).resolve().parent.parent / "derivations" / "tanh-fc-trainability.yaml"
-    grid = [f"sigma_w2=0.5:4:{cells // 2}", "depth=4,8"]
+    grid = [f"sigma_w2=0.5:4:{cells // 2}", "depth=4,16"]
     plan = plan_sweep(spec, grid, settings=TrainSettings(steps=steps, lr=0.002, momentum=0.9))
     data = load_data("digits")
     start = time.perf_counter()

@@ -661,7 +661,7 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
 
     settings = TrainSettings(steps=args.steps, lr=args.lr, optimizer=args.optimizer,
                              momentum=args.momentum, batch_size=args.batch_size,
-                             width=args.width, seed=args.seed)  # fmt: skip
+                             width=args.width, seed=args.seed, loss=args.loss)  # fmt: skip
     plan = plan_sweep(args.spec, args.grid, args.task, settings, args.train, args.scaling)
     outcome = run_sweep(plan, args.out, args.scheduler, args.workers, args.device,
                         progress=not args.json)  # fmt: skip
@@ -829,6 +829,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     p.add_argument("--momentum", type=float, default=0.0)
     p.add_argument("--batch-size", type=_count, default=128)
+    p.add_argument(
+        "--loss",
+        default="cross_entropy",
+        choices=["cross_entropy", "mse"],
+        help="mse: ½‖f − onehot‖², whose Gauss–Newton is the Fisher of eta_max",
+    )
     p.add_argument("--width", type=_count, help="every hidden width (default: the spec's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

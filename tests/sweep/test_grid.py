@@ -57,3 +57,26 @@ def test_cells_span_the_product_last_axis_fastest(tanh_spec):
     found = list(cells(axes))
     assert [c.index for c in found] == [(i, j) for i in range(2) for j in range(3)]
     assert found[1].values == (("sigma_w2", 1.0), ("depth", 3))
+
+
+def test_gamma_sets_every_batch_norm(tmp_path):
+    path = tmp_path / "bn.yaml"
+    path.write_text(
+        "name: b\ninput: {shape: [4]}\ndefaults: {sigma_w2: 2, sigma_b2: 0.1}\nlayers:\n"
+        "  - dense: {width: 4}\n  - repeat: {times: 2, body: "
+        "[{bn: {gamma: 1}}, {act: relu}, {dense: {width: 4}}]}\n  - bn: {}\n"
+    )
+    raw, _ = read_spec_data(path)
+    axis = parse_axis("gamma=0.5,2", raw)
+    assert axis.paths == ("layers[1].repeat.body[0].bn.gamma", "layers[2].bn.gamma")
+    data, _ = apply_cell(raw, [axis], list(cells([axis]))[1])
+    assert data["layers"][1]["repeat"]["body"][0]["bn"]["gamma"] == 2.0
+    assert data["layers"][2]["bn"] == {"gamma": 2.0}
+    with pytest.raises(GridError, match="two grid axes"):
+        from workbench.sweep.grid import check_axes
+
+        check_axes([axis, parse_axis("layers[2].bn.gamma=1", raw)])
+    path.write_text(path.read_text().replace("bn: {}", "bn"))
+    raw, _ = read_spec_data(path)
+    with pytest.raises(GridError, match="bare `bn`"):
+        parse_axis("gamma=1", raw)

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from workbench.analysis import analyze_spec
@@ -73,3 +74,39 @@ def test_the_theory_task_gives_analyze_numbers_and_a_heat_map(tanh_spec, tmp_pat
         expected = analyze_spec(load_spec(path)).to_dict()["blocks"][0]
         assert record["result"]["blocks"][0]["xi_c"] == pytest.approx(expected["xi_c"], rel=1e-12)
     assert (tmp_path / "t" / "heatmap.png").stat().st_size > 10_000
+
+
+BN_SPEC = """\
+name: bn-small
+input: {shape: [64]}
+defaults: {sigma_w2: 2.0, sigma_b2: 0.5}
+layers:
+  - dense: {width: 16}
+  - bn: {gamma: 1.0}
+  - act: relu
+  - dense: {width: 10}
+"""
+
+
+def test_a_gamma_by_learning_rate_map_draws_eta_max(tmp_path, monkeypatch):
+    from workbench.compile.load import read_spec_data
+    from workbench.sweep import overlay
+    from workbench.sweep.data import load_data
+    from workbench.sweep.overlay import learning_rate_bounds, overlay_axes
+
+    spec = tmp_path / "bn.yaml"
+    spec.write_text(BN_SPEC)
+    settings = TrainSettings(steps=5, batch_size=16, momentum=0.9, loss="mse")
+    plan = plan_sweep(spec, ["gamma=0.5,2", "lr=1e-3:1:2:log"], settings=settings)
+    x, y = overlay_axes(plan.axes)
+    assert (x.key, y.key) == ("gamma", "lr")
+    raw, _ = read_spec_data(spec)
+    curves = learning_rate_bounds(raw, x, plan.settings, load_data("digits"), points=3)
+    eta = curves.curves[r"$\eta_{max}$"]
+    assert np.all(np.isfinite(eta)) and np.all(np.diff(eta) < 0)  # λ_max grows with γ (Fig. 1)
+    assert np.allclose(curves.curves[r"$\eta_{max}/2$"], eta / 2)
+    monkeypatch.setattr(overlay, "GAMMA_POINTS", 2)
+    code = main(["sweep", str(spec), "--grid", "gamma=0.5,2", "--grid", "lr=1e-3:1:2:log",
+                 "--steps", "5", "--batch-size", "16", "--loss", "mse", "--metric", "train_loss",
+                 "--scheduler", "sequential", "--out", str(tmp_path / "o")])  # fmt: skip
+    assert code == 0 and (tmp_path / "o" / "heatmap.png").exists()

@@ -33,6 +33,7 @@ class Axis:
     key: str
     target: str
     values: tuple[float | int, ...]
+    paths: tuple[str, ...] = ()  # the spec paths it sets (several for ``gamma``)
 
     @property
     def is_setting(self) -> bool:
@@ -118,12 +119,31 @@ def repeat_paths(data: Any, path: str = "") -> list[str]:
     return found
 
 
-def resolve_target(key: str, data: Any) -> str:
-    """The spec path or setting a grid key names (``depth``: the spec's only repeat block)."""
+def bn_gamma_paths(data: Any, path: str = "") -> list[str]:
+    """The spec path of every batch norm's ``gamma`` (present or not) in spec data."""
+    found: list[str] = []
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key == "bn" and isinstance(value, Mapping):
+                found.append(f"{sub}.gamma")
+            found += bn_gamma_paths(value, sub)
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            if value == "bn":
+                raise GridError(f"{path}[{i}] is a bare `bn`: its gamma has no place to go",
+                                hint="write `bn: {gamma: 1.0}` to sweep gamma")  # fmt: skip
+            found += bn_gamma_paths(value, f"{path}[{i}]")
+    return found
+
+
+def resolve_target(key: str, data: Any) -> tuple[str, tuple[str, ...]]:
+    """What a grid key sets: a setting, or spec paths (``depth``: the spec's only repeat
+    block; ``gamma``: every batch norm's gamma, as mean_field_batchnorm varies it)."""
     if key in SETTINGS:
-        return key
+        return key, ()
     if key in SHORTHANDS:
-        return SHORTHANDS[key]
+        return SHORTHANDS[key], (SHORTHANDS[key],)
     if key == "depth":
         paths = repeat_paths(data)
         if len(paths) != 1:
@@ -131,19 +151,23 @@ def resolve_target(key: str, data: Any) -> str:
                 f"'depth' needs exactly one repeat block, the spec has {len(paths)}",
                 hint="name the block: " + (", ".join(paths) or "add a repeat block"),
             )
-        return paths[0]
+        return paths[0], (paths[0],)
+    if key == "gamma":
+        paths = bn_gamma_paths(data)
+        if not paths:
+            raise GridError("'gamma' sets every batch norm's gamma, and the spec has none",
+                            hint="add a bn layer, or name a spec path")  # fmt: skip
+        return "every bn's gamma", tuple(paths)
     _walk(data, parse_path(key), key)
-    return key
+    return key, (key,)
 
 
-def _whole(target: str, data: Any) -> bool:
+def _whole(target: str, paths: tuple[str, ...]) -> bool:
+    """Whether an axis takes whole numbers: a count setting, or a spec key that is one."""
     if target in SETTINGS:
         return SETTINGS[target]
-    node, last = _walk(data, parse_path(target), target)
-    current = node.get(last) if isinstance(node, Mapping) else node[last]
-    if isinstance(current, bool):
-        return False
-    return isinstance(current, int) or str(last) in _WHOLE_KEYS
+    keys = [t for t in parse_path(paths[0]) if isinstance(t, str)]
+    return keys[-1] in _WHOLE_KEYS
 
 
 def parse_values(text: str, key: str) -> tuple[float, ...]:
@@ -177,9 +201,9 @@ def parse_axis(text: str, data: Any) -> Axis:
     if not sep or not key.strip():
         raise GridError(f"cannot read --grid {text!r}", hint="write KEY=a:b:n, e.g. depth=4:64:7")
     key = key.strip()
-    target = resolve_target(key, data)
+    target, paths = resolve_target(key, data)
     values: tuple[float | int, ...] = parse_values(rest.strip(), key)
-    if _whole(target, data):
+    if _whole(target, paths):
         off = [v for v in values if abs(v - round(v)) > 1e-9 * max(1.0, abs(v))]
         if off:
             raise GridError(
@@ -189,11 +213,11 @@ def parse_axis(text: str, data: Any) -> Axis:
         values = tuple(int(round(v)) for v in values)
     if len(set(values)) != len(values):
         raise GridError(f"{key}={rest} repeats a value", hint="each value once")
-    return Axis(key, target, values)
+    return Axis(key, target, values, paths)
 
 
 def check_axes(axes: Sequence[Axis]) -> None:
-    targets = [a.target for a in axes]
+    targets = [t for a in axes for t in (a.paths or (a.target,))]
     for t in targets:
         if targets.count(t) > 1:
             raise GridError(f"two grid axes set {t}", hint="give each spec path one axis")
@@ -214,8 +238,9 @@ def apply_cell(data: Any, axes: Sequence[Axis], cell: Cell) -> tuple[Any, dict[s
         if axis.is_setting:
             settings[axis.target] = value
             continue
-        node, last = _walk(data, parse_path(axis.target), axis.target)
-        node[last] = value
+        for path in axis.paths:
+            node, last = _walk(data, parse_path(path), path)
+            node[last] = value
     return data, settings
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from workbench.errors import WorkbenchError
 from workbench.sweep.grid import Axis
-from workbench.sweep.overlay import DepthScales
+from workbench.sweep.overlay import Curves
 
 DEFAULT_METRIC = {"train": "test_accuracy", "analyze": "xi_c"}
 
@@ -62,7 +62,7 @@ def _edges(values: Sequence[float]) -> tuple[np.ndarray, bool]:
 
 def write_heatmap(records: Sequence[dict], axes: Sequence[Axis], x: int, y: int, task: str,
                   metric: str, out: Path, title: str,
-                  scales: DepthScales | None = None) -> Path:  # fmt: skip
+                  scales: Curves | None = None) -> Path:  # fmt: skip
     """The metric over axes ``x`` and ``y``; with ``scales``, the depth-scale curves on top."""
     import matplotlib
 
@@ -75,16 +75,25 @@ def write_heatmap(records: Sequence[dict], axes: Sequence[Axis], x: int, y: int,
     x_edges, x_log = _edges(axes[x].values)
     y_edges, y_log = _edges(axes[y].values)
     fig, ax = plt.subplots(figsize=(6.4, 4.6), dpi=150)
-    accuracy = metric.endswith("accuracy")
-    mesh = ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(grid), cmap="viridis",
-                         vmin=0 if accuracy else None, vmax=1 if accuracy else None)  # fmt: skip
+    norm = None
+    if metric.endswith("accuracy"):
+        norm = matplotlib.colors.Normalize(0, 1)
+    elif metric.endswith("loss") and np.nanmin(grid, initial=np.inf) > 0:
+        norm = matplotlib.colors.LogNorm()  # a loss spans decades once training goes wrong
+    mesh = ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(grid), cmap="viridis", norm=norm)
     fig.colorbar(mesh, ax=ax, label=metric.replace("_", " "))
-    if scales is not None:
+    diverged = [r for r in records if (r.get("result") or {}).get("diverged_at_step") is not None]
+    if diverged:
+        xs = [r["cell"][axes[x].key] for r in diverged]
+        ax.plot(xs, [r["cell"][axes[y].key] for r in diverged], "rx", ms=5, label="loss diverged")
+    if scales is not None or diverged:
         styles = (("w-", 2.0), ("c--", 1.4), ("m:", 1.6))
-        for (label, depth), (fmt, lw) in zip(scales.curves.items(), styles):
-            if np.isfinite(depth).any():
-                ax.plot(scales.sigma_w2, depth, fmt, lw=lw, label=label)
+        for (label, curve), (fmt, lw) in zip(scales.curves.items() if scales else (), styles):
+            if np.isfinite(curve).any():
+                ax.plot(scales.x, curve, fmt, lw=lw, label=label)
         ax.set_ylim(y_edges[0], y_edges[-1])
+        if scales is not None and scales.note:
+            ax.set_title(scales.note, fontsize=6)
         ax.legend(fontsize=7, loc="upper right", framealpha=0.6)
     if x_log:
         ax.set_xscale("log")

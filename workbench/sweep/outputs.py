@@ -6,8 +6,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from workbench.sweep.data import load_data
 from workbench.sweep.heatmap import DEFAULT_METRIC, summary_rows, write_heatmap
-from workbench.sweep.overlay import depth_scales, overlay_axes
+from workbench.sweep.overlay import overlay_axes, theory_curves
 from workbench.sweep.run import SweepOutcome
 
 
@@ -30,7 +31,8 @@ def write_outputs(outcome: SweepOutcome, metric: str | None = None) -> dict[str,
         if pair is not None:
             x, y = axes.index(pair[0]), axes.index(pair[1])
             raw, _ = read_spec_data(plan.spec_file)
-            scales = depth_scales(raw, *pair)
+            data = load_data(plan.data_source, plan.scaling) if plan.task == "train" else None
+            scales = theory_curves(raw, *pair, plan, data)
         metric = metric or DEFAULT_METRIC[plan.task]
         title = f"{Path(plan.spec_file).name}: {plan.task}, {metric}"
         written["heatmap"] = str(write_heatmap(outcome.records, axes, x, y, plan.task, metric,
