@@ -5,7 +5,8 @@ import pytest
 
 from workbench.analysis import analyze_spec
 from workbench.cli import main
-from workbench.compile import load_spec
+from workbench.compile import load_spec, spec_from_dict
+from workbench.compile.load import read_spec_data
 from workbench.errors import WorkbenchError
 from workbench.sweep.run import plan_sweep, run_sweep
 from workbench.sweep.train import TrainSettings
@@ -110,3 +111,22 @@ def test_a_gamma_by_learning_rate_map_draws_eta_max(tmp_path, monkeypatch):
                  "--steps", "5", "--batch-size", "16", "--loss", "mse", "--metric", "train_loss",
                  "--scheduler", "sequential", "--out", str(tmp_path / "o")])  # fmt: skip
     assert code == 0 and (tmp_path / "o" / "heatmap.png").exists()
+
+
+def test_a_sigma_grid_of_a_one_step_block_is_analysed_at_once(tmp_path):
+    out = tmp_path / "grid"
+    plan = plan_sweep("derivations/erf-fc-critical.yaml", ["sigma_w2=0.5:4:10", "sigma_b2=0:0.3:6"],
+                      task="analyze")  # fmt: skip
+    found = run_sweep(plan, out, "sequential", progress=False)
+    assert found.computed == 60 and found.failed == 0
+    vectorised = [r for r in found.records if "computed_by" in r["result"]]
+    assert len(vectorised) >= 54  # the sigma_b2 = 0, sigma_w2 <= 1 cells go cell by cell
+    raw, _ = read_spec_data("derivations/erf-fc-critical.yaml")
+    for record in vectorised[::13]:
+        data = dict(raw, defaults=dict(record["cell"]))
+        (expected,) = analyze_spec(spec_from_dict(data)).to_dict()["blocks"]
+        (block,) = record["result"]["blocks"]
+        assert block["phase"] == expected["phase"]
+        for key in ("q_star", "c_star", "chi_1", "xi_c"):
+            if expected[key] is not None:
+                assert block[key] == pytest.approx(expected[key], rel=1e-9), key

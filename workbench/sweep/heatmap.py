@@ -78,8 +78,10 @@ def write_heatmap(records: Sequence[dict], axes: Sequence[Axis], x: int, y: int,
     norm = None
     if metric.endswith("accuracy"):
         norm = matplotlib.colors.Normalize(0, 1)
-    elif metric.endswith("loss") and np.nanmin(grid, initial=np.inf) > 0:
-        norm = matplotlib.colors.LogNorm()  # a loss spans decades once training goes wrong
+    elif metric.endswith("loss") or metric.startswith("xi"):
+        positive = grid[np.isfinite(grid) & (grid > 0)]
+        if positive.size:  # a loss, or a depth scale near the critical line, spans decades
+            norm = matplotlib.colors.LogNorm(positive.min(), positive.max())
     mesh = ax.pcolormesh(x_edges, y_edges, np.ma.masked_invalid(grid), cmap="viridis", norm=norm)
     fig.colorbar(mesh, ax=ax, label=metric.replace("_", " "))
     diverged = [r for r in records if (r.get("result") or {}).get("diverged_at_step") is not None]

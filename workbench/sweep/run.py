@@ -6,6 +6,7 @@ finishes, so a rerun skips every finished cell."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,8 @@ from workbench.sweep.grid import Axis, Cell, apply_cell, cells, check_axes, pars
 from workbench.sweep.store import SweepStore, cell_key
 from workbench.sweep.tasks import TASKS, THEORY, pick_device, run_cell
 from workbench.sweep.train import TrainSettings
+
+FULL_VALIDATION = 2000  # larger grids validate each axis value once (a cell fails at run time)
 
 
 @dataclass(frozen=True)
@@ -91,10 +94,12 @@ def plan_sweep(spec_file: str | Path, grids: Sequence[str], task: str = "train",
     training = task == "train"
     plan = SweepPlan(str(spec_file), task, axes, settings, data if training else None,
                      scaling if training else "")  # fmt: skip
+    every = math.prod(len(a.values) for a in axes) <= FULL_VALIDATION
     for cell in cells(axes):
         spec_data, values = apply_cell(raw, axes, cell)
         try:
-            spec_from_dict(spec_data, file=str(spec_file), lines=lines)
+            if every or sum(i > 0 for i in cell.index) <= 1:  # else each axis value once
+                spec_from_dict(spec_data, file=str(spec_file), lines=lines)
             cell_settings = settings.with_values(values) if training else None
         except (SpecError, WorkbenchError, TypeError) as err:
             raise WorkbenchError(f"cell {cell.label()}: {err}") from None
@@ -118,20 +123,34 @@ def run_sweep(plan: SweepPlan, out: str | Path, scheduler: str = "local", worker
     store.write_description(description)
     pending = [job for job in plan.jobs if store.finished(job.key) is None]
     reused = len(plan.jobs) - len(pending)
+    computed = len(pending)
     failed = 0
     bar = tqdm(total=len(plan.jobs), initial=reused, desc=f"sweep ({plan.task})", unit="cell",
                disable=not progress)  # fmt: skip
+    if plan.task == "analyze":
+        from workbench.sweep.theory_grid import vectorised_outcomes
+
+        served = vectorised_outcomes(plan.axes, pending)
+        for job in pending:
+            if job.key in served:
+                store.write(job.key, _record(plan, job, served[job.key]))
+        bar.update(len(served))
+        pending = [job for job in pending if job.key not in served]
     with _executor(scheduler if pending else "sequential", workers) as submit:
         for job, outcome in submit(plan.task, pending, data, device):
             failed += "error" in outcome
-            store.write(job.key, {"task": plan.task, "cell": dict(job.cell.values),
-                                  "index": list(job.cell.index), **outcome})  # fmt: skip
+            store.write(job.key, _record(plan, job, outcome))
             bar.update()
             bar.set_postfix(failed=failed, reused=reused)
     bar.close()
     records = [store.finished(job.key) or _failed_record(store, job) for job in plan.jobs]
-    return SweepOutcome(plan, records, len(pending), reused, failed,
+    return SweepOutcome(plan, records, computed, reused, failed,
                         time.perf_counter() - start, Path(out))  # fmt: skip
+
+
+def _record(plan: SweepPlan, job: Job, outcome: dict) -> dict:
+    return {"task": plan.task, "cell": dict(job.cell.values), "index": list(job.cell.index),
+            **outcome}  # fmt: skip
 
 
 def _failed_record(store: SweepStore, job: Job) -> dict:
@@ -154,8 +173,14 @@ def _executor(scheduler: str, workers: int) -> Iterator[Any]:
     except ImportError as exc:  # pragma: no cover - a dependency
         raise WorkbenchError(f"dask.distributed is not installed: {exc}") from None
     if scheduler == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
+        try:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR)  # fmt: skip
+        except (RuntimeError, OSError) as exc:
+            raise WorkbenchError(
+                f"could not start a local Dask cluster: {exc}",
+                hint="--scheduler sequential runs the cells here",
+            ) from None
         client = Client(cluster)
     elif scheduler.startswith(("tcp://", "tls://", "ucx://")):
         cluster = None
