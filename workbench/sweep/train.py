@@ -44,7 +44,9 @@ class TrainSettings:
         if self.optimizer not in OPTIMIZERS:
             raise WorkbenchError(f"unknown optimizer {self.optimizer!r}",
                                  hint=f"use one of {', '.join(OPTIMIZERS)}")  # fmt: skip
-        if not (self.steps >= 1 and self.batch_size >= 1 and (self.width or 1) >= 1):
+        if not (
+            self.steps >= 1 and self.batch_size >= 1 and (self.width is None or self.width >= 1)
+        ):
             raise WorkbenchError("steps, batch size and width must be positive integers")
         if not (math.isfinite(self.lr) and self.lr > 0 and 0 <= self.momentum < 1):
             raise WorkbenchError("the learning rate must be positive and 0 <= momentum < 1")
