@@ -127,7 +127,7 @@ def fisher_sweep(sweep: Any, name: str, out: Path) -> Path:
         ax.legend(fontsize=7)
     left.set_ylabel(r"$\lambda_{max}$ of the Fisher")
     right.set_ylabel(r"$\eta_{max} = 2(1+\mu)/\lambda_{max}$")
-    return _titled_and_saved(fig, plt, name, out)
+    return titled_and_saved(fig, plt, name, out)
 
 
 def sensitivity(profile: Any, comparison: list | None, name: str, out: Path) -> Path:
@@ -175,10 +175,10 @@ def sensitivity(profile: Any, comparison: list | None, name: str, out: Path) -> 
     right.set_ylabel("geometric increments")
     for ax in (left, right):
         ax.legend(fontsize=7)
-    return _titled_and_saved(fig, plt, name, out)
+    return titled_and_saved(fig, plt, name, out)
 
 
-def _titled_and_saved(fig: Any, plt: Any, name: str, out: Path) -> Path:
+def titled_and_saved(fig: Any, plt: Any, name: str, out: Path) -> Path:
     """Title the figure with the spec's name and write it to ``out`` (closing it either way)."""
     fig.suptitle(name, fontsize=9)
     fig.tight_layout()

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import WorkbenchError
+from workbench.plots import titled_and_saved
 from workbench.sweep.grid import Axis
 from workbench.sweep.overlay import Curves
 
@@ -106,16 +107,7 @@ def write_heatmap(records: Sequence[dict], axes: Sequence[Axis], x: int, y: int,
     if not np.isfinite(grid).all():
         ax.text(0.01, 0.01, "blank: failed or not finite", transform=ax.transAxes, fontsize=6,
                 color="gray")  # fmt: skip
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out)
-    except OSError as err:
-        raise WorkbenchError(f"cannot write '{out}': {err.strerror or err}") from None
-    finally:
-        plt.close(fig)
-    return out
+    return titled_and_saved(fig, plt, title, out)
 
 
 def summary_rows(records: Sequence[dict], task: str) -> list[dict[str, Any]]:
