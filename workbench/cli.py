@@ -593,7 +593,8 @@ def cmd_report(args: argparse.Namespace) -> dict:
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     command = "workbench " + " ".join(sys.argv[1:]) if sys.argv[1:] else "workbench report"
     files = write_report(args.spec, args.out, formats, args.digits, args.seed, command,
-                         progress=sys.stderr.isatty(), validate=args.validate)  # fmt: skip
+                         progress=sys.stderr.isatty(), validate=args.validate,
+                         sweep=args.sweep)  # fmt: skip
     result = files.to_dict()
     if not args.json:
         main_file = next((f for f in files.files if f.suffix == ".html"), files.files[0])
@@ -791,6 +792,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random inputs shown")
     p.add_argument("--validate", action="store_true",
                    help="add Monte-Carlo checks of the spec's own finite networks")  # fmt: skip
+    p.add_argument("--sweep", type=Path, help="add a `workbench sweep` directory's heat map")
     p = add("modes", cmd_modes, "CNN depth scales per Fourier mode of each conv repeat block")
     p.add_argument("spec", type=Path)
     p = add("ntk-spectrum", cmd_ntk_spectrum, "NTK eigenvalues, condition number, max rate")

@@ -130,3 +130,19 @@ def test_a_sigma_grid_of_a_one_step_block_is_analysed_at_once(tmp_path):
         for key in ("q_star", "c_star", "chi_1", "xi_c"):
             if expected[key] is not None:
                 assert block[key] == pytest.approx(expected[key], rel=1e-9), key
+
+
+def test_a_report_shows_a_sweep(tanh_spec, tmp_path):
+    from workbench.report import write_report
+    from workbench.sweep.outputs import write_outputs
+
+    sweep = tmp_path / "sweep"
+    plan = plan_sweep(tanh_spec, ["sigma_w2=1,2", "depth=2,3"], settings=FAST)
+    write_outputs(run_sweep(plan, sweep, "sequential", progress=False))
+    files = write_report(tanh_spec, tmp_path / "report", ("md",), sweep=sweep)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Sweep over the grid" in text and "4 of 4 cells finished" in text
+    assert "![sweep](sweep.png)" in text and (tmp_path / "report" / "sweep.png").exists()
+    assert any(f.name == "sweep.png" for f in files.files)
+    with pytest.raises(WorkbenchError, match="holds no sweep"):
+        write_report(tanh_spec, tmp_path / "r2", ("md",), sweep=tmp_path)

@@ -4,6 +4,7 @@ draws them, ``render`` writes Markdown and offline HTML)."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -38,9 +39,11 @@ def write_report(
     command: str | None = None,
     progress: bool = False,
     validate: bool = False,
+    sweep: str | Path | None = None,
 ) -> ReportFiles:
     """Write ``report.<format>`` and the figures (PNG) into ``out_dir`` (created);
-    ``validate`` adds the Monte-Carlo checks of the spec's own finite networks."""
+    ``validate`` adds the Monte-Carlo checks of the spec's own finite networks, ``sweep`` the
+    heat map and cells of a ``workbench sweep`` directory."""
     from tqdm import tqdm
 
     from workbench.compile import load_spec
@@ -58,13 +61,14 @@ def write_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ctx = context(digits)
-    bar = tqdm(total=11 if validate else 10, desc="report", disable=not progress, leave=False)
+    bar = tqdm(total=10 + bool(validate) + (sweep is not None), desc="report",
+               disable=not progress, leave=False)  # fmt: skip
 
     def step(label: str) -> None:
         bar.set_postfix_str(label)
         bar.update()
 
-    content = gather(spec, spec_path.read_text(encoding="utf-8"), ctx, seed, step, validate)
+    content = gather(spec, spec_path.read_text(encoding="utf-8"), ctx, seed, step, validate, sweep)
     drawn = {"stages": fig.stage_graph(content.section("stages").data, out / "stages.png")}
     for key, draw in (("evolution", fig.evolution), ("phase", fig.phase_diagram),
                       ("modes", fig.modes), ("spectrum", fig.spectrum),
@@ -73,6 +77,9 @@ def write_report(
         section = content.section(key)
         if section is not None and section.data:
             drawn[key] = draw(section.data, out / f"{key}.png")
+    swept = content.section("sweep")
+    if swept is not None and swept.data["heatmap"] is not None:
+        drawn["sweep"] = Path(shutil.copyfile(swept.data["heatmap"], out / "sweep.png"))
     step("writing")
     provenance = _provenance(spec_path, ctx, seed, command, time.perf_counter() - start)
     written = []

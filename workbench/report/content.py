@@ -44,10 +44,12 @@ class ReportContent:
 
 
 def gather(
-    spec: Any, spec_text: str, ctx: Any, seed: int, progress: Any, validate: bool = False
-) -> ReportContent:
+    spec: Any, spec_text: str, ctx: Any, seed: int, progress: Any, validate: bool = False,
+    sweep: Any = None,
+) -> ReportContent:  # fmt: skip
     """Every section of the report for ``spec`` (``progress(label)`` is called per step);
-    ``validate`` adds the Monte-Carlo section (``monte_carlo.validate``)."""
+    ``validate`` adds the Monte-Carlo section (``monte_carlo.validate``), ``sweep`` (a
+    directory of ``workbench sweep``) the trainability sweep's heat map and cells."""
     content = ReportContent(spec.name, spec_text)
     sections = [
         ("stages", "Stages", _stages),
@@ -62,6 +64,11 @@ def gather(
     ]
     if validate:
         sections.append(("validation", "Monte-Carlo validation", _validation))
+    if sweep is not None:
+        from workbench.sweep.summary import read_sweep
+
+        found = read_sweep(sweep)  # before any work: a wrong directory fails at once
+        sections.append(("sweep", "Sweep over the grid", lambda *_: found))
     for key, title, make in sections:
         progress(title)
         try:

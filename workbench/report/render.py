@@ -66,6 +66,14 @@ def tables(content: ReportContent) -> dict[str, dict]:
     checks = content.section("validation")
     if checks is not None and checks.data:
         out["validation"] = _table(checks.data["checks"], VALIDATION_COLUMNS)
+    swept = content.section("sweep")
+    if swept is not None and swept.data:
+        out["sweep"] = _table(
+            swept.data["rows"],
+            tuple(swept.data["columns"]) + ("diverged",)
+            if swept.data["task"] == "train"
+            else tuple(swept.data["columns"]),
+        )
     modes = content.section("modes")
     if modes.data:
         rows = [{"block": t["path"], **m} for t in modes.data for m in t["modes"]]
