@@ -816,8 +816,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--task",
         default="train",
-        choices=["train", "analyze"],
-        help="train networks (default) or sweep analyze's theory numbers",
+        choices=["train", "analyze", "fisher", "ntk-spectrum", "kernel"],
+        help="train networks (default) or sweep a theory command's numbers",
     )
     p.add_argument("--train", default="digits", help="digits (scikit-learn's) or DATA.npz")
     p.add_argument(
@@ -846,7 +846,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=_count, default=2, help="local workers (one GPU each)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--metric", help="heat map metric (default test_accuracy; analyze: xi_c)")
+    p.add_argument(
+        "--metric",
+        help="heat map metric (default test_accuracy; analyze: xi_c; "
+        "fisher: eta_max; ntk-spectrum: kappa; kernel: nngp_correlation_mean)",
+    )
     p.add_argument("--out", type=Path, required=True, help="directory; rerun to resume")
     p = add("tune", cmd_tune, "the sigma_w2 (and sigma_b2) of the critical line, into the spec")
     p.add_argument("spec", type=Path)

@@ -146,3 +146,18 @@ def test_a_report_shows_a_sweep(tanh_spec, tmp_path):
     assert any(f.name == "sweep.png" for f in files.files)
     with pytest.raises(WorkbenchError, match="holds no sweep"):
         write_report(tanh_spec, tmp_path / "r2", ("md",), sweep=tmp_path)
+
+
+@pytest.mark.parametrize("task, metric", [("fisher", "eta_max"), ("ntk-spectrum", "kappa"),
+                                          ("kernel", "nngp_correlation_mean")])  # fmt: skip
+def test_theory_tasks_give_their_commands_numbers(tanh_spec, tmp_path, task, metric):
+    from workbench.sweep.heatmap import metric_of
+    from workbench.sweep.tasks import run_cell
+
+    plan = plan_sweep(tanh_spec, ["sigma_w2=1,2.5"], task=task)
+    found = run_sweep(plan, tmp_path, "sequential", progress=False)
+    assert found.failed == 0
+    values = [metric_of(r, task, metric) for r in found.records]
+    assert all(np.isfinite(values)) and values[0] != values[1]
+    again = run_cell(task, plan.jobs[1].spec_data, {}, None, "cpu")["result"]
+    assert metric_of({"result": again}, task, metric) == values[1]

@@ -15,12 +15,14 @@ from workbench.plots import titled_and_saved
 from workbench.sweep.grid import Axis
 from workbench.sweep.overlay import Curves
 
-DEFAULT_METRIC = {"train": "test_accuracy", "analyze": "xi_c"}
+DEFAULT_METRIC = {"train": "test_accuracy", "analyze": "xi_c", "fisher": "eta_max",
+                  "ntk-spectrum": "kappa", "kernel": "nngp_correlation_mean"}  # fmt: skip
 
 
 def metric_of(record: dict, task: str, metric: str) -> float:
     """One number of a cell's record (NaN for a failed cell or a missing value): a final
-    training number for ``train``, the first repeat block's for ``analyze``."""
+    training number for ``train``, the first repeat block's for ``analyze``, the deepest
+    row's (or a top-level one) for ``ntk-spectrum``, a top-level one otherwise."""
     result = record.get("result")
     if result is None:
         return math.nan
@@ -29,8 +31,12 @@ def metric_of(record: dict, task: str, metric: str) -> float:
             raise WorkbenchError(f"no metric {metric!r} in the cells' results",
                                  hint=f"use one of {', '.join(result['final'])}")  # fmt: skip
         value = result["final"][metric]
-    else:
+    elif task == "analyze":
         value = (result.get("blocks") or [{}])[0].get(metric)
+    elif task == "ntk-spectrum" and metric not in result:
+        value = (result.get("depths") or [{}])[-1].get(metric)
+    else:
+        value = result.get(metric)
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -124,6 +130,10 @@ def summary_rows(records: Sequence[dict], task: str) -> list[dict[str, Any]]:
                 "seconds": result["seconds"],
                 "device": result["device"],
             }
+        elif task != "analyze":
+            row |= {k: v for k, v in result.items() if not isinstance(v, (list, dict))}
+            for depth_row in result.get("depths", [])[-1:]:
+                row |= {k: v for k, v in depth_row.items() if not isinstance(v, (list, dict))}
         else:
             for block in result.get("blocks", []):
                 row |= {
