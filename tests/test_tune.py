@@ -88,3 +88,15 @@ def test_init_refuses_models_it_cannot_match(tmp_path):
     model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(), nn.Linear(4, 2))
     with pytest.raises(UnsupportedError, match="Dropout"):
         wi.check(model, np.ones((2, 4)), {"sigma_w2": 1.0})
+
+
+def test_the_written_spec_keeps_its_other_numbers(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "name: s\ninput: {shape: [8]}\ndefaults: {sigma_w2: 1.5, sigma_b2: 0.05}\nlayers:\n"
+        "  - dense: {width: 8, sigma_w2: 2.5, sigma_b2: 0.25}\n"
+        "  - repeat: {times: 4, body: [{act: tanh}, {dense: {width: 8}}]}\n"
+    )
+    out = write_tuned(tune_spec(spec), tmp_path / "t.yaml")  # exact decimals: plain numbers
+    first = yaml.safe_load(out.read_text())["layers"][0]["dense"]
+    assert first == {"width": 8, "sigma_w2": 2.5, "sigma_b2": 0.25}

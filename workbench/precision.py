@@ -125,11 +125,13 @@ class Float64:
         """An Activation as a function of this context's numbers."""
         return h.numpy
 
-    def quad1(self, fn: Any, q: Any, kinks: tuple = (), even: bool = False) -> float:
-        """∫ fn(√q z) Dz by the float64 rule (``gaussian.quadrature``)."""
+    def quad1(self, fn: Any, q: Any, kinks: tuple = (), even: bool = False,
+              distance: float = math.inf) -> float:  # fmt: skip
+        """∫ fn(√q z) Dz by the float64 rule (``gaussian.quadrature``); ``distance``: of fn's
+        nearest complex singularity from the real axis."""
         from workbench.gaussian.quadrature import expect1_float64
 
-        return expect1_float64(fn, float(q), kinks)
+        return expect1_float64(fn, float(q), kinks, distance)
 
     def quad2(self, f: Any, g: Any, q11: Any, q12: Any, q22: Any, distance: float) -> float:
         """E[f(u) g(v)] by the float64 two-point rule (f, g Activations)."""
@@ -242,8 +244,10 @@ class Mp:
     def function(self, h: Any) -> Any:
         return h.mpmath
 
-    def quad1(self, fn: Any, q: Any, kinks: tuple = (), even: bool = False) -> Any:
-        """∫ fn(√q z) Dz by mpmath quadrature at this precision."""
+    def quad1(self, fn: Any, q: Any, kinks: tuple = (), even: bool = False,
+              distance: float = math.inf) -> Any:  # fmt: skip
+        """∫ fn(√q z) Dz by mpmath quadrature at this precision (tanh–sinh adapts by itself:
+        ``distance`` is for the float64 rule)."""
         from workbench.gaussian.quadrature import expect1_mpmath
 
         return expect1_mpmath(fn, mpmath.mpf(q), kinks, even)

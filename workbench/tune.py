@@ -231,7 +231,24 @@ def write_tuned(tuned: Tuned, out: str | Path) -> Path:
               f"{tuned.block}):\n# chi_1 = {a['chi_1']!r}, q* = {a['q_star']!r}, "
               f"xi_c = {a['xi_c']!r}\n")  # fmt: skip
     try:
-        out.write_text(header + yaml.safe_dump(tuned.data, sort_keys=False, allow_unicode=True))
+        text = yaml.safe_dump(_plain(tuned.data), sort_keys=False, allow_unicode=True)
+        out.write_text(header + text)
     except OSError as err:
         raise WorkbenchError(f"cannot write '{out}': {err.strerror or err}") from None
     return out
+
+
+def _plain(data: Any) -> Any:
+    """Spec data with the loader's number types (exact decimals) as plain int/float/str, for
+    ``yaml.safe_dump``."""
+    if isinstance(data, dict):
+        return {str(k): _plain(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_plain(v) for v in data]
+    if isinstance(data, bool) or data is None:
+        return data
+    if isinstance(data, int):
+        return int(data)
+    if isinstance(data, float):
+        return float(data)
+    return str(data)

@@ -185,3 +185,22 @@ def test_shifted_relu_and_step_closed_forms(f, g, cov):
     with mp.active():
         high = closed_form(act(f).expr, act(g).expr, mp)(q11, q12, q22)
     assert value == pytest.approx(float(high), rel=1e-13, abs=1e-15)
+
+
+@pytest.mark.parametrize("k", [3.0, 10.0])
+def test_an_activation_sharper_than_tanh_gets_finer_panels(k):
+    """E[tanh(k z)²] is E[tanh(u)²] at q = k²; with tanh's panels the first was 5.6e-11 off
+    (k = 3), silently. Checked against mpmath at 30 digits."""
+    import numpy as np
+
+    from workbench.activations import Activation
+
+    sharp = parse_activation({"expr": f"tanh({k}*x)"})
+    tanh = parse_activation("tanh")
+    with mpmath.workdps(30):
+        exact = mpmath.quad(lambda z: mpmath.tanh(k * z) ** 2 * mpmath.npdf(z),
+                            [-mpmath.inf, -1, 0, 1, mpmath.inf])  # fmt: skip
+    for value in (expect(sharp, sharp, 1.0, 1.0, 1.0, Float64()),
+                  expect1(Activation("sq", sharp.expr**2), np.array([1.0]), Float64())[0],
+                  expect(tanh, tanh, k * k, k * k, k * k, Float64())):  # fmt: skip
+        assert float(value) == pytest.approx(float(exact), rel=2e-15)

@@ -42,14 +42,14 @@ def expect1(h: Activation, q: Any, ctx: Context = F64) -> Any:
         ctx.require_float64("array variances")
         if (q < 0).any():
             raise TheoryError("array variances must be non-negative")
-        values = expect1_float64(h.numpy, q, h.kinks)
+        values = expect1_float64(h.numpy, q, h.kinks, h.singularity_distance)
         if not np.isfinite(values).all():
             raise TheoryError(f"the Gaussian expectation E[{h.name}(u)] is not finite")
         return values
     if q < 0:
         raise TheoryError(f"a variance must be non-negative, got q = {q}")
     with ctx.active():
-        value = ctx.quad1(ctx.function(h), q, h.kinks, h.parity == 1)
+        value = ctx.quad1(ctx.function(h), q, h.kinks, h.parity == 1, h.singularity_distance)
     return _finite(value, f"E[{h.name}(u)]", ctx)
 
 
@@ -87,7 +87,8 @@ def expect(f: Activation, g: Activation, q11: Any, q12: Any, q22: Any, ctx: Cont
             else:
                 product = lambda x: fn(x) * gn(k * x)  # noqa: E731
             even = f.parity * g.parity == 1
-            return _finite(ctx.quad1(product, q11, kinks, even), what, ctx)
+            distance = _scaled_distance(f, g, abs(float(k)))
+            return _finite(ctx.quad1(product, q11, kinks, even, distance), what, ctx)
         value = ctx.quad2(f, g, q11, q12, q22, _distance(f, g))
     return _finite(value, what, ctx)
 
@@ -178,7 +179,9 @@ def _quadrature_array(
     degenerate = 1 - np.abs(q12) / bound < DEGENERATE_CORRELATION
     if degenerate.any() and set((*f.kinks, *g.kinks)) <= {0}:
         k = (q12[degenerate] / q11[degenerate])[:, None]
-        out[degenerate] = expect1_float64(lambda x: f.numpy(x) * g.numpy(k * x), q11[degenerate])
+        distance = _scaled_distance(f, g, float(np.abs(k).max()))
+        out[degenerate] = expect1_float64(lambda x: f.numpy(x) * g.numpy(k * x), q11[degenerate],
+                                          distance=distance)  # fmt: skip
     else:
         degenerate[:] = False
     rest = ~degenerate
@@ -191,6 +194,11 @@ def _quadrature_array(
 
 def _distance(f: Activation, g: Activation) -> float:
     return min(f.singularity_distance, g.singularity_distance)
+
+
+def _scaled_distance(f: Activation, g: Activation, k: float) -> float:
+    """The singularity distance of x ↦ f(x) g(k x): g's singularities move to distance/k."""
+    return min(f.singularity_distance, g.singularity_distance / k if k > 0 else np.inf)
 
 
 def _at_zero(h: Activation, ctx: Context) -> Any:

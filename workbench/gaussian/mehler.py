@@ -78,7 +78,7 @@ def _coefficients(f: Activation, packed: bytes) -> tuple[np.ndarray, np.ndarray]
     q = np.frombuffer(packed)
     if f.kinks or not (q > 0).all():
         return None
-    norm2 = expect1_float64(lambda x: f.numpy(x) ** 2, q)
+    norm2 = expect1_float64(lambda x: f.numpy(x) ** 2, q, distance=f.singularity_distance)
     scale = np.maximum(norm2, np.finfo(float).tiny)
     z, w, h = _hermite_table()
     with np.errstate(all="ignore"):
