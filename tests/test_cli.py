@@ -81,7 +81,18 @@ def test_unknown_output_type_fails_before_computing(tmp_path, capsys):
     [
         (["critical", "--activation", "tanhh", "--sigma-b2", "0.1"], "did you mean"),
         (["critical", "--activation", "tanh", "--sigma-b2", "-1"], "sigma_b2"),
-        (["critical", "--activation", "relu", "--sigma-b2", "0.1"], "no critical point"),
+        (["critical", "--activation", "relu", "--sigma-b2", "0.1"], "positively homogeneous"),
+        # nearly constant: no finite q*, and the hint must not call it homogeneous
+        (
+            [
+                "critical",
+                "--activation",
+                "sigmoid(sigmoid(sigmoid(sigmoid(x))))",
+                "--sigma-b2",
+                "0.05",
+            ],
+            "tiny derivative",
+        ),
         (["check", "no/such/spec.yaml"], "not found"),
     ],
 )

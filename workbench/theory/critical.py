@@ -73,11 +73,24 @@ def critical_point(phi: Activation, sigma_b2: Any, ctx: Context = F64) -> Critic
     if not point.finite:
         message = f"{phi.name} has no critical point at sigma_b2 = {sigma_b2}: {point.note}"
         repels = "repelling" in (point.note or "")
-        raise TheoryError(message, hint=_REPELLING_HINT if repels else _NO_POINT_HINT)
+        if repels:
+            hint = _REPELLING_HINT
+        elif phi.positive_homogeneity() == 1:
+            hint = _HOMOGENEOUS_HINT
+        else:
+            hint = _NO_POINT_HINT
+        raise TheoryError(message, hint=hint)
     return point
 
 
 _NO_POINT_HINT = (
+    "chi_1 = 1 needs sigma_w2 = 1/E[phi'(u)^2] at a fixed point q*, and none is finite here "
+    "(an activation with a tiny derivative needs an enormous sigma_w2); "
+    "`workbench phase-diagram` shows the bias variances that have a critical point"
+)
+
+
+_HOMOGENEOUS_HINT = (
     "use sigma_b2 = 0 for the critical point of a positively homogeneous activation; "
     "`workbench phase-diagram` marks such bias variances"
 )
