@@ -122,8 +122,8 @@ def _analysis(steps: tuple[FCStep, ...]) -> Any:
 def _through_q_star(steps: tuple[FCStep, ...], q: float) -> tuple[float, float]:
     """One step [dense, act]: χ₁ = σ_w² E[φ'(u)²] = 1 and q = σ_w² E[φ(u)²] + σ_b² at
     u ~ N(0, q) give σ_w² = 1/E[φ'²] and σ_b² = q − E[φ²]/E[φ'²] (pabari_zhou eqs. 23–24)."""
-    from workbench.gaussian import expect
     from workbench.precision import F64
+    from workbench.theory.critical import moments
 
     if len(steps) != 1:
         raise WorkbenchError("--q-star needs a body of one dense layer and its activation",
@@ -131,9 +131,7 @@ def _through_q_star(steps: tuple[FCStep, ...], q: float) -> tuple[float, float]:
     if not (math.isfinite(q) and q > 0):
         raise WorkbenchError(f"--q-star must be a positive number, got {q}")
     phi = steps[0].phi
-    d = phi.derivative()
-    e_phi2 = float(expect(phi, phi, q, q, q, F64))
-    e_dphi2 = float(expect(d, d, q, q, q, F64))
+    e_phi2, e_dphi2 = (float(m) for m in moments(phi, q, F64))
     if not e_dphi2 > 0:
         raise TheoryError(f"E[{phi.name}'(u)^2] = 0 at q = {q}: no critical point")
     sw2, sb2 = 1 / e_dphi2, q - e_phi2 / e_dphi2

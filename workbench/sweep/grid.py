@@ -104,36 +104,38 @@ def _show(tokens: Sequence[str | int]) -> str:
     return text or "(the spec)"
 
 
-def repeat_paths(data: Any, path: str = "") -> list[str]:
-    """Spec paths of every repeat block's ``times`` in spec data."""
-    found: list[str] = []
+def _layer_paths(data: Any, kind: str, path: str = "") -> list[tuple[str, Any]]:
+    """(spec path, value) of every ``{kind: value}`` in spec data, bodies included; a bare
+    ``kind`` string as a list item is returned with the value None."""
+    found: list[tuple[str, Any]] = []
     if isinstance(data, Mapping):
         for key, value in data.items():
             sub = f"{path}.{key}" if path else str(key)
-            if key == "repeat" and isinstance(value, Mapping) and "times" in value:
-                found.append(f"{sub}.times")
-            found += repeat_paths(value, sub)
+            if key == kind:
+                found.append((sub, value))
+            found += _layer_paths(value, kind, sub)
     elif isinstance(data, list):
         for i, value in enumerate(data):
-            found += repeat_paths(value, f"{path}[{i}]")
+            if value == kind:
+                found.append((f"{path}[{i}]", None))
+            found += _layer_paths(value, kind, f"{path}[{i}]")
     return found
 
 
-def bn_gamma_paths(data: Any, path: str = "") -> list[str]:
+def repeat_paths(data: Any) -> list[str]:
+    """Spec paths of every repeat block's ``times`` in spec data."""
+    return [f"{p}.times" for p, value in _layer_paths(data, "repeat")
+            if isinstance(value, Mapping) and "times" in value]  # fmt: skip
+
+
+def bn_gamma_paths(data: Any) -> list[str]:
     """The spec path of every batch norm's ``gamma`` (present or not) in spec data."""
-    found: list[str] = []
-    if isinstance(data, Mapping):
-        for key, value in data.items():
-            sub = f"{path}.{key}" if path else str(key)
-            if key == "bn" and isinstance(value, Mapping):
-                found.append(f"{sub}.gamma")
-            found += bn_gamma_paths(value, sub)
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            if value == "bn":
-                raise GridError(f"{path}[{i}] is a bare `bn`: its gamma has no place to go",
-                                hint="write `bn: {gamma: 1.0}` to sweep gamma")  # fmt: skip
-            found += bn_gamma_paths(value, f"{path}[{i}]")
+    found = []
+    for path, value in _layer_paths(data, "bn"):
+        if not isinstance(value, Mapping):
+            raise GridError(f"{path} is a bare `bn`: its gamma has no place to go",
+                            hint="write `bn: {gamma: 1.0}` to sweep gamma")  # fmt: skip
+        found.append(f"{path}.gamma")
     return found
 
 

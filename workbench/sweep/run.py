@@ -143,7 +143,7 @@ def run_sweep(plan: SweepPlan, out: str | Path, scheduler: str = "local", worker
             bar.update()
             bar.set_postfix(failed=failed, reused=reused)
     bar.close()
-    records = [store.finished(job.key) or _failed_record(store, job) for job in plan.jobs]
+    records = [store.record(job.key) or _unrecorded(job) for job in plan.jobs]
     return SweepOutcome(plan, records, computed, reused, failed,
                         time.perf_counter() - start, Path(out))  # fmt: skip
 
@@ -153,10 +153,7 @@ def _record(plan: SweepPlan, job: Job, outcome: dict) -> dict:
             **outcome}  # fmt: skip
 
 
-def _failed_record(store: SweepStore, job: Job) -> dict:
-    for record in store.records():
-        if record.get("key") == job.key:
-            return record
+def _unrecorded(job: Job) -> dict:
     return {"key": job.key, "cell": dict(job.cell.values), "error": "no result recorded"}
 
 

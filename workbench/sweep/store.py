@@ -42,16 +42,18 @@ class SweepStore:
     def _path(self, key: str) -> Path:
         return self.cells / f"{key}.json"
 
+    def record(self, key: str) -> dict | None:
+        """The stored record of a cell (finished or failed), None if absent or unreadable."""
+        try:
+            record = json.loads(self._path(key).read_text())
+        except (OSError, ValueError):
+            return None  # absent, or unreadable: computed again and overwritten
+        return record if record.get("format") == FORMAT else None
+
     def finished(self, key: str) -> dict | None:
         """The stored record of a cell that finished without error, else None."""
-        path = self._path(key)
-        if not path.exists():
-            return None
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return None  # unreadable: computed again and overwritten
-        return record if record.get("format") == FORMAT and "error" not in record else None
+        record = self.record(key)
+        return record if record is not None and "error" not in record else None
 
     def write(self, key: str, record: dict) -> None:
         _write_atomic(self._path(key), {"format": FORMAT, "key": key, **record})

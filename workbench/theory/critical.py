@@ -54,13 +54,14 @@ class CriticalPoint:
         return out
 
 
-def _moments(phi: Activation, q: Any, ctx: Context) -> tuple[Any, Any]:
+def moments(phi: Activation, q: Any, ctx: Context) -> tuple[Any, Any]:
+    """E[φ(u)²] and E[φ′(u)²] at u ~ N(0, q): the two sides of the critical line (eqs. 23–24)."""
     d = phi.derivative()
     return expect(phi, phi, q, q, q, ctx), expect(d, d, q, q, q, ctx)
 
 
 def _gap(phi: Activation, sigma_b2: Any, q: Any, ctx: Context) -> Any:
-    e_phi2, e_dphi2 = _moments(phi, q, ctx)
+    e_phi2, e_dphi2 = moments(phi, q, ctx)
     if e_dphi2 == 0:
         raise TheoryError(f"E[{phi.name}'(u)^2] = 0 at q = {q}: no critical point")
     return e_phi2 / e_dphi2 + sigma_b2 - q
@@ -145,7 +146,7 @@ def _from_root(phi: Activation, sb2: Any, q64: float, ctx: Context) -> CriticalP
     q_star = ctx.num(q64)
     if not ctx.fast_float64:  # the float64 root is exact in float64 already
         q_star = polish_root(lambda q: _gap(phi, sb2, q, ctx), q_star, ctx, what="critical q*")
-    sigma_w2 = 1 / _moments(phi, q_star, ctx)[1]
+    sigma_w2 = 1 / moments(phi, q_star, ctx)[1]
     return CriticalPoint(phi.name, sb2, sigma_w2, q_star, None, ctx)
 
 
@@ -178,7 +179,7 @@ def _first_roots(phi: Activation, sigma_b2: np.ndarray) -> tuple[np.ndarray, lis
         if slope < 1 + 1e-9:
             roots[row] = q
         else:
-            sigma_w2 = 1 / float(_moments(phi, q, F64)[1])
+            sigma_w2 = 1 / float(moments(phi, q, F64)[1])
             repelling.setdefault(row, []).append(
                 f"q* = {q:.6g} (sigma_w2 = {sigma_w2:.6g}, chi_q = {slope:.6g} > 1)"
             )
@@ -198,7 +199,7 @@ def _chi_q_at_root(phi: Activation, q: np.ndarray) -> np.ndarray:
 
 
 def _ratio(phi: Activation, q: np.ndarray) -> np.ndarray:
-    e_phi2, e_dphi2 = _moments(phi, q, F64)
+    e_phi2, e_dphi2 = moments(phi, q, F64)
     if (e_dphi2 == 0).any():
         raise TheoryError(f"E[{phi.name}'(u)^2] = 0 for some q: no critical point")
     return e_phi2 / e_dphi2
@@ -252,7 +253,7 @@ def _homogeneous(phi: Activation, sb2: Any, ctx: Context) -> CriticalPoint:
     the critical σ_w² is 1/E[φ'(z)²]; a finite fixed point needs σ_b² = 0, and then every q is
     one."""
     one = ctx.num(1)
-    sigma_w2 = 1 / _moments(phi, one, ctx)[1]
+    sigma_w2 = 1 / moments(phi, one, ctx)[1]
     if sb2 != 0:
         note = (f"no finite q*: at the critical sigma_w2 = {float(sigma_w2):.6g} the variance "
                 f"grows by sigma_b2 = {float(sb2):.6g} per layer, without bound")  # fmt: skip
