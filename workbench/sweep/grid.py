@@ -47,9 +47,6 @@ class Cell:
     index: tuple[int, ...]
     values: tuple[tuple[str, float | int], ...]  # (axis key, value)
 
-    def value(self, key: str) -> float | int:
-        return dict(self.values)[key]
-
     def label(self) -> str:
         return ", ".join(f"{k}={v:g}" for k, v in self.values)
 
