@@ -171,7 +171,7 @@ def torch_module(node: Dense, in_shape: Shape, build: Any, suffix: str) -> tuple
             width, fan_in, node.sigma_w2, build.generator, e, build.dtype, build.device
         )
     else:
-        weight = build.randn(e, width, fan_in) * (node.sigma_w2 / fan_in) ** 0.5
+        weight = build.randn(e, width, fan_in).mul_((node.sigma_w2 / fan_in) ** 0.5)
     bias = build.randn(e, width) * node.sigma_b2**0.5
     scales = {"weight": node.sigma_w2 / fan_in, "bias": node.sigma_b2}
     return DenseLayer(weight, bias, scales, node.path + suffix), (width,)
