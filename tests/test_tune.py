@@ -37,6 +37,8 @@ def test_tune_through_a_q_star_and_to_a_depth_scale():
     tuned = tune_spec("derivations/tanh-fc-critical.yaml", q_star=0.5)
     assert tuned.analysis["q_star"] == pytest.approx(0.5, rel=1e-10)
     assert abs(tuned.analysis["chi_1"] - 1) < 1e-10
+    chaotic = tune_spec("derivations/tanh-fc-critical.yaml", target="chi_1=1.5")
+    assert abs(chaotic.analysis["chi_1"] - 1.5) < 1e-10 and chaotic.analysis["phase"] == "chaotic"
     deep = tune_spec("derivations/tanh-fc-critical.yaml", target="xi_c=30")
     assert deep.analysis["xi_c"] == pytest.approx(30, rel=1e-8)
     assert deep.analysis["phase"] == "ordered"
@@ -60,7 +62,7 @@ def test_tune_cli_and_its_refusals(tmp_path, capsys):
     assert main(["tune", "derivations/relu-fc-he.yaml", "--sigma-b2", "0.1"]) == 2
     assert "no critical point" in capsys.readouterr().err
     assert main(["tune", "derivations/bn-fisher-fc.yaml"]) == 2
-    assert "dense/conv and act layers only" in capsys.readouterr().err
+    assert "the block batch-normalises" in capsys.readouterr().err
 
 
 def _mlp(depth=50, d=32, width=256):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from workbench.compile.graph import node_attrs, spec_graph
 from workbench.errors import TheoryError, UnsupportedError
-from workbench.nodes.base import blocks
+from workbench.nodes.base import blocks, has_batch_statistics
 from workbench.precision import F64, Context
 from workbench.spec.model import Spec
 from workbench.theory.block_orbit import OrbitAnalysis, analyze_orbit
@@ -52,6 +52,8 @@ def analyze_spec(spec: Spec, ctx: Context = F64, progress: bool = False) -> Spec
             except (UnsupportedError, TheoryError) as err:
                 skipped.append({"path": block.path, "reason": err.message})
                 continue
+            if has_batch_statistics(block.body):
+                _add_population_chi_1(spec, found, attrs["body"].graph["input_shape"])
             if not ctx.fast_float64:
                 found.notes.append("iterated in float64 (the orbit's rules include float64-only "
                                    "ones such as batch norm's)")  # fmt: skip
@@ -59,3 +61,19 @@ def analyze_spec(spec: Spec, ctx: Context = F64, progress: bool = False) -> Spec
             continue
         analysed.append(analyze_cycle(steps, ctx, block.path))
     return SpecAnalysis(spec.name, analysed, skipped, ctx.describe())
+
+
+def _add_population_chi_1(spec: Spec, found: OrbitAnalysis, in_shape: tuple) -> None:
+    """A batch-normalised block's χ₁: its gradient growth per pass under the paper's
+    population statistics (``theory.population_growth``), or a note saying why not."""
+    from workbench.theory.population_growth import population_chi_1
+
+    try:
+        found.chi_1 = population_chi_1(spec, found.path, tuple(in_shape))
+    except (UnsupportedError, TheoryError) as err:
+        found.notes.append(f"chi_1 (population statistics) not computed: {err.message}")
+        return
+    found.notes.append(
+        "chi_1: gradient growth per pass with the data distribution's batch statistics "
+        "(mean_field_batchnorm eqs. 13-22); >= 1 at every gamma"
+    )

@@ -152,7 +152,7 @@ def cmd_analyze(args: argparse.Namespace) -> dict:
         if orbits:
             print("blocks analysed by iterating their own rules (batch norm, residual, ...):")
             _print_table(orbits, ["path", "phase", "batch", "passes", "q_star", "c_star",
-                                  "xi_c", "growth"])  # fmt: skip
+                                  "xi_c", "chi_1", "growth"])  # fmt: skip
         for block in result["blocks"]:
             for note in block.get("notes", []):
                 print(f"  {block['path']}: {note}")
@@ -685,18 +685,18 @@ def cmd_sweep(args: argparse.Namespace) -> dict:
 def cmd_tune(args: argparse.Namespace) -> dict:
     from workbench.tune import tune_spec, write_tuned
 
-    tuned = tune_spec(args.spec, args.target, args.q_star, args.sigma_b2, args.block)
+    tuned = tune_spec(args.spec, args.target, args.q_star, args.sigma_b2, args.block,
+                      args.gamma)  # fmt: skip
     result = tuned.to_dict()
     if args.out:
         result["out"] = str(write_tuned(tuned, args.out))
     if not args.json:
-        a = tuned.analysis
         print(f"{tuned.block} of {tuned.spec}, target {tuned.target}:")
-        print(f"  sigma_w2 = {tuned.sigma_w2!r}, sigma_b2 = {tuned.sigma_b2!r}")
-        print(
-            f"  analysed again: chi_1 = {a['chi_1']!r}, q* = {a['q_star']!r}, "
-            f"xi_c = {a['xi_c']!r}, phase {a['phase']}"
-        )
+        if tuned.gamma is not None:
+            print(f"  gamma = {tuned.gamma!r} (every batch norm of the block)")
+        else:
+            print(f"  sigma_w2 = {tuned.sigma_w2!r}, sigma_b2 = {tuned.sigma_b2!r}")
+        print(f"  analysed again: {tuned.summary()}")
         if args.out:
             print(f"wrote {result['out']}")
     return result
@@ -854,7 +854,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="directory; rerun to resume")
     p = add("tune", cmd_tune, "the sigma_w2 (and sigma_b2) of the critical line, into the spec")
     p.add_argument("spec", type=Path)
-    p.add_argument("--target", default="critical", help="critical (chi_1 = 1) or xi_c=N")
+    p.add_argument("--target", default="critical",
+                   help="critical (chi_1 = 1), chi_1=X or xi_c=N")  # fmt: skip
+    p.add_argument("--gamma", action="store_true",
+                   help="tune the block's batch-norm gamma (population statistics)")  # fmt: skip
     p.add_argument("--q-star", type=float, help="the fixed point q* to put on the critical line")
     p.add_argument("--sigma-b2", type=float, help="the bias variance (default: the spec's)")
     p.add_argument("--block", help="the repeat block's spec path, when the spec has several")

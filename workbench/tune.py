@@ -27,44 +27,74 @@ class Tuned:
     spec: str
     block: str
     target: str
-    sigma_w2: float
-    sigma_b2: float
+    sigma_w2: float | None
+    sigma_b2: float | None
     analysis: dict
     data: Any = field(repr=False, default=None)  # the tuned spec's data
+    gamma: float | None = None  # the batch norms' γ, when tuned with --gamma
 
     def to_dict(self) -> dict:
-        return {"spec": self.spec, "block": self.block, "target": self.target,
-                "sigma_w2": self.sigma_w2, "sigma_b2": self.sigma_b2,
-                "analysis": self.analysis}  # fmt: skip
+        out = {"spec": self.spec, "block": self.block, "target": self.target,
+               "sigma_w2": self.sigma_w2, "sigma_b2": self.sigma_b2}  # fmt: skip
+        if self.gamma is not None:
+            out["gamma"] = self.gamma
+        return {**out, "analysis": self.analysis}
+
+    def summary(self) -> str:
+        """What the tuned spec's own analysis shows, in one line."""
+        a = self.analysis
+        keys = ("chi_1", "q_star", "xi_c", "phase")
+        return ", ".join(f"{k} = {a.get(k)!r}" for k in keys if k in a)
 
 
 def tune_spec(spec_file: str | Path, target: str = "critical", q_star: float | None = None,
-              sigma_b2: float | None = None, block: str | None = None) -> Tuned:  # fmt: skip
-    """Solve for the spec's defaults.sigma_w2 (and sigma_b2 with ``q_star``); ``target`` is
-    ``critical`` (χ₁ = 1) or ``xi_c=N`` (ξ_c = N, ordered side)."""
+              sigma_b2: float | None = None, block: str | None = None,
+              gamma: bool = False) -> Tuned:  # fmt: skip
+    """Solve for the spec's defaults.sigma_w2 (and sigma_b2 with ``q_star``), or with
+    ``gamma`` for the γ of a batch-normalised block's batch norms; ``target`` is ``critical``
+    (χ₁ = 1), ``chi_1=X`` (χ₁ = X) or ``xi_c=N`` (ξ_c = N, ordered side)."""
     from workbench.compile import spec_from_dict
     from workbench.compile.load import read_spec_data
+    from workbench.nodes.base import has_batch_statistics
 
     raw, lines = read_spec_data(spec_file)
     spec = spec_from_dict(raw, file=str(spec_file), lines=lines)
     chosen = _block(spec, block)
-    steps = _steps(chosen)
     if q_star is not None and sigma_b2 is not None:
         raise WorkbenchError("give --q-star or --sigma-b2, not both")
-    xi_target = _xi_target(target)
+    key, value = _parse_target(target)
+    if has_batch_statistics(chosen.body):
+        from workbench.tune_gamma import tune_gamma
+
+        if not gamma:
+            raise WorkbenchError(
+                f"{chosen.path}: the block batch-normalises, so sigma_w2 and sigma_b2 do not "
+                "move its chi_1 (the data distribution's statistics reset every unit's "
+                "variance to gamma^2)",
+                hint="tune its batch norms' gamma with --gamma",
+            )
+        if q_star is not None or sigma_b2 is not None or key != "chi_1":
+            raise WorkbenchError("--gamma tunes chi_1 only",
+                                 hint="use --target critical or chi_1=X, without "
+                                 "--q-star/--sigma-b2")  # fmt: skip
+        return tune_gamma(spec_file, raw, lines, spec, chosen, target, value)
+    if gamma:
+        raise WorkbenchError(f"{chosen.path}: --gamma tunes a batch norm's gamma, and the "
+                             "block has no batch norm")  # fmt: skip
+    steps = _steps(chosen)
     if q_star is not None:
-        if xi_target is not None:
+        if (key, value) != ("chi_1", 1.0):
             raise WorkbenchError("--q-star tunes for the critical line only",
-                                 hint="use --sigma-b2 with --target xi_c=N")  # fmt: skip
+                                 hint="use --sigma-b2 with --target xi_c=N or chi_1=X")  # fmt: skip
         sw2, sb2 = _through_q_star(steps, q_star)
     else:
         sb2 = float(steps[0].sigma_b2 if sigma_b2 is None else sigma_b2)
         if not (math.isfinite(sb2) and sb2 >= 0):
             raise WorkbenchError(f"sigma_b2 must be a finite number >= 0, got {sb2}")
-        sw2 = _solve_sigma_w2(steps, sb2, xi_target)
+        sw2 = _solve_sigma_w2(steps, sb2, key, value)
     tuned = _with_defaults(raw, sw2, sb2)
     analysis = _vouch(spec_from_dict(tuned, file=str(spec_file), lines=lines), chosen.path,
-                      sw2, q_star, xi_target)  # fmt: skip
+                      sw2, q_star, key, value)  # fmt: skip
     return Tuned(str(spec_file), chosen.path, target, sw2, sb2, analysis, tuned)
 
 
@@ -95,18 +125,19 @@ def _steps(block: Any) -> tuple[FCStep, ...]:
     return steps
 
 
-def _xi_target(target: str) -> float | None:
+def _parse_target(target: str) -> tuple[str, float]:
+    """``critical`` → ("chi_1", 1); ``chi_1=X`` and ``xi_c=N`` (X, N > 0) → (key, value)."""
     if target == "critical":
-        return None
+        return "chi_1", 1.0
     key, _, value = target.partition("=")
     try:
-        xi = float(value)
+        number = float(value)
     except ValueError:
-        xi = math.nan
-    if key != "xi_c" or not (math.isfinite(xi) and xi > 0):
+        number = math.nan
+    if key not in ("xi_c", "chi_1") or not (math.isfinite(number) and number > 0):
         raise WorkbenchError(f"unknown target {target!r}",
-                             hint="use critical or xi_c=N with N > 0")  # fmt: skip
-    return xi
+                             hint="use critical, chi_1=X or xi_c=N with X, N > 0")  # fmt: skip
+    return key, number
 
 
 def _with_sigmas(steps: tuple[FCStep, ...], sw2: float, sb2: float) -> tuple[FCStep, ...]:
@@ -144,16 +175,19 @@ def _through_q_star(steps: tuple[FCStep, ...], q: float) -> tuple[float, float]:
     return sw2, sb2
 
 
-def _solve_sigma_w2(steps: tuple[FCStep, ...], sb2: float, xi: float | None) -> float:
-    """σ_w² with χ₁ = 1 (or 1/ξ_c = 1/N, ordered side) at the attracting q*, by bracketing."""
+def _solve_sigma_w2(steps: tuple[FCStep, ...], sb2: float, key: str, value: float) -> float:
+    """σ_w² with χ₁ = X (or 1/ξ_c = 1/N, ordered side) at the attracting q*, by bracketing."""
+    if key == "chi_1" and value != 1:
+        return _root(lambda sw2: _chi_1(steps, sw2, sb2) - value, f"chi_1 = {value}", steps, sb2)
     if len(steps) == 1:  # the critical line's own solver: repelling, homogeneous, q* → 0
         from workbench.theory.critical import critical_point
 
         critical = float(critical_point(steps[0].phi, sb2).sigma_w2)
     else:
         critical = _root(lambda sw2: _chi_1(steps, sw2, sb2) - 1, "chi_1 = 1", steps, sb2)
-    if xi is None:
+    if key == "chi_1":
         return critical
+    xi = value
 
     def inverse_xi(sw2: float) -> float:
         found = _analysis(_with_sigmas(steps, sw2, sb2))  # xi_c None: infinite (critical)
@@ -195,25 +229,33 @@ def _with_defaults(raw: Any, sw2: float, sb2: float) -> Any:
     return data
 
 
-def _vouch(spec: Any, path: str, sw2: float, q_star: float | None,
-           xi: float | None) -> dict:  # fmt: skip
+def _vouch(spec: Any, path: str, sw2: float, q_star: float | None, key: str,
+           value: float) -> dict:  # fmt: skip
     """The tuned spec analysed again: its block must use the tuned σ_w² and land on the target."""
-    from workbench.analysis import analyze_spec
-
     block = _block(spec, path)
     if any(float(s.sigma_w2) != sw2 for s in _steps(block)):
         raise WorkbenchError(f"{path}: a layer of the block sets its own sigma_w2, so the "
                              "spec's defaults do not reach it",
                              hint="remove sigma_w2/sigma_b2 from the block's layers")  # fmt: skip
-    found = next(b for b in analyze_spec(spec).to_dict()["blocks"] if b["path"] == path)
-    if xi is None and not abs(found["chi_1"] - 1) <= CHI_TOLERANCE:
-        raise TheoryError(f"the tuned spec's chi_1 is {found['chi_1']!r}, not 1 to "
-                          f"{CHI_TOLERANCE:g}")  # fmt: skip
-    if xi is not None and not abs(found["xi_c"] / xi - 1) <= 1e-8:
-        raise TheoryError(f"the tuned spec's xi_c is {found['xi_c']!r}, not {xi}")
+    found = vouched(spec, path, key, value)
     if q_star is not None and not abs(found["q_star"] / q_star - 1) <= Q_TOLERANCE:
         raise TheoryError(f"the tuned spec's analysis settles at q* = {found['q_star']!r}, "
                           f"not {q_star}", hint="choose another --q-star")  # fmt: skip
+    return found
+
+
+def vouched(spec: Any, path: str, key: str, value: float) -> dict:
+    """The analysis of ``path`` in the tuned spec, which must show χ₁ = X to CHI_TOLERANCE
+    (or ξ_c = N to 1e-8 relative)."""
+    from workbench.analysis import analyze_spec
+
+    found = next(b for b in analyze_spec(spec).to_dict()["blocks"] if b["path"] == path)
+    got = found.get(key)
+    if key == "chi_1" and not (got is not None and abs(got - value) <= CHI_TOLERANCE):
+        raise TheoryError(f"the tuned spec's chi_1 is {got!r}, not {value} to "
+                          f"{CHI_TOLERANCE:g}")  # fmt: skip
+    if key == "xi_c" and not (got is not None and abs(got / value - 1) <= 1e-8):
+        raise TheoryError(f"the tuned spec's xi_c is {got!r}, not {value}")
     return found
 
 
@@ -224,10 +266,8 @@ def write_tuned(tuned: Tuned, out: str | Path) -> Path:
     out = Path(out)
     if out.suffix.lower() not in (".yaml", ".yml"):
         raise WorkbenchError(f"-o must name a .yaml file, got {out}")
-    a = tuned.analysis
     header = (f"# tuned by `workbench tune` from {tuned.spec} (target {tuned.target}, block "
-              f"{tuned.block}):\n# chi_1 = {a['chi_1']!r}, q* = {a['q_star']!r}, "
-              f"xi_c = {a['xi_c']!r}\n")  # fmt: skip
+              f"{tuned.block}):\n# {tuned.summary()}\n")  # fmt: skip
     try:
         text = yaml.safe_dump(_plain(tuned.data), sort_keys=False, allow_unicode=True)
         out.write_text(header + text)

@@ -116,6 +116,11 @@ def has_weights(node: NodeBase) -> bool:
     return getattr(module_of(node), "HAS_WEIGHTS", False)
 
 
+def has_batch_statistics(nodes: Iterable[NodeBase]) -> bool:
+    """Whether any node, bodies included, normalises by statistics of the batch (batch norm)."""
+    return any(getattr(module_of(n), "BATCH_STATISTICS", False) for n in flat_nodes(nodes))
+
+
 # --- shapes ------------------------------------------------------------------------------
 
 

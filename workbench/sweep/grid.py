@@ -237,10 +237,15 @@ def apply_cell(data: Any, axes: Sequence[Axis], cell: Cell) -> tuple[Any, dict[s
         if axis.is_setting:
             settings[axis.target] = value
             continue
-        for path in axis.paths:
-            node, last = _walk(data, parse_path(path), path)
-            node[last] = value
+        set_paths(data, axis.paths, value)
     return data, settings
+
+
+def set_paths(data: Any, paths: Sequence[str], value: Any) -> None:
+    """Set every spec path of ``paths`` in ``data`` (in place) to ``value``."""
+    for path in paths:
+        node, last = _walk(data, parse_path(path), path)
+        node[last] = value
 
 
 def unshared(data: Any) -> Any:

@@ -44,12 +44,13 @@ class OrbitAnalysis:
     growth_rate: float | None = None  # q^{l+1}/q^l (geometric) or the exponent α (power law)
     one_minus_c: float | None = None  # 1 − c after the last pass
     c_exponent: float | None = None  # β in 1 − cˡ ∝ l^{−β}
+    chi_1: float | None = None  # gradient growth per pass, population statistics (batch norm)
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         out = {"path": self.path, "phase": self.phase, "method": "iterated block rules",
                "batch": self.batch, "passes": self.passes}  # fmt: skip
-        for name in ("q_star", "c_star", "rate_c", "xi_c", "growth", "growth_rate",
+        for name in ("q_star", "c_star", "rate_c", "xi_c", "chi_1", "growth", "growth_rate",
                      "one_minus_c", "c_exponent"):  # fmt: skip
             value = getattr(self, name)
             if value is not None:

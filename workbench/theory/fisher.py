@@ -141,15 +141,13 @@ def fisher_bounds(
 def with_gamma(spec: Spec, gamma: float) -> Spec:
     """The spec with every normalising node's γ (the nodes with a ``gamma``) set to ``gamma``,
     bodies included — the paper's sweep (mean_field_batchnorm Fig. 1)."""
-    layers = _map_nodes(
-        spec.layers, lambda n: replace(n, gamma=gamma) if hasattr(n, "gamma") else n
-    )
+    layers = map_nodes(spec.layers, lambda n: replace(n, gamma=gamma) if hasattr(n, "gamma") else n)
     return replace(spec, layers=layers)
 
 
 def without_normalization(spec: Spec) -> Spec:
     """The vanilla counterpart: the spec with its normalising nodes removed."""
-    layers = _map_nodes(spec.layers, lambda n: None if hasattr(n, "gamma") else n)
+    layers = map_nodes(spec.layers, lambda n: None if hasattr(n, "gamma") else n)
     return replace(spec, name=f"{spec.name} (vanilla)", layers=layers)
 
 
@@ -167,15 +165,15 @@ def resized(spec: Spec, width: int) -> Spec:
                 node = replace(node, **{key: width})
         return node
 
-    return replace(spec, layers=_map_nodes(spec.layers, resize))
+    return replace(spec, layers=map_nodes(spec.layers, resize))
 
 
-def _map_nodes(nodes: tuple, change: Any) -> tuple:
+def map_nodes(nodes: tuple, change: Any) -> tuple:
     """``change(node)`` for every node, bodies first (None drops the node)."""
     out = []
     for node in nodes:
         if hasattr(node, "body"):
-            node = replace(node, body=_map_nodes(node.body, change))
+            node = replace(node, body=map_nodes(node.body, change))
         node = change(node)
         if node is not None:
             out.append(node)

@@ -206,13 +206,11 @@ def sensitivity_tau(check: Any, net: Network, x: torch.Tensor) -> tuple[float, n
 def check_sensitivity(check: Any) -> None:
     """Preflight: batch norm in its test mode, a known increment, a layer range that fits
     (from the wide-limit profile on the check's inputs)."""
-    from workbench.nodes.base import module_of, unrolled
+    from workbench.nodes.base import has_batch_statistics
     from workbench.theory.moments import moment_profile
     from workbench.validation.quantities import _layer_range, make_inputs
 
-    batch_dependent = any(getattr(module_of(node), "BATCH_STATISTICS", False)
-                          for node in unrolled(check.spec.layers))  # fmt: skip
-    if batch_dependent and check.options.get("bn_statistics") != "fixed":
+    if has_batch_statistics(check.spec.layers) and check.options.get("bn_statistics") != "fixed":
         raise WorkbenchError(
             f"check '{check.name}': labatie2019's batch norm holds its statistics fixed",
             hint="add `options: {bn_statistics: fixed}`",
