@@ -9,6 +9,11 @@ settings.register_profile("reproducible", derandomize=True)
 settings.register_profile("explore", max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
+if "PYTEST_XDIST_WORKER" in os.environ:  # `pytest -n 2`: one core per worker, not two each
+    import torch
+
+    torch.set_num_threads(1)
+
 
 import pytest  # noqa: E402
 from spec_factory import make_spec as _make_spec  # noqa: E402
