@@ -102,3 +102,27 @@ def test_the_written_spec_keeps_its_other_numbers(tmp_path):
     out = write_tuned(tune_spec(spec), tmp_path / "t.yaml")  # exact decimals: plain numbers
     first = yaml.safe_load(out.read_text())["layers"][0]["dense"]
     assert first == {"width": 8, "sigma_w2": 2.5, "sigma_b2": 0.25}
+
+
+def _cnn(depth=8, channels=64, kernel=3, padding_mode="circular"):
+    layers = [nn.Conv2d(3, channels, kernel, padding=kernel // 2, padding_mode=padding_mode),
+              nn.Tanh()]  # fmt: skip
+    for _ in range(depth - 1):
+        layers += [nn.Conv2d(channels, channels, kernel, padding=kernel // 2,
+                             padding_mode=padding_mode), nn.Tanh()]  # fmt: skip
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * 36, 10))
+
+
+def test_init_check_a_conv_net_against_the_conv_theory():
+    """A circular-padding CNN drawn at the critical variances: every layer's q and c within
+    the spread of fresh copies of the conv theory (xiao2018 eq. 2.5); the same model at other
+    variances is caught, and zero padding (not the theory's convolution) is refused."""
+    source = {"sigma_w2": 1.76, "sigma_b2": 0.05}
+    x = np.random.default_rng(0).standard_normal((3, 3, 6, 6))
+    found = wi.check(wi.apply(_cnn(), source, seed=0), x, source, draws=8)
+    assert found.passed and len(found.layers) == 9
+    assert (np.diff(found.c_theory) > 0).all()  # the pixels' correlations spread with depth
+    wrong = wi.apply(_cnn(), {"sigma_w2": 3.0, "sigma_b2": 0.05}, seed=0)
+    assert not wi.check(wrong, x, source, draws=8).passed
+    with pytest.raises(UnsupportedError, match="circular"):
+        wi.check(_cnn(depth=2, padding_mode="zeros"), x, source)

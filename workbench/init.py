@@ -2,7 +2,8 @@
 and check it: ``apply`` draws every nn.Linear / nn.Conv1d / nn.Conv2d in order (Gaussian,
 orthogonal or delta-orthogonal, ``workbench.sim.init``); ``check`` measures the model's q and
 c per weight layer by forward hooks and compares them with the mean-field theory of the same
-chain (pabari_zhou eqs. 3–7), with the spread of freshly drawn copies as the interval."""
+chain (pabari_zhou eqs. 3–7; convolutions: xiao2018 eq. 2.5, circular padding), with the
+spread of freshly drawn copies as the interval."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from torch import nn
 from workbench.errors import UnsupportedError, WorkbenchError
 
 WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
-PASS_THROUGH = (nn.Identity, nn.Flatten)  # torch modules that leave the chain's kernel alone
+PASS_THROUGH = (nn.Identity,)  # torch modules that leave the chain's kernel alone
 ACTIVATIONS = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.SiLU: "swish",
                nn.Softsign: "softsign"}  # fmt: skip
 Z_INTERVAL = 4.0  # a layer passes when |measured − theory| ≤ 4 spreads of one network
@@ -140,19 +141,19 @@ def check(model: nn.Module, inputs: Any, source: Any, draws: int = 16,
     and c (mean over input pairs) against the theory of its chain under ``source``'s
     variances; the interval is the spread over ``draws`` copies drawn by ``apply``."""
     from workbench.compile import spec_from_dict
-    from workbench.theory.evolution import evolve_kernel, input_kernel
-    from workbench.theory.fc_maps import fc_chain
+    from workbench.theory.evaluate import layer_kernels_theory
 
     x = torch.as_tensor(np.asarray(inputs, dtype=np.float64))
-    if x.dim() != 2 or x.shape[0] < 1:
-        raise WorkbenchError(f"inputs must be a (m, d) array, got shape {tuple(x.shape)}")
+    if not 2 <= x.dim() <= 4 or x.shape[0] < 1:
+        raise WorkbenchError(f"inputs must be an (m, d), (m, C, L) or (m, C, H, W) array, got "
+                             f"shape {tuple(x.shape)}")  # fmt: skip
     if draws < 2:
         raise WorkbenchError("draws must be at least 2 (the interval is their spread)")
     plans = _plan(model, source)
-    spec = spec_from_dict(_chain_spec(model, plans, x.shape[1]))
-    first, steps = fc_chain(spec)
-    kernel = input_kernel(x.numpy(), float(first.sigma_w2), float(first.sigma_b2))
-    theory = evolve_kernel(steps, kernel, len(steps))
+    spec = spec_from_dict(_chain_spec(model, plans, tuple(x.shape[1:])))
+    _, kernels = layer_kernels_theory(spec, x.numpy())
+    q_theory = np.array([np.mean(np.diagonal(k)) for k in kernels])
+    c_theory = np.array([_mean_correlation(k) for k in kernels])
     names = [name for name, _ in weight_layers(model)]
     q_model, c_model = _measure(model, x)
     samples = []
@@ -161,17 +162,22 @@ def check(model: nn.Module, inputs: Any, source: Any, draws: int = 16,
         samples.append(_measure(fresh, x))
     q_draws = np.stack([s[0] for s in samples])
     c_draws = np.stack([s[1] for s in samples])
-    pairs = theory.c.shape[1] > 0
-    notes = [] if pairs else ["one input: no correlations to compare"]
-    return InitCheck(names, q_model, theory.q.mean(axis=1), q_draws.std(axis=0, ddof=1),
-                     c_model, theory.c.mean(axis=1) if pairs else np.full(len(names), np.nan),
+    notes = [] if x.shape[0] > 1 else ["one input: no correlations to compare"]
+    return InitCheck(names, q_model, q_theory, q_draws.std(axis=0, ddof=1), c_model, c_theory,
                      c_draws.std(axis=0, ddof=1), draws, notes)  # fmt: skip
 
 
-def _chain_spec(model: nn.Module, plans: Sequence[LayerInit], d: int) -> dict:
-    """The model as spec data: dense layers with their variances and the activations between
-    them (the theory's chain); anything else is refused with its name."""
-    layers: list[dict] = []
+def _mean_correlation(k: np.ndarray) -> float:
+    """c averaged over the input pairs of a per-unit kernel (nan for one input)."""
+    d = np.sqrt(np.diagonal(k))
+    rows, cols = np.triu_indices(len(d), 1)
+    return float(np.mean(k[rows, cols] / (d[rows] * d[cols]))) if len(rows) else math.nan
+
+
+def _chain_spec(model: nn.Module, plans: Sequence[LayerInit], shape: tuple[int, ...]) -> dict:
+    """The model as spec data: dense and conv layers with their variances, the activations
+    between them and flattens (the theory's chain); anything else is refused with its name."""
+    layers: list[Any] = []
     weights = iter(plans)
     for name, module in model.named_modules():
         if list(module.children()) or isinstance(module, PASS_THROUGH):
@@ -180,6 +186,11 @@ def _chain_spec(model: nn.Module, plans: Sequence[LayerInit], d: int) -> dict:
             plan = next(weights)
             layers.append({"dense": {"width": module.out_features, "sigma_w2": plan.sigma_w2,
                                      "sigma_b2": plan.sigma_b2}})  # fmt: skip
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            layers.append({"conv": _conv_layer(name, module, next(weights))})
+        elif isinstance(module, nn.Flatten):
+            if any("conv" in layer for layer in layers if isinstance(layer, dict)):
+                layers.append("flatten")
         elif type(module) in ACTIVATIONS:
             layers.append({"act": ACTIVATIONS[type(module)]})
         elif isinstance(module, nn.GELU) and module.approximate == "none":
@@ -187,11 +198,36 @@ def _chain_spec(model: nn.Module, plans: Sequence[LayerInit], d: int) -> dict:
         else:
             raise UnsupportedError(
                 f"{name or 'the model'}: {type(module).__name__} has no mean-field rule here",
-                hint="check compares MLPs of nn.Linear and the activations "
+                hint="check compares chains of nn.Linear, nn.Conv1d/2d (circular padding), "
+                "nn.Flatten and the activations "
                 + ", ".join(sorted(v for v in ACTIVATIONS.values()))
                 + ", gelu, in order",
             )
-    return {"name": "model", "input": {"shape": [d]}, "layers": layers}
+    return {"name": "model", "input": {"shape": list(shape)}, "layers": layers}
+
+
+def _conv_layer(name: str, conv: nn.Conv1d | nn.Conv2d, plan: LayerInit) -> dict:
+    """The spec's circular conv for a torch conv with circular 'same' padding, or a refusal."""
+    size, stride = tuple(conv.kernel_size), set(conv.stride)
+    same = tuple(k // 2 for k in size)
+    if (
+        conv.padding_mode != "circular"
+        or tuple(conv.padding) != same
+        or len(stride) != 1
+        or any(k % 2 == 0 for k in size)
+        or set(conv.dilation) != {1}
+        or conv.groups != 1
+    ):
+        raise UnsupportedError(
+            f"{name}: the theory's convolution is circular with odd kernels, 'same' padding, one "
+            "stride for every axis, no dilation and no groups",
+            hint="nn.Conv2d(c_in, c_out, k, padding=k // 2, padding_mode='circular')",
+        )  # fmt: skip
+    layer = {"channels": conv.out_channels, "kernel": list(size), "stride": stride.pop(),
+             "sigma_w2": plan.sigma_w2, "sigma_b2": plan.sigma_b2, "init": plan.init}  # fmt: skip
+    if plan.variance is not None:
+        layer["variance"] = list(plan.variance)
+    return layer
 
 
 def _measure(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

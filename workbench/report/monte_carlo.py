@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from workbench.errors import TheoryError, UnsupportedError
+from workbench.theory.evaluate import layer_kernels_theory
 
 VALIDATE_WIDTH = 512
 VALIDATE_CHANNELS = 128
@@ -59,28 +60,6 @@ def truncated(spec: Any, depth: int) -> Any:
                 layers.append(dataclasses.replace(node, times=(depth - count) // per_pass))
         break
     return dataclasses.replace(spec, layers=tuple(layers))
-
-
-def layer_kernels_theory(spec: Any, x: np.ndarray) -> tuple[list[str], np.ndarray]:
-    """Every weight layer's per-unit kernel (m × m) in the wide limit, labelled as the
-    simulator labels its layers: a recorded float64 pass of the evaluator."""
-    from workbench.compile.graph import spec_graph
-    from workbench.precision import F64
-    from workbench.theory.evaluate import (
-        Evaluator,
-        checked_inputs,
-        initial_state,
-        unit_kernel,
-        weight_visits,
-    )
-
-    x, mode = checked_inputs(spec, x, "auto")
-    ev = Evaluator("ntk")
-    with F64.active():
-        _, frame = ev.record(spec_graph(spec), initial_state(x, mode, False, F64))
-        visits = list(weight_visits(frame))
-        kernels = np.array([unit_kernel(entry.out) for _, entry in visits], dtype=float)
-    return [label for label, _ in visits], kernels
 
 
 def validate(spec: Any, seed: int, device: str = "auto") -> dict:

@@ -571,3 +571,15 @@ def _diagonal_is_enough(spec: Spec) -> bool:
     kinds = [module_of(n) for n in flat_nodes(spec.layers)]
     needs_pairs = any(getattr(k, "NEEDS_PIXEL_PAIRS", False) for k in kinds)
     return any(getattr(k, "READOUT", False) for k in kinds) and not needs_pairs
+
+
+def layer_kernels_theory(spec: Spec, x: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Every weight layer's per-unit kernel (m × m) in the wide limit, labelled as the
+    simulator labels its layers: a recorded float64 pass of the evaluator."""
+    x, mode = checked_inputs(spec, x, "auto")
+    ev = Evaluator("ntk")
+    with F64.active():
+        _, frame = ev.record(spec_graph(spec), initial_state(x, mode, False, F64))
+        visits = list(weight_visits(frame))
+        kernels = np.array([unit_kernel(entry.out) for _, entry in visits], dtype=float)
+    return [label for label, _ in visits], kernels
