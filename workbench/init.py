@@ -22,6 +22,7 @@ from workbench.errors import UnsupportedError, WorkbenchError
 
 WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
 PASS_THROUGH = (nn.Identity,)  # torch modules that leave the chain's kernel alone
+FLATTENING = (nn.Flatten,)  # torch modules that turn a conv's features into a flat vector
 ACTIVATIONS = {nn.Tanh: "tanh", nn.ReLU: "relu", nn.Sigmoid: "sigmoid", nn.SiLU: "swish",
                nn.Softsign: "softsign"}  # fmt: skip
 Z_INTERVAL = 4.0  # a layer passes when |measured − theory| ≤ 4 spreads of one network
@@ -188,7 +189,7 @@ def _chain_spec(model: nn.Module, plans: Sequence[LayerInit], shape: tuple[int, 
                                      "sigma_b2": plan.sigma_b2}})  # fmt: skip
         elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
             layers.append({"conv": _conv_layer(name, module, next(weights))})
-        elif isinstance(module, nn.Flatten):
+        elif isinstance(module, FLATTENING):
             if any("conv" in layer for layer in layers if isinstance(layer, dict)):
                 layers.append("flatten")
         elif type(module) in ACTIVATIONS:
