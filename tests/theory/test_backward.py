@@ -69,8 +69,8 @@ def _theory_and_samples(spec, count, width, ensemble, bn_statistics="batch"):
     [
         (TANH_CHAIN, (16,), 1, 384, 32, "batch", 0.03),
         (CNN_FLATTEN, (8, 8), 2, 128, 48, "batch", 0.03),
-        (CNN_POOL, (8, 8), 2, 128, 48, "batch", 0.03),
-        (CNN_STRIDED, (8, 8), 2, 128, 48, "batch", 0.03),
+        (CNN_POOL, (8, 8), 2, 128, 96, "batch", 0.03),
+        (CNN_STRIDED, (8, 8), 2, 128, 96, "batch", 0.03),
         (RESIDUAL_LN, (16,), 3, 256, 32, "batch", 0.03),
         (BN_RELU, (16,), 6, 768, 24, "batch", 0.05),
         (BN_RELU, (16,), 6, 768, 24, "fixed", 0.05),
@@ -89,10 +89,11 @@ def test_gradient_norm_ratios_match_the_simulator(layers, shape, count, width, e
                                                    statistics, allowance):  # fmt: skip
     """Every weight layer's predicted ‖∂L/∂Wˡ‖² relative to the last one against the mean over
     simulated networks (4 standard errors plus a finite-width allowance), and a 20% error in
-    the theory fails. Batch norm followed by relu is the hard case: the batch-statistics
-    projection removes most of the relu-gated gradient (0.15 against 0.44 if φ′ were averaged
-    separately); its finite-width correction is large (measured −10% at width 256, −2% at
-    1024), hence 5% at width 768."""
+    the theory fails (the conv nets' norms spread by ~23% per network: with 48 of them a 20%
+    error failed for only 9 of 12 seeds, with 96 for all, margin ≥ 5%). Batch norm followed by
+    relu is the hard case: the batch-statistics projection removes most of the relu-gated
+    gradient (0.15 against 0.44 if φ′ were averaged separately); its finite-width correction
+    is large (measured −10% at width 256, −2% at 1024), hence 5% at width 768."""
     spec = make_spec(layers, shape=shape, sw2=2.0, sb2=0.1)
     theory, samples = _theory_and_samples(spec, count, width, ensemble, statistics)
     mean = samples.mean(0)
