@@ -53,7 +53,7 @@ def analyze_spec(spec: Spec, ctx: Context = F64, progress: bool = False) -> Spec
                 skipped.append({"path": block.path, "reason": err.message})
                 continue
             if has_batch_statistics(block.body):
-                _add_population_chi_1(spec, found, attrs["body"].graph["input_shape"])
+                _add_population_chi_1(spec, found)
             if not ctx.fast_float64:
                 found.notes.append("iterated in float64 (the orbit's rules include float64-only "
                                    "ones such as batch norm's)")  # fmt: skip
@@ -63,13 +63,13 @@ def analyze_spec(spec: Spec, ctx: Context = F64, progress: bool = False) -> Spec
     return SpecAnalysis(spec.name, analysed, skipped, ctx.describe())
 
 
-def _add_population_chi_1(spec: Spec, found: OrbitAnalysis, in_shape: tuple) -> None:
+def _add_population_chi_1(spec: Spec, found: OrbitAnalysis) -> None:
     """A batch-normalised block's χ₁: its gradient growth per pass under the paper's
     population statistics (``theory.population_growth``), or a note saying why not."""
     from workbench.theory.population_growth import population_chi_1
 
     try:
-        found.chi_1 = population_chi_1(spec, found.path, tuple(in_shape))
+        found.chi_1 = population_chi_1(spec, found.path)
     except (UnsupportedError, TheoryError) as err:
         found.notes.append(f"chi_1 (population statistics) not computed: {err.message}")
         return

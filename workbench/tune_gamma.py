@@ -9,7 +9,6 @@ is never on the critical line; it approaches it only as γ → 0 makes a smooth 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +24,14 @@ def tune_gamma(spec_file: str | Path, raw: Any, lines: Any, spec: Any, block: An
     """The γ (one value for every batch norm of ``block``) with χ₁ = ``chi``, written into
     the spec data and vouched for by analysing the tuned spec again."""
     from workbench.compile import spec_from_dict
-    from workbench.compile.graph import node_attrs, spec_graph
+    from workbench.theory.fisher import with_gamma
     from workbench.theory.population_growth import population_chi_1
     from workbench.tune import Tuned, vouched
 
     paths = _gamma_paths(raw, block.path)
-    in_shape = tuple(node_attrs(spec_graph(spec), block.path)["body"].graph["input_shape"])
 
     def growth(gamma: float) -> float:
-        return population_chi_1(_with_gamma(spec, block.path, gamma), block.path, in_shape)
+        return population_chi_1(with_gamma(spec, gamma, within=block.path), block.path)
 
     lo, hi = GAMMA_RANGE
     at_lo, at_one, at_hi = growth(lo), growth(1.0), growth(hi)
@@ -73,20 +71,6 @@ def _gamma_paths(raw: Any, block_path: str) -> list[str]:
         raise WorkbenchError(f"{block_path}: no batch norm of the block was found in the spec "
                              "file's data")  # fmt: skip
     return paths
-
-
-def _with_gamma(spec: Any, block_path: str, gamma: float) -> Any:
-    """The spec with every γ-carrying node of the block at ``block_path`` set to ``gamma``."""
-    from workbench.theory.fisher import map_nodes
-
-    def in_block(node: Any) -> Any:
-        if node.path != block_path:
-            return node
-        body = map_nodes(node.body, lambda n: replace(n, gamma=gamma) if hasattr(n, "gamma")
-                         else n)  # fmt: skip
-        return replace(node, body=body)
-
-    return replace(spec, layers=map_nodes(spec.layers, in_block))
 
 
 def _gamma_written(raw: Any, paths: list[str], gamma: float) -> Any:

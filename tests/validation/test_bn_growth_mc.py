@@ -48,7 +48,7 @@ def test_measured_gradient_growth_is_population_chi_1():
                            "defaults": {"sigma_w2": SIGMA_W2, "sigma_b2": SIGMA_B2},
                            "layers": [{"dense": {"width": WIDTH}},
                                       {"repeat": {"times": PASSES, "body": body}}]})  # fmt: skip
-    chi_1 = population_chi_1(spec, "layers[1]", (WIDTH,))
+    chi_1 = population_chi_1(spec, "layers[1]")
     rates = np.array([_growth_per_layer(seed).mean() for seed in range(NETWORKS)])
     mean, error = rates.mean(), rates.std(ddof=1) / math.sqrt(NETWORKS)
     bound = 4 * error + 0.01 * chi_1

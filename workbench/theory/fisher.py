@@ -138,11 +138,16 @@ def fisher_bounds(
     return FisherBounds(sum(lower), sum(upper), momentum, statistics, m, layers, notes)
 
 
-def with_gamma(spec: Spec, gamma: float) -> Spec:
+def with_gamma(spec: Spec, gamma: float, within: str | None = None) -> Spec:
     """The spec with every normalising node's γ (the nodes with a ``gamma``) set to ``gamma``,
-    bodies included — the paper's sweep (mean_field_batchnorm Fig. 1)."""
-    layers = map_nodes(spec.layers, lambda n: replace(n, gamma=gamma) if hasattr(n, "gamma") else n)
-    return replace(spec, layers=layers)
+    bodies included — the paper's sweep (mean_field_batchnorm Fig. 1); ``within``: only the
+    nodes inside the block at that spec path."""
+
+    def change(n: Any) -> Any:
+        inside = within is None or n.path.startswith(f"{within}.")
+        return replace(n, gamma=gamma) if inside and hasattr(n, "gamma") else n
+
+    return replace(spec, layers=map_nodes(spec.layers, change))
 
 
 def without_normalization(spec: Spec) -> Spec:

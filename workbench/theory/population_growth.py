@@ -25,30 +25,31 @@ PASSES = 4  # the state settles after the first batch norm; passes 1→2 and 2�
 SETTLED = 1e-11  # relative agreement of the two growth rates
 
 
-def population_chi_1(spec: Spec, block_path: str, in_shape: tuple[int, ...]) -> float:
+def population_chi_1(spec: Spec, block_path: str) -> float:
     """The per-pass growth of q̃ (same input) at the first weight layer of the block at
-    ``block_path`` (input shape ``in_shape``), the spec's layers before it feeding it and none
-    after it. Fully connected blocks only: the data model's representative inputs (one-hot
-    images for a conv net) are not translation invariant."""
-    from workbench.compile.graph import spec_graph
+    ``block_path``, the spec's layers before it feeding it and none after it. Fully connected
+    blocks only: the data model's representative inputs (one-hot images for a conv net) are
+    not translation invariant."""
+    from workbench.compile.graph import node_attrs, spec_graph
     from workbench.errors import UnsupportedError
     from workbench.precision import F64
     from workbench.theory.backward import BackwardWalk, output_cotangent
     from workbench.theory.evaluate import Evaluator, checked_inputs, initial_state
     from workbench.theory.fisher import paper_inputs
 
-    if len(in_shape) != 1:
+    short = replace(spec, layers=_up_to(spec.layers, block_path))
+    graph = spec_graph(short)
+    if len(node_attrs(graph, block_path)["body"].graph["input_shape"]) != 1:
         raise UnsupportedError(
             "the population model's chi_1 is computed for fully connected blocks (a conv "
             "block's input is an image)"
         )
-    short = replace(spec, layers=_up_to(spec.layers, block_path))
     x, mode = checked_inputs(short, paper_inputs(short), "full")
     ev = Evaluator("ntk")
     ev.normalization = "population"
     ev.learning = False  # two representatives: direct integrals beat building interpolants
     with F64.active():
-        out, frame = ev.record(spec_graph(short), initial_state(x, mode, False, F64))
+        out, frame = ev.record(graph, initial_state(x, mode, False, F64))
         walk = BackwardWalk(ev, F64, "batch")
         walk.frame(frame, output_cotangent(out), "")
     q = _first_weight_per_pass(walk.layers, block_path)
