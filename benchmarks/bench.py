@@ -405,29 +405,42 @@ def bench_depth(
 
 def bench_depth_safe(inputs: int = 256, depth: int = 100, repeats: int = 7) -> list[dict]:
     """The cost of carrying the gap G = √(K_aa K_bb) − K_ab (1 − c, depth-safe) in the fused
-    FC program (relu: the arc-cosine kernel's angle near c = 1): NNGP + NTK of ``inputs``
-    inputs through a ``depth``-layer relu net at σ_w² = 2, against the same program without
-    the gap row (which loses ~1e-7 of the NTK on nearly parallel pairs), same run."""
+    programs (relu: the arc-cosine kernel's angle near c = 1): NNGP + NTK of ``inputs``
+    inputs through a ``depth``-layer relu FC net at σ_w² = 2, and of 16 inputs through the
+    20-layer relu CNN-P (pixel-pair gaps) and CNN-F (same-pixel gaps) of ``bench_kernels``,
+    each against the same program without the gap row (which loses ~1e-7 of the FC NTK and
+    ~1e-9 of the CNNs' on nearly parallel pairs), same run."""
     from dataclasses import replace
+    from functools import partial
 
-    from workbench.gaussian.gap import inner_product_gap
-    from workbench.theory.evaluate import input_moments
-    from workbench.theory.kernel_program import lower, pack, pair_indices, run
+    from workbench.theory.evaluate import input_moments, packed_input_gap
+    from workbench.theory.kernel_program import lower, pack, run
 
-    x = np.random.default_rng(0).standard_normal((inputs, 64))
-    spec = _fc_spec(64, depth, act="relu", sigma_w2=2.0)
-    program = lower(spec, inputs, "flat", "ntk", True)
-    plain = replace(program, gap=False)
-    first = pack(input_moments(x, "flat")[0])
-    gap0 = inner_product_gap(x, np.stack(pair_indices(inputs)[:2], axis=1))[0]
-    with_gap, _ = _median_time(lambda: run(program, first, gap0), repeats)
-    without, _ = _median_time(lambda: run(plain, first), repeats)
-    return [{
-        "name": f"depth-safe fused FC program, relu, {depth} layers, {inputs} inputs",
-        "seconds": with_gap, "target_ratio": 1.3,
-        "baseline": "the same program without the gap row",
-        "baseline_seconds": without, "ratio": with_gap / without,
-    }]  # fmt: skip
+    rng = np.random.default_rng(0)
+    specs = _kernel_specs()
+    cases = [
+        (f"depth-safe fused FC program, relu, {depth} layers, {inputs} inputs",
+         _fc_spec(64, depth, act="relu", sigma_w2=2.0), rng.standard_normal((inputs, 64)),
+         "flat"),
+        ("depth-safe fused CNN-P program (pixel pairs), relu, 20 layers, 16 inputs",
+         specs["cnn_p"], rng.standard_normal((16, 3, 16)), "full"),
+        ("depth-safe fused CNN-F program (same pixel), relu, 20 layers, 16 inputs",
+         specs["cnn_f"], rng.standard_normal((16, 3, 16)), "diagonal"),
+    ]  # fmt: skip
+    out = []
+    for name, spec, x, mode in cases:
+        program = lower(spec, len(x), mode, "ntk", True)
+        plain = replace(program, gap=False)
+        first = pack(input_moments(x, mode)[0])
+        gap0 = packed_input_gap(x, mode)
+        with_gap, _ = _median_time(partial(run, program, first, gap0), repeats)
+        without, _ = _median_time(partial(run, plain, first), repeats)
+        out.append({
+            "name": name, "seconds": with_gap, "target_ratio": 1.3,
+            "baseline": "the same program without the gap row",
+            "baseline_seconds": without, "ratio": with_gap / without,
+        })  # fmt: skip
+    return out
 
 
 ROUND_SECONDS = 0.1  # a timing round repeats a sub-millisecond call until it lasts this long

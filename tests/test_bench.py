@@ -54,8 +54,9 @@ def test_depth_benchmark_runs_small():
 def test_depth_safe_benchmark_runs_small():
     from benchmarks.bench import bench_depth_safe
 
-    (row,) = bench_depth_safe(inputs=8, depth=5, repeats=1)
-    assert row["ratio"] > 0 and "relu" in row["name"]
+    rows = bench_depth_safe(inputs=8, depth=5, repeats=1)
+    assert [row["name"].split(",")[0].split()[2] for row in rows] == ["FC", "CNN-P", "CNN-F"]
+    assert all(row["ratio"] > 0 and "relu" in row["name"] for row in rows)
 
 
 def test_sweep_benchmark_runs_small():

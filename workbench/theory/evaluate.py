@@ -47,6 +47,12 @@ GENERAL_ENGINE_ONE_MINUS_C = (
     "not carry 1 - c, so it loses digits where c rounds to 1"
 )
 
+POOLED_ONE_MINUS_C = (
+    "one_minus_c after the global-average pool is 1 - K_ab/sqrt(K_aa K_bb) of the pooled kernel "
+    "(the carried gap is per pixel pair; pooling mixes them), so it loses digits where c "
+    "rounds to 1; the kernels before the pool carry it"
+)
+
 
 def initial_state(inputs: np.ndarray, mode: str, want_ntk: bool, ctx: Context = F64) -> KernelState:
     """The inputs' own second moments: X of shape (m, C) or (m, C, *S), averaged over channels
@@ -482,10 +488,7 @@ def _run_program(
     if not (np.einsum("ac...->a...", x * x) > 0).all():
         return None  # zero-variance inputs (σ_w² > 0 keeps all later variances positive)
     first = pack(input_moments(x, program.mode)[0])
-    gap0 = None
-    if program.gap:
-        rows, cols, _ = pair_indices(program.m)
-        gap0 = inner_product_gap(x, np.stack([rows, cols], axis=1))[0]
+    gap0 = packed_input_gap(x, program.mode) if program.gap else None
     out = None
     if compiled:
         try:
@@ -516,6 +519,8 @@ def _run_program(
     elif root is not None:
         if out[2] is not None:
             one_minus_c = unpack(out[2], program.m, "flat") / root[:, None] / root[None, :]
+            if any(getattr(step, "pool", False) for step in program.steps):
+                notes.append(POOLED_ONE_MINUS_C)
         else:  # divided by each root in turn: root_a·root_b overflows past q ~ 1e154
             one_minus_c = 1 - kernels["nngp"] / root[:, None] / root[None, :]
             notes.append("one_minus_c from the kernel's entries (the fused program carries "
@@ -523,6 +528,30 @@ def _run_program(
         np.fill_diagonal(one_minus_c, 0.0)
     return NetworkKernels(kernels["nngp"], kernels["ntk"], program.parameterization,
                           program.mode, notes, one_minus_c)  # fmt: skip
+
+
+def packed_input_gap(x: np.ndarray, mode: str) -> np.ndarray:
+    """The inputs' gap √(K_aa K_bb) − K_ab packed like their kernel (``input_moments``): per
+    pair a ≤ b, and per pixel pair (full) or pixel (diagonal), from the channel vectors at
+    those pixels without cancellation (``gaussian.gap.inner_product_gap``)."""
+    m, channels = x.shape[:2]
+    rows, cols, _ = pair_indices(m)
+    if x.ndim == 2:
+        return inner_product_gap(x, np.stack([rows, cols], axis=1))[0]
+    spatial = x.shape[2:]
+    n = int(np.prod(spatial))
+    vectors = x.reshape(m, channels, n).transpose(0, 2, 1).reshape(m * n, channels)
+    pixel = np.arange(n)
+    if mode == "full":
+        first = rows[:, None, None] * n + pixel[None, :, None]
+        second = cols[:, None, None] * n + pixel[None, None, :]
+        first, second = np.broadcast_arrays(first, second)
+        shape = (len(rows), *spatial, *spatial)
+    else:
+        first, second = rows[:, None] * n + pixel, cols[:, None] * n + pixel
+        shape = (len(rows), *spatial)
+    pairs = np.stack([first.ravel(), second.ravel()], axis=1)
+    return inner_product_gap(vectors, pairs)[0].reshape(shape)
 
 
 def _check_psd(kernels: dict[str, np.ndarray | None], m: int, mode: str, spatial) -> None:

@@ -6,11 +6,14 @@ For such a spec the NNGP/NTK recursion (xiao_bahri eqs. 6, 18 and 31; xiao2018 e
 lowered once to a tuple of steps and run on packed arrays: only the input pairs a ≤ b are
 kept (the kernels are symmetric), as (P,), (P, *S) or (P, *S, *S) for flat, same-pixel
 (``diagonal``) and ``full`` pixel-pixel kernels, P = m(m+1)/2. Each activation's NNGP and NTK
-dual kernels share their correlation terms (``closed_forms.joint_dual``). The same steps run
-eagerly on reused buffers (``run``) or, bound without buffers, through torch.compile
-(``compiled_run``). Any other spec lowers to None and is left to the general engine in
-``kernels.py``, which also serves as the independent check of this program in the tests.
-"""
+dual kernels share their correlation terms (``closed_forms.joint_dual``). Programs of relu
+and linear activations carry a third row, the gap G = √(K_aa K_bb) − K_ab of every entry
+(1 − c without cancellation: dense and conv layers add their Cauchy–Schwarz gap by Lagrange's
+identity, relu takes its angle from G; a global-average pool forms it from its entries). The
+same steps run eagerly on reused buffers (``run``) or, bound without buffers, through
+torch.compile (``compiled_run``). Any other spec lowers to None and is left to the general
+engine (``evaluate``), which also serves as the independent check of this program in the
+tests."""
 
 from __future__ import annotations
 
@@ -70,9 +73,10 @@ class Program:
     spatial: tuple[int, ...]
     parameterization: str
     ntk: bool
-    # carry G = √(K_aa K_bb) − K_ab as a row of its own: flat programs of relu and linear
-    # activations, where the arc-cosine kernel's angle needs it near c = 1 (erf's arcsine
-    # kernels are accurate there without it, and its gap rules would cost ~8x the program)
+    # carry G = √(K_aa K_bb) − K_ab (per input and pixel pair) as a row of its own: programs
+    # of relu and linear activations, where the arc-cosine kernel's angle needs it near c = 1
+    # (erf's arcsine kernels are accurate there without it, and its gap rules would cost ~8x
+    # the program)
     gap: bool = False
 
     @property
@@ -104,7 +108,7 @@ def lower(spec: Spec, m: int, mode: str, parameterization: str, ntk: bool) -> Pr
     steps, last = lower_graph(spec_graph(spec), "input", mode)
     if steps is None or last == "input" or any(a.dual is None for a in _activations(steps)):
         return None
-    gap = mode == "flat" and all(
+    gap = all(
         step.dual.pair_from_gap is not None or _is_linear(step) for step in _activations(steps)
     )
     return Program(tuple(steps), m, mode, spatial, parameterization, ntk, gap)
@@ -383,14 +387,21 @@ def _bind_linear(
                            buffers)  # fmt: skip
         plain_out = buffers("plain", *plain_shape)
 
-    bias_gap = _bias_gap(program.m, sb2, buffers.functional) if program.gap else None
+    bias_gap = conv_gap = None
+    if program.gap and not step.shifts:
+        bias_gap = _bias_gap(program.m, sb2, buffers)
+    elif program.gap:
+        conv_gap = _conv_gap(program, step, spatial, step.sigma_w2 * carried)
 
     def linear(x: np.ndarray) -> np.ndarray:
+        added = None if conv_gap is None else conv_gap(x[0])  # reads the input: before mixing
         out = mix(x, other(x))
         rows = buffers.rows(out, len(x))
         state = []
         if bias_gap is not None:  # before the bias: it reads σ_w² T, then K′ = σ_w² T + σ_b²
             state_gap = np.add(out[-1], bias_gap(out[0]), out=rows[-1])
+        elif added is not None:
+            state_gap = np.add(out[-1], added, out=rows[-1])
         k = np.add(out[0], sb2, out=rows[0])
         state.append(k)
         if program.ntk:
@@ -401,18 +412,19 @@ def _bind_linear(
             else:
                 theta = np.add(theta, k, out=rows[1])
             state.append(theta)
-        if bias_gap is not None:
+        if program.gap:
             state.append(state_gap)
         return buffers.stacked(out, state)
 
     return linear
 
 
-def _bias_gap(m: int, sb2: float, functional: bool) -> Callable[[np.ndarray], Any]:
+def _bias_gap(m: int, sb2: float, buffers: _Buffers) -> Callable[[np.ndarray], Any]:
     """u ↦ the Cauchy–Schwarz gap the bias adds to a flat packed kernel u = σ_w² T:
     σ_b² (√u_a − √u_b)² / (√(q′_a q′_b) + √(u_a u_b) + σ_b²), q′ = u + σ_b² (gap.bias_gap).
-    Eager: skipped when every variance is equal, cache-sized slices otherwise; functional
-    (torch.compile): one branchless expression."""
+    Eager: skipped when every variance is equal, else on the m × m grid of input pairs in
+    buffers, then packed (gathers per pair would cost 4x); functional (torch.compile): one
+    branchless expression."""
     rows, cols, diag = pair_indices(m)
     if sb2 == 0:
         return lambda u: 0.0
@@ -423,24 +435,87 @@ def _bias_gap(m: int, sb2: float, functional: bool) -> Callable[[np.ndarray], An
         apart = root[rows] - root[cols]
         return sb2 * apart * apart / (shifted[rows] * shifted[cols] + root[rows] * root[cols] + sb2)
 
-    if functional:
+    if buffers.functional:
         return whole
+    flat_pairs = rows * m + cols
+    apart, below, term = (buffers(f"bias gap {i}", m, m) for i in range(3))
+    packed = buffers("bias gap", len(rows))
 
     def gap(u: np.ndarray) -> np.ndarray | float:
         own = u[diag]
         if own.min() == own.max():  # equal variances (every layer on the fixed point): none
             return 0.0
         root, shifted = np.sqrt(own), np.sqrt(own + sb2)
-        out = np.empty(len(rows))
-        for start in range(0, len(rows), GAP_CHUNK):  # cache-sized temporaries
-            a, b = rows[start : start + GAP_CHUNK], cols[start : start + GAP_CHUNK]
-            apart = root[a] - root[b]
-            out[start : start + GAP_CHUNK] = (
-                sb2 * apart * apart / (shifted[a] * shifted[b] + root[a] * root[b] + sb2)
-            )
-        return out
+        np.subtract.outer(root, root, out=apart)
+        np.multiply(apart, apart, out=apart)
+        np.multiply.outer(shifted, shifted, out=below)
+        np.add(below, np.multiply.outer(root, root, out=term), out=below)
+        np.add(below, sb2, out=below)
+        np.divide(apart, below, out=apart)
+        np.multiply(apart, sb2, out=apart)
+        return apart.reshape(-1).take(flat_pairs, out=packed)
 
     return gap
+
+
+def _conv_gap(program: Program, step: Linear, spatial: tuple[int, ...], scale: float):
+    """k ↦ the Cauchy–Schwarz gap a conv layer adds to scale·Σ_β v_β G(α + β, α′ + β) for the
+    packed input kernel k (xiao2018 eq. 2.3): ``_lagrange_gap`` of a_β = √(scale v_β
+    K_aa(α + β)), b_β = √(scale v_β K_bb(α′ + β)) and the bias (gap.bias_gap is the dense
+    layer's case)."""
+    rows, cols, diag = pair_indices(program.m)
+    m, d, n = program.m, len(spatial), int(np.prod(spatial))
+    pixel, axes = np.arange(n), tuple(range(1, 1 + d))
+    taps = [(offsets, weight * scale) for offsets, weight in step.shifts if weight != 0]
+    sb2, full = step.sigma_b2, program.mode == "full"
+
+    def ends(root: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The two (input, pixel) ends of every packed entry: broadcastable (P, *pixels)."""
+        if full:
+            return (root[rows].reshape(-1, *spatial, *(1,) * d),
+                    root[cols].reshape(-1, *(1,) * d, *spatial))  # fmt: skip
+        return root[rows], root[cols]
+
+    def gap(k: np.ndarray) -> np.ndarray:
+        own = k[diag].reshape(m, n, n)[:, pixel, pixel] if full else k[diag].reshape(m, n)
+        root = np.sqrt(own.reshape(m, *spatial))
+        moved = [(weight, *ends(np.roll(root, offsets, axes))) for offsets, weight in taps]
+        return _lagrange_gap(moved, sb2)
+
+    return gap
+
+
+def _lagrange_gap(terms: list[tuple[float, np.ndarray, np.ndarray]], sb2: float) -> np.ndarray:
+    """√(Σa² Σb²) − Σab for a_i = √w_i a_i′, b_i = √w_i b_i′ over ``terms`` (w_i, a_i′, b_i′)
+    and one more pair a₀ = b₀ = √σ_b², as Σa² Σ(b − t a)²/(√(Σa² Σb²) + Σab), t = Σab/Σa²
+    (Lagrange's identity: the residual of b after projecting out a); non-negative terms only,
+    0 where Σa² = 0."""
+    first = sum(w * a * a for w, a, _ in terms) + sb2
+    second = sum(w * b * b for w, _, b in terms) + sb2
+    cross = sum(w * a * b for w, a, b in terms) + sb2
+    t = cross / _positive(first)
+    residual = sum(w * (b - t * a) ** 2 for w, a, b in terms) + sb2 * (1 - t) ** 2
+    return first * residual / _positive(np.sqrt(first) * np.sqrt(second) + cross)
+
+
+def _positive(x: np.ndarray) -> np.ndarray:
+    """x with its zeros replaced by 1 (a divisor whose zero entries multiply a zero)."""
+    return np.where(x > 0, x, 1.0)
+
+
+def _pixel_gap(k: np.ndarray, gap: np.ndarray, m: int, n: int, full: bool) -> np.ndarray:
+    """The gap of a flatten readout, √(K̄_aa K̄_bb) − K̄_ab for K̄ the same-pixel kernels
+    averaged over the n pixels (xiao_bahri eq. 18): the mean same-pixel gap plus the
+    Cauchy–Schwarz gap of the pixels' variances, as in ``_conv_gap`` with weights 1/n."""
+    rows, cols, diag = pair_indices(m)
+    pixel = np.arange(n)
+    if full:
+        k = k.reshape(len(k), n, n)[:, pixel, pixel]
+        gap = gap.reshape(len(gap), n, n)[:, pixel, pixel]
+    k, gap = k.reshape(len(k), n), gap.reshape(len(gap), n)
+    root = np.sqrt(k[diag])
+    a, b = root[rows], root[cols]
+    return gap.mean(1) + _lagrange_gap([(1 / n, a[:, i], b[:, i]) for i in range(n)], 0.0)
 
 
 def _mixer(shifts, spatial, mode: str, scale: float, shape, buffers: _Buffers):
@@ -581,44 +656,42 @@ GAP_CHUNK = 4096  # pairs per slice of the gap rules: their temporaries stay in 
 def _bind_activate_with_gap(
     program: Program, step: Activate, shape, buffers: _Buffers, products, scaled: bool
 ) -> Op:
-    """The activation of a flat program that carries the gap G: G′ from 1 − c = G/√(q_a q_b)
+    """The activation of a program that carries the gap G: G′ from 1 − c = G/√(q_a q_b)
     by the closed forms of ``gaussian.gap`` (never as a difference), T and Ṫ from G where the
-    angle matters (relu). Eager runs work through GAP_CHUNK pairs at a time into the state
-    buffer (whole-array temporaries of this many rules would cost page faults)."""
-    from workbench.gaussian.gap import closed_form_gap
-
-    rows, cols, diag = pair_indices(program.m)
-    pairs = np.stack([rows, cols], axis=1)
+    angle matters (relu). Eager runs work through GAP_CHUNK entries at a time, in place in
+    the state buffer and chunk-sized scratch (whole-array temporaries of this many rules
+    would cost page faults)."""
     dual = step.dual
     other = buffers.alternate(shape)
-    size = shape[1]
-    chunks = [slice(0, size)] if buffers.functional else [
-        slice(start, min(start + GAP_CHUNK, size)) for start in range(0, size, GAP_CHUNK)
-    ]  # fmt: skip
+    size = int(np.prod(shape[1:]))
+    chunks = [slice(start, min(start + GAP_CHUNK, size)) for start in range(0, size, GAP_CHUNK)]
+    scratch = buffers("gap scratch", 4, min(GAP_CHUNK, size))
 
-    def rules(gg, k, theta, gap, own, part):
-        if dual.pair_from_gap is not None:  # its g is q itself: gg = q_a q_b
-            t, t_dot, new_gap = dual.pair_from_gap(gg, k, gap)
-        else:
-            a, b = own[rows[part]], own[cols[part]]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                s = np.nan_to_num(gap / np.sqrt(a * b))
-            new_gap = closed_form_gap(step.expr, own, pairs[part], s).gap / dual.scale
-            t, t_dot = dual.pair(gg, k, (None,) * 4)
-        return [t, t_dot * theta, new_gap] if program.ntk else [t, new_gap]
+    def linear_gap(gg, k, gap, out):  # linear a·x: T = a² K, the gap over the scale a² is G
+        t, t_dot = dual.pair(gg, k, (out[0], out[1], out[3], out[4]))
+        return t, t_dot, gap
+
+    gap_rule = dual.pair_from_gap or linear_gap  # its g is q itself: gg = q_a q_b
 
     def activate(x: np.ndarray) -> np.ndarray:
         gg = products(x[0], dual.prepare)
-        own = x[0][diag]
-        theta = x[1] if program.ntk else x[0]
         if buffers.functional:
-            state = np.stack(rules(gg, x[0], theta, x[-1], own, chunks[0]))
+            t, t_dot, new_gap = gap_rule(gg, x[0], x[-1], (None,) * 6)
+            state = np.stack([t, t_dot * x[1], new_gap] if program.ntk else [t, new_gap])
             return state * dual.scale if scaled else state
         out = other(x)
+        flat_out, flat_x = out.reshape(len(out), -1), x.reshape(len(x), -1)
+        flat_gg = gg.reshape(-1)
         for part in chunks:
-            for row, values in enumerate(rules(gg[part], x[0][part], theta[part],
-                                               x[-1][part], own, part)):  # fmt: skip
-                out[row, part] = values
+            n = part.stop - part.start
+            t_dot_at = flat_out[1, part] if program.ntk else scratch[3, :n]
+            into = (flat_out[0, part], t_dot_at, flat_out[-1, part], *scratch[:3, :n])
+            t, t_dot, new_gap = gap_rule(flat_gg[part], flat_x[0, part], flat_x[-1, part], into)
+            for target, value in ((into[0], t), (into[2], new_gap), (t_dot_at, t_dot)):
+                if value is not target:
+                    target[...] = value
+            if program.ntk:
+                np.multiply(t_dot_at, flat_x[1, part], out=t_dot_at)
         return np.multiply(out, dual.scale, out=out) if scaled else out
 
     return activate
@@ -656,12 +729,24 @@ def _bind_readout(program: Program, step: Readout, spatial) -> Op:
     n = int(np.prod(spatial))
     pixel = np.arange(n)
 
+    full = program.mode == "full"
+    rows, cols, diag = pair_indices(program.m)
+
     def readout(x: np.ndarray) -> np.ndarray:
         h, pairs = x.shape[:2]
         if step.pool:
-            return x.reshape(h, pairs, n * n).mean(2)
-        if program.mode == "full":
-            x = x.reshape(h, pairs, n, n)[:, :, pixel, pixel]
-        return x.reshape(h, pairs, n).mean(2)
+            out = x.reshape(h, pairs, n * n).mean(2)
+            if program.gap:  # by difference: the pooled gap is not carried (see _run_program)
+                own = out[0][diag]
+                root = np.sqrt(own[rows]) * np.sqrt(own[cols])
+                out = np.concatenate([out[:-1], np.maximum(root - out[0], 0.0)[None]])
+            return out
+        if full:
+            same = x.reshape(h, pairs, n, n)[:, :, pixel, pixel]
+        out = (same if full else x).reshape(h, pairs, n).mean(2)
+        if program.gap:
+            flat_gap = _pixel_gap(x[0], x[-1], program.m, n, full)
+            out = np.concatenate([out[:-1], flat_gap[None]])
+        return out
 
     return readout

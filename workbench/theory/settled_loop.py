@@ -159,7 +159,7 @@ def _frozen_dual(t, t_dot, gap_map) -> JointDual:
         np.copyto(out[1], values[1])
         return out[0], out[1]
 
-    def pair_from_gap(gg, q12, gap):
+    def pair_from_gap(gg, q12, gap, out=None):  # fresh arrays (``out`` is not used)
         root = np.sqrt(gg)
         c = q12 / root
         return t(c), t_dot(c), gap_map(gap / root)
