@@ -42,6 +42,7 @@ _EXPORTS = {
     "init_linear_": "workbench.sim.init",
     "init_conv_": "workbench.sim.init",
     "run_suite": "workbench.validation.runner",
+    "time_budget": "workbench.theory.pace",
 }
 
 __all__ = sorted(_EXPORTS)

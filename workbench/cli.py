@@ -27,6 +27,23 @@ def _digits(text: str) -> int:
     return value
 
 
+DEFAULT_SECONDS = 600.0  # workbench.theory.pace.DEFAULT_SECONDS (tested equal)
+BUDGET_HELP = (
+    "refuse a deep repeat block projected to take longer than this on the general engine "
+    "(default 600; 0: no limit)"
+)
+
+
+def _budget(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--max-seconds takes seconds, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"--max-seconds must be 0 or more, got {text!r}")
+    return None if value == 0 else value
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -711,6 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, func: Callable, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--json", action="store_true", help="print the result as JSON")
+        p.add_argument("--max-seconds", type=_budget, default=DEFAULT_SECONDS, help=BUDGET_HELP)
         p.set_defaults(func=func)
         return p
 
@@ -870,9 +888,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from workbench.theory.pace import time_budget
+
     args = build_parser().parse_args(argv)
     try:
-        result = args.func(args)
+        with time_budget(args.max_seconds):
+            result = args.func(args)
         if args.json:
             print(json.dumps(result, indent=2))
     except WorkbenchError as err:

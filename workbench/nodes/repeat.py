@@ -95,12 +95,14 @@ def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> Kern
 
     from workbench.errors import TheoryError
     from workbench.theory.kernel_program import STOP_CHECK, growth_note
-    from workbench.theory.settled_loop import settled_passes
+    from workbench.theory.pace import Pace
+    from workbench.theory.settled_loop import can_settle, settled_passes
 
     again = attrs.get("body_again", attrs["body"])
     shown = ev.progress and node.times >= 100
     scales: list[tuple[int, float]] = []  # (pass, largest entry) every STOP_CHECK passes
     bar = tqdm(total=node.times, desc=node.path, disable=not shown, leave=False)
+    pace = Pace(node.path, node.times, can_settle(again, state))
     i = 0
     while i < node.times:
         if i % SETTLED_CHECK == 1 and i < node.times - 1:  # settled: the rest but the last fused
@@ -128,6 +130,11 @@ def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> Kern
             scales.append((i, state.largest_entry()))
         i += 1
         bar.update()
+        try:
+            pace.check(i, state)
+        except TheoryError:
+            bar.close()
+            raise
     bar.close()
     return state
 

@@ -86,6 +86,13 @@ def settled_passes(
     return realized, None if stopped is None else stopped + 1
 
 
+def can_settle(graph: nx.DiGraph, state: KernelState) -> bool:
+    """Whether the body's passes from this kind of state could run fused once its variances
+    settle (a flat float64 state, a body that lowers after itself)."""
+    flat = state.ctx.fast_float64 and state.mode == "flat" and not state.flattened
+    return bool(flat and _body_steps(graph) is not None)
+
+
 def _settled_boundary(state: KernelState) -> bool:
     """A flat float64 state whose (field) variances are equal to SETTLED: cheap to ask."""
     from workbench.theory.evaluate import SETTLED
