@@ -188,6 +188,45 @@ def run(
     return run_until_fixed(program, nngp, gap, ntk)[0]
 
 
+def activation_passes(steps: tuple) -> int:
+    """How many activation layers the steps apply (each pass of a Loop counted)."""
+    total = 0
+    for step in steps:
+        if isinstance(step, Loop):
+            total += step.times * activation_passes(step.body)
+        elif isinstance(step, Activate):
+            total += 1
+    return total
+
+
+def smallest_one_minus_c(k: np.ndarray, m: int, mode: str, spatial: tuple[int, ...]) -> float:
+    """The smallest 1 − K_ab/√(K_aa K_bb) over the entries of a packed kernel that pair two
+    different (input, pixel)s (inf when there are none)."""
+    rows, cols, diag = pair_indices(m)
+    own = k[diag]
+    if mode == "full" and spatial:
+        n = int(np.prod(spatial))
+        own = own.reshape(m, n, n)[:, np.arange(n), np.arange(n)]
+        first = np.sqrt(own[rows])[:, :, None]
+        second = np.sqrt(own[cols])[:, None, :]
+        other = ~((rows == cols)[:, None, None] & np.eye(n, dtype=bool)[None])
+        k = k.reshape(len(rows), n, n)
+    else:
+        first, second = np.sqrt(own[rows]), np.sqrt(own[cols])
+        other = np.broadcast_to((rows != cols).reshape(-1, *[1] * (k.ndim - 1)), k.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = 1 - k / first / second
+    s = s[other]
+    return float(np.nan_to_num(s, nan=0.0).min()) if s.size else np.inf
+
+
+def readout_smallest(program: Program, shape: tuple[int, ...]) -> float | None:
+    """``smallest`` of the eager readout op of the last ``run`` of ``program`` on packed
+    inputs of ``shape`` (None: no readout)."""
+    ops = _bound(program, (program.rows, *shape))
+    return next((op.smallest for op in ops if hasattr(op, "smallest")), None)
+
+
 def run_until_fixed(
     program: Program, nngp: np.ndarray, gap: np.ndarray | None = None, ntk: np.ndarray | None = None
 ) -> tuple[tuple, int | None]:
@@ -306,7 +345,7 @@ def _bind(program: Program, steps: tuple, shape: tuple, spatial: tuple, buffers:
             ops.append(_bind_activate(program, step, shape, spatial, buffers, not fold))
             carried = step.dual.scale if fold else 1.0
         else:
-            ops.append(_bind_readout(program, step, spatial))
+            ops.append(_bind_readout(program, step, spatial, buffers.functional))
             shape, spatial = shape[:2], ()
     return ops, spatial
 
@@ -724,8 +763,10 @@ def _variance_products(m: int, spatial, mode: str, shape, buffers: _Buffers):
     return pixel_pairs
 
 
-def _bind_readout(program: Program, step: Readout, spatial) -> Op:
-    """xiao_bahri eq. 18: the mean over every pixel pair (pool) or same-pixel pair (flatten)."""
+def _bind_readout(program: Program, step: Readout, spatial, functional: bool) -> Op:
+    """xiao_bahri eq. 18: the mean over every pixel pair (pool) or same-pixel pair (flatten).
+    An eager op without the gap row keeps the smallest 1 − c of the kernel it read in its
+    ``smallest`` (``smallest_one_minus_c``): the entries the depth-safe choice must see."""
     n = int(np.prod(spatial))
     pixel = np.arange(n)
 
@@ -734,6 +775,8 @@ def _bind_readout(program: Program, step: Readout, spatial) -> Op:
 
     def readout(x: np.ndarray) -> np.ndarray:
         h, pairs = x.shape[:2]
+        if not program.gap and not functional:
+            readout.smallest = smallest_one_minus_c(x[0], program.m, program.mode, spatial)
         if step.pool:
             out = x.reshape(h, pairs, n * n).mean(2)
             if program.gap:  # by difference: the pooled gap is not carried (see _run_program)
