@@ -435,7 +435,9 @@ def bench_depth_safe(inputs: int = 256, depth: int = 100, repeats: int = 7) -> l
         first = pack(input_moments(x, mode)[0])
         gap0 = packed_input_gap(x, mode)
         notes: list[str] = []
-        seconds, _ = _median_time(partial(depth_safe_run, program, first, gap0, notes), repeats)
+        make_gap = partial(packed_input_gap, x, mode)
+        seconds, _ = _median_time(partial(depth_safe_run, program, first, make_gap, notes),
+                                  repeats)  # fmt: skip
         forced, _ = _median_time(partial(run, program, first, gap0), repeats)
         without, _ = _median_time(partial(run, plain, first), repeats)
         out.append({

@@ -10,9 +10,9 @@ finiteness guard. In float64 a chain spec runs as one fused program instead
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache, partial
 from typing import Any
 
 import networkx as nx
@@ -30,7 +30,6 @@ from workbench.spec.model import Spec
 from workbench.theory.kernel_program import (
     OVERFLOW_GUARD,
     Program,
-    activation_passes,
     compiled_run,
     lower,
     overflow,
@@ -491,11 +490,11 @@ def _run_program(
     if not (np.einsum("ac...->a...", x * x) > 0).all():
         return None  # zero-variance inputs (σ_w² > 0 keeps all later variances positive)
     first = pack(input_moments(x, program.mode)[0])
-    gap0 = packed_input_gap(x, program.mode) if program.gap else None
+    gap0 = partial(packed_input_gap, x, program.mode)  # made only where the gap rides
     out = None
     if compiled:
         try:
-            out = compiled_run(program, first.shape)(first, gap0)
+            out = depth_safe_run(program, first, gap0, notes, compiled=True)
         except Exception as error:  # noqa: BLE001 - no C++ compiler, unsupported platform, ...
             notes.append(f"not compiled: torch.compile failed ({type(error).__name__}: {error})")
     if out is None:
@@ -535,7 +534,11 @@ def _run_program(
 
 
 def depth_safe_run(
-    program: Program, first: np.ndarray, gap0: np.ndarray | None, notes: list[str]
+    program: Program,
+    first: np.ndarray,
+    gap0: Callable[[], np.ndarray],
+    notes: list[str],
+    compiled: bool = False,
 ) -> tuple:
     """``run``, carrying the gap row only where it is needed: a program of L relu or linear
     layers runs without it when no pair of (input, pixel)s comes within NEEDS_GAP_PER_LAYER·L
@@ -545,20 +548,28 @@ def depth_safe_run(
     relative (rounding grows like L·ε, relative to 1 − c; measured 30-50x below that bound)
     and the NTK's angles to √L·2e-14; else (and when unsure) it runs with it. Every kernel
     is computed once unless the cheap run shows it came too near (then twice: ~1.3x the
-    depth-safe run)."""
+    depth-safe run). ``gap0`` makes the inputs' packed gap; ``compiled``: each run through
+    torch.compile (``compiled_run``)."""
+
+    def runner(p: Program) -> tuple[tuple, float | None]:
+        """The outputs of ``p`` and the smallest 1 − c its readout read (None: none)."""
+        if compiled:
+            *out, smallest = compiled_run(p, first.shape)(first, gap0() if p.gap else None)
+            return tuple(out), None if smallest is None else float(smallest)
+        out = run(p, first, gap0() if p.gap else None)
+        return out, None if p.gap else readout_smallest(p, first.shape)
+
     if not program.gap:
-        return run(program, first, gap0)
-    needed = NEEDS_GAP_PER_LAYER * activation_passes(program.steps)
+        return runner(program)[0]
+    needed = NEEDS_GAP_PER_LAYER * program.activation_passes
     spatial = program.spatial
     if not spatial and smallest_one_minus_c(first, program.m, "flat", ()) < needed:
-        return run(program, first, gap0)  # nearly parallel inputs: the plain run would not do
-    plain = replace(program, gap=False)
-    out = run(plain, first)
-    before = readout_smallest(plain, first.shape)
+        return runner(program)[0]  # nearly parallel inputs: the plain run would not do
+    out, before = runner(program.without_gap())
     after_spatial = () if before is not None else spatial
-    after = smallest_one_minus_c(out[0], program.m, program.mode, after_spatial)
+    after = float(smallest_one_minus_c(out[0], program.m, program.mode, after_spatial))
     if min(after, np.inf if before is None else before) < needed:
-        return run(program, first, gap0)
+        return runner(program)[0]
     notes.append(
         f"one_minus_c from the kernel's entries: no pair came within {needed:.2g} of c = 1 "
         "(so they keep it to 1e-10 relative), so the depth-safe gap was not carried"

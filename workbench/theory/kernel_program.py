@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 import types
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import product
 from typing import Any
@@ -94,8 +94,27 @@ class Program:
         return cached
 
     def __getstate__(self) -> dict:
-        """Pickled without the cached hash (string hashes differ between processes)."""
-        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+        """Pickled without the cached hash (string hashes differ between processes) and the
+        cached variant."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_plain")}
+
+    def without_gap(self) -> Program:
+        """This program without the gap row, the same object every time (the bound-steps
+        caches compare programs: a fresh equal one would cost a deep comparison per run)."""
+        plain = self.__dict__.get("_plain")
+        if plain is None:
+            plain = self if not self.gap else replace(self, gap=False)
+            object.__setattr__(self, "_plain", plain)
+        return plain
+
+    @property
+    def activation_passes(self) -> int:
+        """How many activation layers the program applies (each pass of a Loop counted)."""
+        found = self.__dict__.get("_passes")
+        if found is None:
+            found = activation_passes(self.steps)
+            object.__setattr__(self, "_passes", found)
+        return found
 
 
 @lru_cache(maxsize=64)
@@ -199,32 +218,32 @@ def activation_passes(steps: tuple) -> int:
     return total
 
 
-def smallest_one_minus_c(k: np.ndarray, m: int, mode: str, spatial: tuple[int, ...]) -> float:
+def smallest_one_minus_c(k: np.ndarray, m: int, mode: str, spatial: tuple[int, ...]) -> Any:
     """The smallest 1 − K_ab/√(K_aa K_bb) over the entries of a packed kernel that pair two
-    different (input, pixel)s (inf when there are none)."""
+    different (input, pixel)s (inf when there are none; NaN counts as 0), as a 0-d array:
+    branchless, so torch.compile traces it too."""
     rows, cols, diag = pair_indices(m)
     own = k[diag]
     if mode == "full" and spatial:
         n = int(np.prod(spatial))
         own = own.reshape(m, n, n)[:, np.arange(n), np.arange(n)]
-        first = np.sqrt(own[rows])[:, :, None]
-        second = np.sqrt(own[cols])[:, None, :]
-        other = ~((rows == cols)[:, None, None] & np.eye(n, dtype=bool)[None])
+        first = np.sqrt(own[rows]).reshape(len(rows), n, 1)
+        second = np.sqrt(own[cols]).reshape(len(rows), 1, n)
+        same = (rows == cols).reshape(-1, 1, 1) & np.eye(n, dtype=bool).reshape(1, n, n)
         k = k.reshape(len(rows), n, n)
     else:
         first, second = np.sqrt(own[rows]), np.sqrt(own[cols])
-        other = np.broadcast_to((rows != cols).reshape(-1, *[1] * (k.ndim - 1)), k.shape)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        s = 1 - k / first / second
-    s = s[other]
-    return float(np.nan_to_num(s, nan=0.0).min()) if s.size else np.inf
+        same = (rows == cols).reshape(-1, *[1] * (k.ndim - 1))
+    s = 1 - k / np.where(first > 0, first, 1.0) / np.where(second > 0, second, 1.0)
+    s = np.where(np.isnan(s) | (first * second == 0), 0.0, s)
+    return np.min(np.where(same, np.inf, s))
 
 
 def readout_smallest(program: Program, shape: tuple[int, ...]) -> float | None:
     """``smallest`` of the eager readout op of the last ``run`` of ``program`` on packed
     inputs of ``shape`` (None: no readout)."""
     ops = _bound(program, (program.rows, *shape))
-    return next((op.smallest for op in ops if hasattr(op, "smallest")), None)
+    return next((float(op.smallest) for op in ops if hasattr(op, "smallest")), None)
 
 
 def run_until_fixed(
@@ -266,17 +285,23 @@ def _bound(program: Program, shape: tuple[int, ...]) -> list[Op]:
 def compiled_run(program: Program, shape: tuple[int, ...]) -> Callable:
     """``run`` for packed inputs of this shape, traced by torch.compile into fused loops
     (compiled on the first call, which takes seconds; torch caches compiled code on disk).
-    The same steps, bound without buffers: every operation returns a new array."""
+    The same steps, bound without buffers: every operation returns a new array. Returns
+    the outputs and, for a program without the gap row, the smallest 1 − c read by its
+    readout (else None)."""
     import torch
 
     state_shape = (program.rows, *shape)
     ops = _bind(program, program.steps, state_shape, program.spatial, _Buffers(functional=True))[0]
+    spatial = program.spatial
 
     def fused(nngp: np.ndarray, gap: np.ndarray | None = None) -> tuple:
         state = _start(program, nngp, gap)
+        smallest = None  # 1 − c before a readout (``depth_safe_run``'s check)
         for op in ops:
+            if getattr(op, "reads_out", False) and not program.gap:
+                smallest = smallest_one_minus_c(state[0], program.m, program.mode, spatial)
             state = op(state)
-        return _outputs(program, state, copy=False)
+        return (*_outputs(program, state, copy=False), smallest)
 
     # torch.compile caches per code object (8 variants at most): a fresh copy per program
     own = types.FunctionType(fused.__code__.replace(), fused.__globals__, fused.__name__,
@@ -775,7 +800,7 @@ def _bind_readout(program: Program, step: Readout, spatial, functional: bool) ->
 
     def readout(x: np.ndarray) -> np.ndarray:
         h, pairs = x.shape[:2]
-        if not program.gap and not functional:
+        if not program.gap and not functional:  # (compiled: ``compiled_run`` asks)
             readout.smallest = smallest_one_minus_c(x[0], program.m, program.mode, spatial)
         if step.pool:
             out = x.reshape(h, pairs, n * n).mean(2)
@@ -792,4 +817,5 @@ def _bind_readout(program: Program, step: Readout, spatial, functional: bool) ->
             out = np.concatenate([out[:-1], flat_gap[None]])
         return out
 
+    readout.reads_out = True
     return readout
