@@ -362,17 +362,13 @@ def _series(
             terms = k
             break
     t2 = theta * theta
-    if not inplace:
-        series = _THETA_MINUS_SIN[terms - 1]
-        for coefficient in _THETA_MINUS_SIN[: terms - 1][::-1]:
-            series = series * t2 + coefficient
-        return scaled * (series * t2)
     series = np.full_like(t2, _THETA_MINUS_SIN[terms - 1])
+    into = series if inplace else None  # (torch.compile traces fresh arrays only)
     for coefficient in _THETA_MINUS_SIN[: terms - 1][::-1]:
-        series = np.multiply(series, t2, out=series)
-        series = np.add(series, coefficient, out=series)
-    series = np.multiply(series, t2, out=series)
-    return np.multiply(scaled, series, out=scaled)
+        series = np.multiply(series, t2, out=into)
+        series = np.add(series, coefficient, out=into)
+    series = np.multiply(series, t2, out=into)
+    return np.multiply(scaled, series, out=scaled if inplace else None)
 
 
 @lru_cache(maxsize=512)

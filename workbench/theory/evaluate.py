@@ -35,8 +35,7 @@ from workbench.theory.kernel_program import (
     overflow,
     pack,
     pair_indices,
-    readout_smallest,
-    run,
+    run_checked,
     smallest_one_minus_c,
     unpack,
 )
@@ -556,8 +555,8 @@ def depth_safe_run(
         if compiled:
             *out, smallest = compiled_run(p, first.shape)(first, gap0() if p.gap else None)
             return tuple(out), None if smallest is None else float(smallest)
-        out = run(p, first, gap0() if p.gap else None)
-        return out, None if p.gap else readout_smallest(p, first.shape)
+        out, smallest = run_checked(p, first, gap0() if p.gap else None)
+        return out, None if smallest is None else float(smallest)
 
     if not program.gap:
         return runner(program)[0]

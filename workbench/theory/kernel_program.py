@@ -239,11 +239,23 @@ def smallest_one_minus_c(k: np.ndarray, m: int, mode: str, spatial: tuple[int, .
     return np.min(np.where(same, np.inf, s))
 
 
-def readout_smallest(program: Program, shape: tuple[int, ...]) -> float | None:
-    """``smallest`` of the eager readout op of the last ``run`` of ``program`` on packed
-    inputs of ``shape`` (None: no readout)."""
-    ops = _bound(program, (program.rows, *shape))
-    return next((float(op.smallest) for op in ops if hasattr(op, "smallest")), None)
+def run_checked(program: Program, nngp: np.ndarray, gap: np.ndarray | None = None) -> tuple:
+    """``run``, and the smallest 1 − c its readout read (``_apply``)."""
+    state = _start(program, nngp, gap)
+    state, smallest = _apply(program, _bound(program, state.shape), state)
+    return _outputs(program, state, copy=True), smallest
+
+
+def _apply(program: Program, ops: list[Op], state: np.ndarray) -> tuple[np.ndarray, Any]:
+    """The ops applied to the state; also, for a program without the gap row, the smallest
+    1 − c of the kernel a readout reads (``smallest_one_minus_c``: the entries the depth-safe
+    choice must see), else None."""
+    smallest = None
+    for op in ops:
+        if getattr(op, "reads_out", False) and not program.gap:
+            smallest = smallest_one_minus_c(state[0], program.m, program.mode, program.spatial)
+        state = op(state)
+    return state, smallest
 
 
 def run_until_fixed(
@@ -253,8 +265,7 @@ def run_until_fixed(
     fixed point (None: it ran them all, or the first step is no Loop)."""
     state = _start(program, nngp, gap, ntk)
     ops = _bound(program, state.shape)
-    for op in ops:
-        state = op(state)
+    state = _apply(program, ops, state)[0]
     return _outputs(program, state, copy=True), getattr(ops[0], "stopped", None)
 
 
@@ -286,21 +297,14 @@ def compiled_run(program: Program, shape: tuple[int, ...]) -> Callable:
     """``run`` for packed inputs of this shape, traced by torch.compile into fused loops
     (compiled on the first call, which takes seconds; torch caches compiled code on disk).
     The same steps, bound without buffers: every operation returns a new array. Returns
-    the outputs and, for a program without the gap row, the smallest 1 − c read by its
-    readout (else None)."""
+    the outputs and the smallest 1 − c its readout read, as ``run_checked``."""
     import torch
 
     state_shape = (program.rows, *shape)
     ops = _bind(program, program.steps, state_shape, program.spatial, _Buffers(functional=True))[0]
-    spatial = program.spatial
 
     def fused(nngp: np.ndarray, gap: np.ndarray | None = None) -> tuple:
-        state = _start(program, nngp, gap)
-        smallest = None  # 1 − c before a readout (``depth_safe_run``'s check)
-        for op in ops:
-            if getattr(op, "reads_out", False) and not program.gap:
-                smallest = smallest_one_minus_c(state[0], program.m, program.mode, spatial)
-            state = op(state)
+        state, smallest = _apply(program, ops, _start(program, nngp, gap))
         return (*_outputs(program, state, copy=False), smallest)
 
     # torch.compile caches per code object (8 variants at most): a fresh copy per program
@@ -370,7 +374,7 @@ def _bind(program: Program, steps: tuple, shape: tuple, spatial: tuple, buffers:
             ops.append(_bind_activate(program, step, shape, spatial, buffers, not fold))
             carried = step.dual.scale if fold else 1.0
         else:
-            ops.append(_bind_readout(program, step, spatial, buffers.functional))
+            ops.append(_bind_readout(program, step, spatial))
             shape, spatial = shape[:2], ()
     return ops, spatial
 
@@ -788,10 +792,9 @@ def _variance_products(m: int, spatial, mode: str, shape, buffers: _Buffers):
     return pixel_pairs
 
 
-def _bind_readout(program: Program, step: Readout, spatial, functional: bool) -> Op:
+def _bind_readout(program: Program, step: Readout, spatial) -> Op:
     """xiao_bahri eq. 18: the mean over every pixel pair (pool) or same-pixel pair (flatten).
-    An eager op without the gap row keeps the smallest 1 − c of the kernel it read in its
-    ``smallest`` (``smallest_one_minus_c``): the entries the depth-safe choice must see."""
+    Marked ``reads_out`` (``_apply`` checks the kernel it reads)."""
     n = int(np.prod(spatial))
     pixel = np.arange(n)
 
@@ -800,8 +803,6 @@ def _bind_readout(program: Program, step: Readout, spatial, functional: bool) ->
 
     def readout(x: np.ndarray) -> np.ndarray:
         h, pairs = x.shape[:2]
-        if not program.gap and not functional:  # (compiled: ``compiled_run`` asks)
-            readout.smallest = smallest_one_minus_c(x[0], program.m, program.mode, spatial)
         if step.pool:
             out = x.reshape(h, pairs, n * n).mean(2)
             if program.gap:  # by difference: the pooled gap is not carried (see _run_program)

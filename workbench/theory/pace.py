@@ -57,6 +57,7 @@ class Pace:
         self.budget = _BUDGET.get()
         self.start = time.perf_counter()
         self.marks: list[tuple[int, float, np.ndarray]] = []  # (pass, time, variances)
+        self._last_change: float | None = None  # the variances' change over the last interval
 
     def check(self, done: int, state: KernelState) -> None:
         """After ``done`` passes: raise if the rest is projected past the budget."""
@@ -107,8 +108,6 @@ class Pace:
         # the spread shrinks at least as fast as the change once both follow the same mode
         needed = max(change, spread) / SETTLES_AT
         return math.log(needed) / -math.log(rate)
-
-    _last_change: float | None = None
 
     def _why(self, before: np.ndarray, after: np.ndarray) -> str:
         if not self.settles:
