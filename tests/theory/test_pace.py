@@ -34,7 +34,7 @@ def test_drifting_variances_are_refused_with_their_projected_time(make_spec):
 
 
 def test_budget_is_set_by_a_context_and_lifted_by_none(make_spec):
-    spec = _deep(make_spec, "softplus", 2.0, 0.0, 150)
+    spec = _deep(make_spec, "softplus", 2.0, 0.0, 300)
     with time_budget(0.5), pytest.raises(TheoryError, match="past the time budget of 0.5 s"):
         network_kernels(spec, INPUTS)
     with time_budget(None):

@@ -168,7 +168,7 @@ def _erf_gap(a: float, b: float, q: np.ndarray, pairs: np.ndarray, s: np.ndarray
 
 
 def _mehler_gap(f: Activation, q: np.ndarray, pairs: np.ndarray, s: np.ndarray) -> DualGap | None:
-    from workbench.gaussian.mehler import coefficients
+    from workbench.gaussian.mehler import SMALL_SERIES, coefficients
 
     distinct, index = np.unique(q, return_inverse=True)
     found = coefficients(f, distinct)
@@ -182,10 +182,13 @@ def _mehler_gap(f: Activation, q: np.ndarray, pairs: np.ndarray, s: np.ndarray) 
     w = rows[ia] * rows[ib]
     tails = np.cumsum(w[:, ::-1], axis=1)[:, ::-1]  # tails[p, j] = Σ_{k≥j} w_k
     rho = 1 - s
-    total = tails[:, -1].copy()
-    for j in range(w.shape[1] - 2, 0, -1):  # Σ_{j≥0} ρʲ W_{j+1}, Horner
-        total *= rho
-        total += tails[:, j]
+    if rho.size * w.shape[1] <= SMALL_SERIES:  # Σ_{j≥0} ρʲ W_{j+1}, every term at once
+        total = (tails[:, 1:] * rho[:, None] ** np.arange(w.shape[1] - 1)).sum(axis=1)
+    else:
+        total = tails[:, -1].copy()
+        for j in range(w.shape[1] - 2, 0, -1):  # Horner
+            total *= rho
+            total += tails[:, j]
     gap = 0.5 * norms[ia] * norms[ib] * spread + s * total
     return DualGap(norm2[index], gap, "Mehler series")
 

@@ -20,11 +20,13 @@ decaying like powers of k) are declined at once.
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
+from collections import OrderedDict
+from functools import cache
 
 import numpy as np
 
 from workbench.activations import Activation
+from workbench.gaussian.mehler_band import Rows, Walks
 from workbench.gaussian.quadrature import expect1_float64
 
 # Hermite terms computed, tier after tier: tanh needs ~300 at q = 1, ~1000 at q = 3.5; near
@@ -35,6 +37,7 @@ Z_CUT = 14.0  # |h_k(z)| e^{-z²/2} < 1.09 e^{-z²/4}: beyond |z| = 14 below 1e-
 PANEL = 0.2  # Gauss–Legendre panel width in z: h_k, k < 2048, has at most two waves in one
 PANEL_NODES = 16
 COEFFICIENT_TOLERANCE = 1e-14  # the node rule must give E[f²] to this relative accuracy
+SMALL_SERIES = 1 << 16  # entries × terms up to which a series is summed term by term at once
 TAIL_TOLERANCE = 1e-17  # Σ_{k≥K} a_k² ≤ this × E[f²]: truncation below 1e-16 of the scale
 
 
@@ -57,6 +60,12 @@ def _hermite_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return z, w, h
 
 
+def node_rule() -> tuple[np.ndarray, np.ndarray]:
+    """The composite rule's nodes z_i and weights (times the standard normal density)."""
+    z, w, _ = _hermite_table()
+    return z, w
+
+
 @cache
 def _tier(terms: int) -> np.ndarray:
     """The first ``terms`` columns of the Hermite table, contiguous (a strided view of the
@@ -68,17 +77,41 @@ def coefficients(f: Activation, variances: np.ndarray) -> tuple[np.ndarray, np.n
     """(a, norm2): a[i, k] = a_k(q_i) for k < K (K the fewest terms meeting TAIL_TOLERANCE
     in every row, the next WITNESS_TERMS computed to show the decay) and norm2[i] =
     E[f(u_i)²]; None when the rule cannot vouch for them. A layer asks twice for the same
-    rows (its dual kernel and its gap): the last few answers are kept."""
+    rows (its dual kernel and its gap): the last few answers are kept. Variances that walk
+    slowly are served from a band of Chebyshev series in q once one vouches for itself
+    (mehler_band.py)."""
     q = np.asarray(variances, float).ravel()
-    return _coefficients(f, q.tobytes())
+    key = (f, q.tobytes())
+    if key in _RECENT:
+        _RECENT.move_to_end(key)
+        return _RECENT[key]
+    served = _WALKS.serve(f, q) if q.size else None
+    found = (served, _norm2(f, q)) if served is not None else _rows(f, q)
+    _RECENT[key] = found
+    if len(_RECENT) > RECENT_KEPT:
+        _RECENT.popitem(last=False)
+    if served is None and found is not None:
+        _WALKS.record(f, q, lambda points, terms: _rows(f, points, terms))
+    return found
 
 
-@lru_cache(maxsize=8)
-def _coefficients(f: Activation, packed: bytes) -> tuple[np.ndarray, np.ndarray] | None:
-    q = np.frombuffer(packed)
+RECENT_KEPT = 8
+_RECENT: OrderedDict = OrderedDict()  # (f, variances' bytes) → the rows, newest last
+_WALKS = Walks()
+
+
+def _norm2(f: Activation, q: np.ndarray) -> np.ndarray:
+    """E[f(u_i)²] by the one-point rule (read-only: shared by the caches)."""
+    norm2 = expect1_float64(lambda x: f.numpy(x) ** 2, q, distance=f.singularity_distance)
+    norm2.flags.writeable = False
+    return norm2
+
+
+def _rows(f: Activation, q: np.ndarray, min_terms: int = 0) -> Rows | None:
+    """The rows at the variances q by the node rule (at least ``min_terms`` columns)."""
     if f.kinks or not (q > 0).all():
         return None
-    norm2 = expect1_float64(lambda x: f.numpy(x) ** 2, q, distance=f.singularity_distance)
+    norm2 = _norm2(f, q)
     scale = np.maximum(norm2, np.finfo(float).tiny)
     z, w, h = _hermite_table()
     with np.errstate(all="ignore"):
@@ -89,12 +122,14 @@ def _coefficients(f: Activation, packed: bytes) -> tuple[np.ndarray, np.ndarray]
         return None  # φ(√q z) too sharp for the panels (large q)
     weighted = values * w
     for terms in TERM_TIERS:
+        if terms < min_terms + WITNESS_TERMS:
+            continue
         a = weighted @ _tier(terms)
         tails = np.cumsum((a * a)[:, ::-1], axis=1)[:, ::-1]  # tails[i, k] = Σ_{j≥k} a_j²
         fine = (tails <= TAIL_TOLERANCE * scale[:, None]).all(axis=0)
         if fine[terms - WITNESS_TERMS]:
-            kept = a[:, : max(int(np.argmax(fine)), 1)]
-            kept.flags.writeable = norm2.flags.writeable = False  # shared by the cache
+            kept = a[:, : max(int(np.argmax(fine)), 1, min_terms)]
+            kept.flags.writeable = False  # shared by the caches
             return kept, norm2
     return None  # the coefficients decay too slowly (φ nearly singular on the scale √q)
 
@@ -111,10 +146,13 @@ def dual_matrices(f: Activation, stack: np.ndarray) -> np.ndarray | None:
     a, norm2 = a[index.ravel()].reshape(*variances.shape, -1), norm2[index.ravel()]
     root = np.sqrt(variances)
     rho = np.clip(stack / (root[:, :, None] * root[:, None, :]), -1.0, 1.0)
-    out = a[:, :, None, -1] * a[:, None, :, -1]
-    for k in range(a.shape[-1] - 2, -1, -1):  # Horner in ρ, elementwise
-        out *= rho
-        out += a[:, :, None, k] * a[:, None, :, k]
+    if rho.size * a.shape[-1] <= SMALL_SERIES:  # every term at once: no loop over k
+        out = np.einsum("bik,bjk,bijk->bij", a, a, rho[..., None] ** np.arange(a.shape[-1]))
+    else:
+        out = a[:, :, None, -1] * a[:, None, :, -1]
+        for k in range(a.shape[-1] - 2, -1, -1):  # Horner in ρ, elementwise
+            out *= rho
+            out += a[:, :, None, k] * a[:, None, :, k]
     diagonal = np.arange(stack.shape[1])
     out[:, diagonal, diagonal] = norm2.reshape(variances.shape)
     return out

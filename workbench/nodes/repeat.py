@@ -95,6 +95,7 @@ def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> Kern
 
     from workbench.errors import TheoryError
     from workbench.theory.kernel_program import STOP_CHECK, growth_note
+    from workbench.theory.ntk_series import second_moments_repeat, summed_passes
     from workbench.theory.pace import Pace
     from workbench.theory.settled_loop import can_settle, settled_passes
 
@@ -103,7 +104,7 @@ def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> Kern
     scales: list[tuple[int, float]] = []  # (pass, largest entry) every STOP_CHECK passes
     bar = tqdm(total=node.times, desc=node.path, disable=not shown, leave=False)
     pace = Pace(node.path, node.times, can_settle(again, state))
-    i = 0
+    i, summed = 0, False
     while i < node.times:
         if i % SETTLED_CHECK == 1 and i < node.times - 1:  # settled: the rest but the last fused
             found = settled_passes(ev, again, state, node.times - 1 - i, node.path)
@@ -126,6 +127,16 @@ def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> Kern
         if i > 0 and state.repeats(before):
             bar.close()
             return state.noted(f"{node.path}: exact fixed point after {i + 1} passes")
+        if i > 0 and not summed and second_moments_repeat(state, before):
+            summed = True  # asked once: a body whose NTK map mixes entries is walked
+            found = summed_passes(ev, again, before, state, node.times - 1 - i)
+            if found is not None:
+                bar.close()
+                return found.noted(
+                    f"{node.path}: the second moments repeated exactly after {i + 1} passes; "
+                    f"the NTK's remaining {node.times - 1 - i} passes (affine in it, checked "
+                    "on the last pass) were summed in closed form"
+                )
         if i % STOP_CHECK == 0:
             scales.append((i, state.largest_entry()))
         i += 1

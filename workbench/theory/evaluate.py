@@ -22,6 +22,7 @@ from workbench.activations import Activation
 from workbench.compile.graph import spec_graph
 from workbench.errors import TheoryError, UnsupportedError
 from workbench.gaussian import expect, expect1, expect_gram
+from workbench.gaussian.affine_regime import Affine, affine_bound
 from workbench.gaussian.gap import DEPTH_SAFE, GapMap, dual_gap, inner_product_gap
 from workbench.gaussian.interpolant import DualInterpolant
 from workbench.nodes.base import NodeBase, flat_nodes, has_weights, module_of, rule
@@ -197,6 +198,9 @@ class Evaluator:
     def _realize(self, state: KernelState) -> KernelState:
         phi, k = state.phi, state.field_nngp
         variances = state.own_variances(k)
+        affine = _affine_at(phi, variances, state.ctx)
+        if affine is not None:
+            return self._realize_affine(state, affine)
         fast = self.interpolants_at(phi, variances, state.ctx)
         if fast is not None:  # every variance settled at q: T, Ṫ as functions of K/q
             t, t_dot, _ = fast
@@ -215,10 +219,26 @@ class Evaluator:
             mean = variances
         elif fast is not None:  # every variance settled at q: E[φ(u)] once per (φ, q)
             mean = np.full(variances.shape, self.settled_mean(phi, fast[2], state.ctx))
+        elif state.ctx.fast_float64:
+            mean = expect1(phi, np.asarray(variances, float))
         else:
             mean = state.ctx.elementwise(lambda q: expect1(phi, q, state.ctx), variances)
         return state.replace(nngp=nngp, ntk=ntk, mean=np.asarray(mean), field_nngp=None,
                              field_ntk=None, phi=None, gap=gap)  # fmt: skip
+
+    def _realize_affine(self, state: KernelState, affine: Affine) -> KernelState:
+        """φ applied where it is affine to rounding on every variance (gaussian.affine_regime):
+        T = φ(0)² + φ′(0)² K, Ṫ = φ′(0)², E[φ] = φ(0), exactly."""
+        k, s2 = state.field_nngp, affine.slope**2
+        ntk = None if state.field_ntk is None else s2 * state.field_ntk
+        gap = None
+        if state.gap is not None and state.mode == "flat":
+            rows, cols = _upper_pairs(state.m)
+            q = np.diagonal(k).astype(float)
+            gap = affine.pairs_gap(q[rows], q[cols], state.gap)
+        mean = np.full(state.own_variances(k).shape, affine.value)
+        return state.replace(nngp=affine.value**2 + s2 * k, ntk=ntk, mean=mean,
+                             field_nngp=None, field_ntk=None, phi=None, gap=gap)  # fmt: skip
 
     def _realized_gap(self, phi: Activation, state: KernelState, k: np.ndarray, fast) -> Any:
         """The gap of T(K) from the field's (flat float64 states that carry one): the frozen
@@ -369,6 +389,16 @@ def _check_finite(state: KernelState, node: NodeBase) -> None:
             continue
         if not state.ctx.all_finite(value, OVERFLOW_GUARD):
             raise overflow(f"{node.path}: the {name.split('_')[-1]} kernel")
+
+
+def _affine_at(phi: Activation, variances: np.ndarray, ctx: Context) -> Affine | None:
+    """φ's affine regime where every variance lies in it (float64 only)."""
+    if not ctx.fast_float64 or not variances.size:
+        return None
+    affine = affine_bound(phi)
+    if affine is None or not np.asarray(variances, float).max() <= affine.bound:
+        return None
+    return affine
 
 
 def _dual(f: Activation, state: KernelState, kernel: np.ndarray) -> np.ndarray:
