@@ -305,6 +305,11 @@ def _numeric(family: Family, convert: Callable[[Any], Any]) -> Family:
     )
 
 
+def unchanged(q: np.ndarray) -> np.ndarray:
+    """The ``prepare`` of duals that take the variances as they are (callers may skip it)."""
+    return q
+
+
 @dataclass(frozen=True)
 class JointDual:
     """E[φ(u) φ(v)] and E[φ′(u) φ′(v)] together, for the NNGP and NTK rules of a layer
@@ -385,7 +390,7 @@ def joint_dual(phi_expr: sp.Expr) -> JointDual | None:
             ones = np.multiply(q12, 0.0, out=out[1])
             return np.multiply(q12, 1.0, out=out[0]), np.add(ones, 1.0, out=out[1])
 
-        return JointDual(lambda q: q, linear_pair, a2)
+        return JointDual(unchanged, linear_pair, a2)
     if family.form == "relu":  # φ' = a·H(x): the degree-0 arc-cosine kernel
 
         def relu_pair(gg, q12, out):
@@ -421,7 +426,7 @@ def joint_dual(phi_expr: sp.Expr) -> JointDual | None:
             new_gap = np.multiply(t_dot, gap, out=gap_out)
             return t, t_dot, np.add(new_gap, excess, out=new_gap)
 
-        return JointDual(lambda q: q, relu_pair, a2 / (2 * np.pi), relu_pair_from_gap)
+        return JointDual(unchanged, relu_pair, a2 / (2 * np.pi), relu_pair_from_gap)
 
     def erf_pair(gg, q12, out):  # φ = a·erf(b x), φ' = a b (2/√π) exp(−b² x²)
         # gg = (1 + 2b² q1)(1 + 2b² q2): E[φφ] = (2a²/π) asin(2b² q12/√gg),

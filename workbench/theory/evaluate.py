@@ -516,9 +516,10 @@ def _run_program(
     rules handle those). An overflow deep in the chaotic phase is a TheoryError: the eager
     run names the repeat block where it happened; nothing is recomputed elsewhere."""
     x = _finite_inputs(inputs)
-    if not (np.einsum("ac...->a...", x * x) > 0).all():
+    first = packed_input_moments(x, program.mode)
+    own = first[pair_indices(program.m)[2]].reshape(program.m, -1)
+    if not (own > 0).any(axis=1).all():  # an input's kernel is 0 exactly where its variances are
         return None  # zero-variance inputs (σ_w² > 0 keeps all later variances positive)
-    first = pack(input_moments(x, program.mode)[0])
     gap0 = partial(packed_input_gap, x, program.mode)  # made only where the gap rides
     out = None
     if compiled:
@@ -607,6 +608,19 @@ def depth_safe_run(
 
 
 NEEDS_GAP_PER_LAYER = 3.3e-6  # 3Lε/(1 − c) ≤ 1e-10 (see depth_safe_run)
+
+
+def packed_input_moments(x: np.ndarray, mode: str) -> np.ndarray:
+    """``input_moments`` packed like the programs' state (pairs a ≤ b first); same-pixel
+    moments without the (m, m, pixels) array (the same products and sums: equal values)."""
+    m, channels = x.shape[:2]
+    if x.ndim == 2 or mode == "full":
+        return pack(input_moments(x, mode)[0])
+    rows, cols, _ = pair_indices(m)
+    flat = x.reshape(m, channels, -1)
+    same = np.matmul(flat.transpose(2, 0, 1), flat.transpose(2, 1, 0))  # (pixels, m, m)
+    packed = same.reshape(len(same), m * m).take(rows * m + cols, axis=1)
+    return (np.ascontiguousarray(packed.T) / channels).reshape(len(rows), *x.shape[2:])
 
 
 def packed_input_gap(x: np.ndarray, mode: str) -> np.ndarray:

@@ -30,6 +30,7 @@ import numpy as np
 
 from workbench.compile.graph import spec_graph
 from workbench.errors import TheoryError
+from workbench.gaussian.closed_forms import unchanged
 from workbench.nodes.base import has_rule, rule
 from workbench.spec.model import Spec
 
@@ -224,16 +225,19 @@ def smallest_one_minus_c(k: np.ndarray, m: int, mode: str, spatial: tuple[int, .
     branchless, so torch.compile traces it too."""
     rows, cols, diag = pair_indices(m)
     own = k[diag]
-    if mode == "full" and spatial:
-        n = int(np.prod(spatial))
-        own = own.reshape(m, n, n)[:, np.arange(n), np.arange(n)]
-        first = np.sqrt(own[rows]).reshape(len(rows), n, 1)
-        second = np.sqrt(own[cols]).reshape(len(rows), 1, n)
-        same = (rows == cols).reshape(-1, 1, 1) & np.eye(n, dtype=bool).reshape(1, n, n)
-        k = k.reshape(len(rows), n, n)
-    else:
-        first, second = np.sqrt(own[rows]), np.sqrt(own[cols])
-        same = (rows == cols).reshape(-1, *[1] * (k.ndim - 1))
+    if not (mode == "full" and spatial):  # pairs of different inputs only (same pixel)
+        if m == 1:
+            return np.asarray(np.inf)
+        off = np.flatnonzero(rows != cols)
+        root = np.sqrt(own)
+        c = k[off] / root[rows[off]] / root[cols[off]]
+        return 1 - np.max(np.where(np.isfinite(c), c, 1.0))  # 0/0, x/0: counted as c = 1
+    n = int(np.prod(spatial))  # pixel pairs: also of one input at two pixels
+    own = own.reshape(m, n, n)[:, np.arange(n), np.arange(n)]
+    first = np.sqrt(own[rows]).reshape(len(rows), n, 1)
+    second = np.sqrt(own[cols]).reshape(len(rows), 1, n)
+    same = (rows == cols).reshape(-1, 1, 1) & np.eye(n, dtype=bool).reshape(1, n, n)
+    k = k.reshape(len(rows), n, n)
     s = 1 - k / np.where(first > 0, first, 1.0) / np.where(second > 0, second, 1.0)
     s = np.where(np.isnan(s) | (first * second == 0), 0.0, s)
     return np.min(np.where(same, np.inf, s))
@@ -769,14 +773,19 @@ def _variance_products(m: int, spatial, mode: str, shape, buffers: _Buffers):
     """(k, g) ↦ g(Var u)·g(Var v) for the two inputs (and pixels) of every packed entry."""
     rows, cols, diag = pair_indices(m)
     if not spatial or mode == "diagonal":
-        flat_pairs = rows * m + cols
-        outer_out = buffers("outer", m, m, *shape[1:])
+        first_out, second_out = buffers("first of pair", *shape), buffers("second of pair", *shape)
         products_out = buffers("products", *shape)
+        first_at, second_at = diag[rows], diag[cols]  # where each pair's variances sit
 
         def same_pixel(k: np.ndarray, g: Callable) -> np.ndarray:
-            own = g(k.take(diag, axis=0))
-            outer = np.multiply(own[:, None], own[None, :], out=outer_out)
-            return outer.reshape(m * m, *shape[1:]).take(flat_pairs, axis=0, out=products_out)
+            if g is unchanged:
+                first = k.take(first_at, axis=0, out=first_out)
+                second = k.take(second_at, axis=0, out=second_out)
+            else:  # g once per variance, then to the pairs
+                own = g(k.take(diag, axis=0))
+                first = own.take(rows, axis=0, out=first_out)
+                second = own.take(cols, axis=0, out=second_out)
+            return np.multiply(first, second, out=products_out)
 
         return same_pixel
     n, d = int(np.prod(spatial)), len(spatial)

@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 
 from workbench.gaussian import expect
-from workbench.gaussian.closed_forms import JointDual
+from workbench.gaussian.closed_forms import JointDual, unchanged
 from workbench.theory.kernel_program import (
     Linear,
     Loop,
@@ -171,4 +171,4 @@ def _frozen_dual(t, t_dot, gap_map) -> JointDual:
         c = q12 / root
         return t(c), t_dot(c), gap_map(gap / root)
 
-    return JointDual(lambda q: q, pair, 1.0, pair_from_gap if gap_map is not None else None)
+    return JointDual(unchanged, pair, 1.0, pair_from_gap if gap_map is not None else None)
