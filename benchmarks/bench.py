@@ -528,6 +528,14 @@ def _line(result: dict) -> str:
             text += f", compiling took {result['compile_seconds']:.0f} s"
             text += "".join(f" ({note})" for note in result["compile_notes"])
         return text + f" [{result['reference']}]"
+    if "forced_ratio" in result:
+        return (
+            f"{result['name']}: {_ms(result['seconds'])} "
+            f"({'gap row carried' if result['carried'] else 'gap row left out'}); "
+            f"{result['baseline']}: {_ms(result['baseline_seconds'])}, ratio "
+            f"{result['ratio']:.2f} (target ≤ {result['target_ratio']}); the gap row forced: "
+            f"{_ms(result['forced_gap_seconds'])}, ratio {result['forced_ratio']:.1f}"
+        )
     if "throughput_ratio" in result:
         main = f"{result['seconds']:.3f} s"
         base = (

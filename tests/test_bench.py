@@ -57,6 +57,9 @@ def test_depth_safe_benchmark_runs_small():
     rows = bench_depth_safe(inputs=8, depth=5, repeats=1)
     assert [row["name"].split(",")[0].split()[2] for row in rows] == ["FC", "CNN-P", "CNN-F"]
     assert all(row["ratio"] > 0 and "relu" in row["name"] for row in rows)
+    from benchmarks.bench import _line
+
+    assert all("the gap row forced" in _line(row) for row in rows)  # the printed line
 
 
 def test_sweep_benchmark_runs_small():
