@@ -20,6 +20,7 @@ decaying like powers of k) are declined at once.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from functools import cache
 
@@ -82,20 +83,23 @@ def coefficients(f: Activation, variances: np.ndarray) -> tuple[np.ndarray, np.n
     (mehler_band.py)."""
     q = np.asarray(variances, float).ravel()
     key = (f, q.tobytes())
-    if key in _RECENT:
-        _RECENT.move_to_end(key)
-        return _RECENT[key]
-    served = _WALKS.serve(f, q) if q.size else None
+    with _LOCK:  # the kept answers and bands are shared by threads
+        if key in _RECENT:
+            _RECENT.move_to_end(key)
+            return _RECENT[key]
+        served = _WALKS.serve(f, q) if q.size else None
     found = (served, _norm2(f, q)) if served is not None else _rows(f, q)
-    _RECENT[key] = found
-    if len(_RECENT) > RECENT_KEPT:
-        _RECENT.popitem(last=False)
-    if served is None and found is not None:
-        _WALKS.record(f, q, lambda points, terms: _rows(f, points, terms))
+    with _LOCK:
+        _RECENT[key] = found
+        if len(_RECENT) > RECENT_KEPT:
+            _RECENT.popitem(last=False)
+        if served is None and found is not None:
+            _WALKS.record(f, q, lambda points, terms: _rows(f, points, terms))
     return found
 
 
 RECENT_KEPT = 8
+_LOCK = threading.Lock()
 _RECENT: OrderedDict = OrderedDict()  # (f, variances' bytes) → the rows, newest last
 _WALKS = Walks()
 
