@@ -763,8 +763,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compile",
         action="store_true",
-        help="fuse a chain spec's recursion with torch.compile: the first call compiles "
-        "(seconds, reported as compile_seconds), then small kernels run ~1.5x faster",
+        help="fuse a same-pixel (flatten-readout) program with torch.compile: the first call "
+        "compiles (seconds, reported as compile_seconds), then it runs ~1.1x faster; other "
+        "programs stay eager, which is faster for them (the notes say so)",
     )
     p.add_argument("--out", required=True, help="K.npz")
     p = add("gradients", cmd_gradients, "predicted weight-gradient norms per layer (backward)")

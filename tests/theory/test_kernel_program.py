@@ -267,6 +267,8 @@ def test_compiled_request_on_the_general_engine_says_so():
     relu = spec([{"dense": {"width": 4}}, {"act": "relu"}, {"dense": {"width": 4}}], [3])
     notes = network_kernels(relu, x, compiled=True, digits=20).notes
     assert any("not compiled: high-precision" in n for n in notes)
+    notes = network_kernels(relu, x, compiled=True).notes
+    assert any("not compiled: flat programs run faster eagerly" in n for n in notes)
     pooled = spec([CONV, {"act": "relu"}, {"pool": "global_avg"}, {"dense": {"width": 2}}], [2, 5])
     cnn_x = np.random.default_rng(9).standard_normal((3, 2, 5))
     notes = network_kernels(pooled, cnn_x, compiled=True).notes
