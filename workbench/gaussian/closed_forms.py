@@ -428,11 +428,9 @@ def joint_dual(phi_expr: sp.Expr) -> JointDual | None:
 
         return JointDual(unchanged, relu_pair, a2 / (2 * np.pi), relu_pair_from_gap)
 
-    def erf_pair(gg, q12, out):  # φ = a·erf(b x), φ' = a b (2/√π) exp(−b² x²)
-        # gg = (1 + 2b² q1)(1 + 2b² q2): E[φφ] = (2a²/π) asin(2b² q12/√gg),
-        # E[φ'φ'] = (2a²/π) 2b²/√(gg − 4b⁴ q12²)
-        rr = np.sqrt(gg, out=out[2])
-        rr = np.divide(2 * b2, rr, out=out[2])
+    def erf_pair(rr, q12, out):  # φ = a·erf(b x), φ' = a b (2/√π) exp(−b² x²)
+        # rr = 2b²/√((1 + 2b² q1)(1 + 2b² q2)), the product of the two prepared variances:
+        # E[φφ] = (2a²/π) asin(q12 rr), E[φ'φ'] = (2a²/π) rr/√(1 − (q12 rr)²)
         arg = np.multiply(q12, rr, out=out[3])
         t = np.arcsin(arg, out=out[0])
         t_dot = np.multiply(arg, arg, out=out[1])
@@ -440,4 +438,5 @@ def joint_dual(phi_expr: sp.Expr) -> JointDual | None:
         t_dot = np.sqrt(t_dot, out=out[1])
         return t, np.divide(rr, t_dot, out=out[1])
 
-    return JointDual(lambda q: 1.0 + 2 * b2 * q, erf_pair, 2 * a2 / np.pi)
+    root_2b2 = float(np.sqrt(2 * b2))
+    return JointDual(lambda q: root_2b2 / np.sqrt(1.0 + 2 * b2 * q), erf_pair, 2 * a2 / np.pi)

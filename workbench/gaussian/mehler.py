@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 
 import numpy as np
@@ -78,30 +81,53 @@ def coefficients(f: Activation, variances: np.ndarray) -> tuple[np.ndarray, np.n
     """(a, norm2): a[i, k] = a_k(q_i) for k < K (K the fewest terms meeting TAIL_TOLERANCE
     in every row, the next WITNESS_TERMS computed to show the decay) and norm2[i] =
     E[f(u_i)²]; None when the rule cannot vouch for them. A layer asks twice for the same
-    rows (its dual kernel and its gap): the last few answers are kept. Variances that walk
-    slowly are served from a band of Chebyshev series in q once one vouches for itself
-    (mehler_band.py)."""
+    rows (its dual kernel and its gap): the last few answers are kept. Inside ``walk_bands``
+    (a deep repeat block's passes), variances that walk slowly are served from a band of
+    Chebyshev series in q once one vouches for itself (mehler_band.py)."""
     q = np.asarray(variances, float).ravel()
     key = (f, q.tobytes())
-    with _LOCK:  # the kept answers and bands are shared by threads
+    with _LOCK:  # the kept direct rows are shared by threads
         if key in _RECENT:
             _RECENT.move_to_end(key)
             return _RECENT[key]
-        served = _WALKS.serve(f, q) if q.size else None
-    found = (served, _norm2(f, q)) if served is not None else _rows(f, q)
+    walks = _WALKS.get()
+    if walks is not None and q.size:
+        found = walks.kept.get(key)
+        if found is None:
+            served = walks.serve(f, q)
+            found = None if served is None else walks.keep(key, (served, _norm2(f, q)))
+        if found is not None:
+            return found
+    found = _rows(f, q)
     with _LOCK:
         _RECENT[key] = found
         if len(_RECENT) > RECENT_KEPT:
             _RECENT.popitem(last=False)
-        if served is None and found is not None:
-            _WALKS.record(f, q, lambda points, terms: _rows(f, points, terms))
+    if walks is not None and found is not None:
+        walks.record(f, q, lambda points, terms: _rows(f, points, terms))
     return found
+
+
+@contextmanager
+def walk_bands() -> Iterator[None]:
+    """Within the block (a repeat block's passes), rows of slowly walking variances may come
+    from bands built in it; outside every row is direct, so no result depends on what was
+    computed before it in the process (a band's rows differ from direct ones by rounding, and
+    a near-critical ξ_c = −1/log χ_c turns 1e-14 in χ_c into 1e-4)."""
+    if _WALKS.get() is not None:
+        yield
+        return
+    token = _WALKS.set(Walks())
+    try:
+        yield
+    finally:
+        _WALKS.reset(token)
 
 
 RECENT_KEPT = 8
 _LOCK = threading.Lock()
-_RECENT: OrderedDict = OrderedDict()  # (f, variances' bytes) → the rows, newest last
-_WALKS = Walks()
+_RECENT: OrderedDict = OrderedDict()  # (f, variances' bytes) → the direct rows, newest last
+_WALKS: ContextVar[Walks | None] = ContextVar("mehler_walks", default=None)
 
 
 def _norm2(f: Activation, q: np.ndarray) -> np.ndarray:

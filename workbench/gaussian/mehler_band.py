@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from numpy.polynomial import chebyshev
@@ -36,6 +37,7 @@ REACH = 4.0  # the band extends this many window spans ahead of the walk (and on
 TOLERANCE = 1e-14  # Σ_k |a_k| |δ_k| relative to E[f²] (direct rows' own noise: 1e-15-6e-15)
 START_DEGREE, MAX_DEGREE = 16, 128
 BANDS_KEPT = 4  # bands kept per activation (the newest)
+KEPT = 8  # served answers kept
 
 Rows = tuple[np.ndarray, np.ndarray]  # (a[i, k], E[f(u_i)²])
 
@@ -63,6 +65,13 @@ class Walks:
         self.recent: dict[Activation, deque] = {}
         self.bands: dict[Activation, list[Band]] = {}
         self.failed: dict[Activation, int] = {}  # bands that did not vouch: wait longer
+        self.kept: dict = {}  # the last few served answers (a layer asks twice for each)
+
+    def keep(self, key: tuple, found: Any) -> Any:
+        if len(self.kept) >= KEPT:
+            self.kept.pop(next(iter(self.kept)))
+        self.kept[key] = found
+        return found
 
     def serve(self, f: Activation, q: np.ndarray) -> np.ndarray | None:
         for band in self.bands.get(f, ()):

@@ -91,6 +91,13 @@ def kernel(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> Kern
     the shape on its first pass runs its graph at the settled shape afterwards. A pass that
     returns its input exactly (a fixed point reached in floating point, NTK included) ends
     the loop: the remaining passes would repeat it bit for bit."""
+    from workbench.gaussian.mehler import walk_bands
+
+    with walk_bands():  # rows of slowly walking variances from bands, inside this block only
+        return _passes(node, state, ev, attrs)
+
+
+def _passes(node: Repeat, state: KernelState, ev: Evaluator, attrs: dict) -> KernelState:
     from tqdm import tqdm
 
     from workbench.errors import TheoryError
