@@ -50,12 +50,12 @@ def test_slowly_settling_block_equals_the_direct_rows(make_spec, monkeypatch):
         return rows(f, q, terms)
 
     monkeypatch.setattr(mehler, "_rows", counted)
-    mehler._RECENT.clear()
+    mehler._direct_rows.cache_clear()
     banded = network_kernels(spec, x, ntk=True)
     with_bands = len(calls)
     calls.clear()
     monkeypatch.setattr(Walks, "record", lambda *args: None)
-    mehler._RECENT.clear()
+    mehler._direct_rows.cache_clear()
     direct = network_kernels(spec, x, ntk=True)
     assert with_bands < len(calls) / 4
     assert np.allclose(banded.nngp, direct.nngp, rtol=1e-13, atol=0)
@@ -72,5 +72,5 @@ def test_bands_live_only_inside_the_block_that_built_them(make_spec):
     before = mehler.coefficients(f, q)[0].copy()
     network_kernels(*_swish_block(make_spec, 3000), ntk=True)
     assert mehler._WALKS.get() is None
-    mehler._RECENT.clear()
+    mehler._direct_rows.cache_clear()
     assert np.array_equal(mehler.coefficients(f, q)[0], before)

@@ -9,7 +9,7 @@ the quadrature routes instead drift a few ulps a pass (their linear Hermite coef
 φ′(0)√q only to rounding), which over 10⁵ passes moves the kernel by 1e-10 and keeps the
 evaluator from seeing the fixed point.
 
-``affine_bound(f)`` is the largest variance (a power of 4 at most AFFINE_CEILING) at which
+``affine_bound(f)`` is the largest variance (a power of 4 from 4^-500 to 4^-20) at which
 both conditions hold, checked at the Gaussian engine's node rule, or None (kinked φ, φ with
 φ(0) = φ′(0) = 0, a remainder that never falls below rounding)."""
 
@@ -23,8 +23,8 @@ import numpy as np
 from workbench.activations import Activation
 
 TOLERANCE = 2.0**-52  # root-mean-square remainder relative to the affine part: φ's own rounding
-AFFINE_CEILING = 4.0**-20  # ~1e-12: larger variances always take the general routes
-AFFINE_FLOOR = 4.0**-500  # ~1e-301: below this the bound is not searched further
+CEILING, FLOOR = 20, 500  # the bound is searched between 4^-20 (~1e-12: larger variances
+# always take the general routes) and 4^-500 (~1e-301)
 
 
 @dataclass(frozen=True)
@@ -73,11 +73,11 @@ def affine_bound(f: Activation) -> Affine | None:
             and (slope_remainder**2) @ w <= TOLERANCE**2 * slope**2
         )
 
-    low, high = 500, 20  # exponents k of q = 4^-k: affine at 4^-low?, not known at 4^-high
+    low, high = FLOOR, CEILING  # exponents k of q = 4^-k: affine at 4^-low, not at 4^-high
     if not affine_at(4.0**-low):
         return None
     if affine_at(4.0**-high):
-        return Affine(value, slope, AFFINE_CEILING)
+        return Affine(value, slope, 4.0**-CEILING)
     while low - high > 1:  # the remainder grows with q: bisect on the exponent
         middle = (low + high) // 2
         low, high = (middle, high) if affine_at(4.0**-middle) else (low, middle)

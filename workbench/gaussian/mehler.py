@@ -20,12 +20,10 @@ decaying like powers of k) are declined at once.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -85,27 +83,27 @@ def coefficients(f: Activation, variances: np.ndarray) -> tuple[np.ndarray, np.n
     (a deep repeat block's passes), variances that walk slowly are served from a band of
     Chebyshev series in q once one vouches for itself (mehler_band.py)."""
     q = np.asarray(variances, float).ravel()
-    key = (f, q.tobytes())
-    with _LOCK:  # the kept direct rows are shared by threads
-        if key in _RECENT:
-            _RECENT.move_to_end(key)
-            return _RECENT[key]
     walks = _WALKS.get()
-    if walks is not None and q.size:
-        found = walks.kept.get(key)
-        if found is None:
-            served = walks.serve(f, q)
-            found = None if served is None else walks.keep(key, (served, _norm2(f, q)))
-        if found is not None:
-            return found
-    found = _rows(f, q)
-    with _LOCK:
-        _RECENT[key] = found
-        if len(_RECENT) > RECENT_KEPT:
-            _RECENT.popitem(last=False)
-    if walks is not None and found is not None:
+    if walks is None or not q.size:
+        return _direct_rows(f, q.tobytes())
+    key = (f, q.tobytes())
+    found = walks.kept.get(key)
+    if found is None:
+        served = walks.serve(f, q)
+        found = None if served is None else walks.keep(key, (served, _norm2(f, q)))
+    if found is not None:
+        return found
+    found = _direct_rows(f, q.tobytes())
+    if found is not None:
         walks.record(f, q, lambda points, terms: _rows(f, points, terms))
     return found
+
+
+@lru_cache(maxsize=8)
+def _direct_rows(f: Activation, packed: bytes) -> Rows | None:
+    """``_rows`` at the variances packed as bytes, the last few kept (process-wide: they are
+    the same whoever asks)."""
+    return _rows(f, np.frombuffer(packed))
 
 
 @contextmanager
@@ -124,9 +122,6 @@ def walk_bands() -> Iterator[None]:
         _WALKS.reset(token)
 
 
-RECENT_KEPT = 8
-_LOCK = threading.Lock()
-_RECENT: OrderedDict = OrderedDict()  # (f, variances' bytes) → the direct rows, newest last
 _WALKS: ContextVar[Walks | None] = ContextVar("mehler_walks", default=None)
 
 

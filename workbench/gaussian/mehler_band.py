@@ -17,8 +17,9 @@ MAX_DEGREE) and for the series against a direct computation at an off-node point
 the activation stays on the direct rule (and waits longer before the next try). Measured on
 swish and its derivative, the same sum between two direct computations (their rounding)
 is 1e-15 to 6e-15, so TOLERANCE asks the series to be as good as the direct rule, not better;
-the dual kernel's error this bounds is a worst case (signs aligned over ~300 terms): the
-kernels of a 3300-pass swish block with bands equal those without to ~1e-15."""
+the dual kernel's error this bounds is a worst case (signs aligned over ~300 terms).
+Measured on the 3300-pass swish block above, bands against direct rows throughout: NNGP
+9e-15, NTK 2.4e-13 relative (the NTK sums every pass's difference)."""
 
 from __future__ import annotations
 
@@ -80,12 +81,16 @@ class Walks:
         return None
 
     def record(self, f: Activation, q: np.ndarray, direct: Callable[..., Rows | None]) -> None:
-        """Note a direct request; build a band when the last WALK_CALLS (more after a band
-        that failed) form a slow walk. ``direct(q, terms)`` gives rows of at least ``terms``
-        columns (as many as every row needs), or None."""
+        """Note a direct request (once: a repeat of the last is not counted); build a band
+        when the last WALK_CALLS (more after a band that failed) form a slow walk.
+        ``direct(q, terms)`` gives rows of at least ``terms`` columns (as many as every row
+        needs), or None."""
         wanted = WALK_CALLS << min(self.failed.get(f, 0), 8)
         recent = self.recent.setdefault(f, deque())
-        recent.append((float(q.min()), float(q.max())))
+        window = (float(q.min()), float(q.max()))
+        if recent and recent[-1] == window:  # the same rows asked again (a layer's gap)
+            return
+        recent.append(window)
         while len(recent) > wanted:
             recent.popleft()
         if len(recent) < wanted:
