@@ -1,6 +1,12 @@
 """One fuzz example, guarded: run it with a wall-clock limit (SIGALRM, so the main thread of
 a POSIX process) and sort what happened into accepted, typed (a WorkbenchError: the one-line
-error users see), untyped (any other exception), hang (past the limit) or memory."""
+error users see), untyped (any other exception), hang (past the limit) or memory.
+
+The engine is given half the limit as its time budget (``time_budget``, what a user's
+``--max-seconds`` sets), so long but finite work — a deep block whose variances drift and
+walk every pass, projected at minutes — ends in the engine's typed refusal with its
+estimate, as it would for that user; a hang is then work that neither finished nor refused
+within the limit (a probe without a budget, a loop without a pace)."""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.theory.pace import time_budget
 
 OUTCOMES = ("accepted", "typed", "untyped", "hang", "memory")
 
@@ -38,7 +45,8 @@ def guarded(run: Callable[[], Any], seconds: float) -> Outcome:
     signal.setitimer(signal.ITIMER_REAL, seconds)
     start = time.perf_counter()
     try:
-        run()
+        with time_budget(seconds / 2):
+            run()
         kind, detail = "accepted", ""
     except _Timeout:
         kind, detail = "hang", f"still running after {seconds} s"

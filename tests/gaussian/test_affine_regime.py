@@ -51,6 +51,9 @@ def test_sine_matches_its_closed_form_and_the_gap_its_exact_value():
         exact = mpmath.sqrt((v2 + s2 * qa) * (v2 + s2 * qb)) - (v2 + s2 * kab)
     got = affine.pairs_gap(q[:1], q[1:], gap)[0]
     assert abs(got - float(exact)) <= 1e-14 * float(exact)
+    with np.errstate(all="raise"):  # φ(0) = 0 at zero variances (underflowed): no 0/0
+        zero = np.zeros(1)
+        assert affine_bound(parse_activation("swish")).pairs_gap(zero, zero, zero)[0] == 0
 
 
 @pytest.mark.parametrize("expr", ["relu", "x**2", "cos(x)"])
@@ -69,3 +72,16 @@ def test_a_critical_pass_at_tiny_variances_repeats_exactly(make_spec):
         for depth in (1, 50)
     )  # fmt: skip
     assert np.array_equal(shallow.nngp, deep.nngp)
+
+
+def test_variances_that_underflow_to_zero_say_so(make_spec):
+    """swish at σ_w² = 1.5, σ_b² = 0 (χ = 0.375) on inputs of norm 1e-150: q reaches 0 in
+    float64 within 60 passes; the kernels are 0 and 1 − c is undefined — said in a note, with
+    no 0/0 on the way (the affine gap and the readout's 1 − c divided 0 by 0)."""
+    x = np.array([[1.0, 0.5, -0.5, 0.2], [0.3, -1.0, 0.8, 0.1]]) * 1e-150
+    spec = make_spec([{"dense": {"width": 4}}, {"repeat": {"times": 1000, "body": [
+        {"act": "swish"}, {"dense": {"width": 4}}]}}], shape=(4,), sw2=1.5, sb2=0.0)  # fmt: skip
+    with np.errstate(divide="raise", invalid="raise", over="raise"):
+        out = network_kernels(spec, x, ntk=True)
+    assert not out.nngp.any() and not out.ntk.any() and out.one_minus_c is None
+    assert any("output variance is 0 (underflow)" in note for note in out.notes)

@@ -40,6 +40,8 @@ class Affine:
         without cancellation: φ′(0)² G + φ(0)² φ′(0)² (√q_a − √q_b)² / (√(T_aa T_bb) + φ(0)²
         + φ′(0)² √(q_a q_b))."""
         v2, s2 = self.value**2, self.slope**2
+        if v2 == 0:  # φ(0) = 0: the second term vanishes (and its denominator may be 0)
+            return s2 * gap
         root = np.sqrt(q_a) * np.sqrt(q_b)
         spread = (np.sqrt(q_a) - np.sqrt(q_b)) ** 2
         outer = np.sqrt((v2 + s2 * q_a) * (v2 + s2 * q_b))

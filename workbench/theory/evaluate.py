@@ -480,6 +480,9 @@ def network_kernels(
     one_minus_c = None
     if state.mode == "flat" and state.gap is not None:
         root = np.sqrt(np.diagonal(state.nngp).astype(float))
+        if not (root > 0).all():
+            notes.append(ZERO_VARIANCE_ONE_MINUS_C)
+            return NetworkKernels(state.nngp, state.ntk, parameterization, mode, notes, None)
         rows, cols = _upper_pairs(state.m)
         one_minus_c = np.zeros((state.m, state.m))
         one_minus_c[rows, cols] = one_minus_c[cols, rows] = state.gap / (root[rows] * root[cols])
@@ -496,6 +499,7 @@ def network_kernels(
     return NetworkKernels(state.nngp, state.ntk, parameterization, mode, notes, one_minus_c)
 
 
+ZERO_VARIANCE_ONE_MINUS_C = "1 - c is undefined: an input's output variance is 0 (underflow)"
 FLAT_NOT_COMPILED = (
     "not compiled: flat programs run faster eagerly (FC erf, 100 layers, 256 inputs: 45 ms eager, "
     "67 ms compiled after a two-minute compile)"
@@ -556,7 +560,7 @@ def _run_program(
     one_minus_c = None
     root = np.sqrt(np.diagonal(kernels["nngp"])) if mode == "flat" else None
     if root is not None and not (root > 0).all():
-        notes.append("1 - c is undefined: an input's output variance is 0 (underflow)")
+        notes.append(ZERO_VARIANCE_ONE_MINUS_C)
     elif root is not None:
         if out[2] is not None:
             one_minus_c = unpack(out[2], program.m, "flat") / root[:, None] / root[None, :]
