@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                   + f" {row['slowest_seconds']:>9}")  # fmt: skip
         print(f"peak memory: {peak_mb:.0f} MB")
         for row in rows:
+            print(f"slowest {row['family']}: {row['slowest']}")
+        for row in rows:
             for problem in row["problems"]:
                 print(f"\n[{row['family']}: {problem['outcome']}] {problem['example']}\n"
                       f"  {problem['detail']}")  # fmt: skip

@@ -139,3 +139,17 @@ def test_odd_activation_without_bias_has_c_star_zero(name):
     s = 2 within rounding (the fuzz harness found a division by zero there)."""
     res = analyze_cycle(cycle(name, 10.0, 0.0), F64)
     assert res.phase == "chaotic" and res.c_star == 0.0
+
+
+def test_a_creeping_c_iteration_is_solved_by_bracketing():
+    """softsign at σ_w² = 9.044, σ_b² = 2 (a fuzz case): χ_c* = 0.9955, so iterating the
+    c-map from 0 took 2,000 iterations (10 s); past 64 iterations c* is bracketed instead.
+    Against the 30-digit analysis (computed once, 316 s): c* = 0.999056268116605318, ξ_c =
+    219.458405907; float64's c-map is good to ~4e-15, i.e. c* to ~1e-12 at 1/(1 − χ_c) = 220."""
+    import time
+
+    start = time.perf_counter()
+    out = analyze_cycle(single_step(parse_activation("softsign"), 9.04397919997431, 2.0))
+    assert time.perf_counter() - start < 5
+    assert abs(out.c_star - 0.999056268116605318) < 2e-12
+    assert out.xi_c == pytest.approx(219.458405907, rel=1e-8)
