@@ -351,10 +351,15 @@ class _Buffers:
         """Indexable rows of a buffer: the buffer itself, or ``count`` None in functional mode."""
         return (None,) * count if array is None else array
 
-    def alternate(self, shape: tuple) -> Callable[[np.ndarray], np.ndarray | None]:
-        """x ↦ the state buffer x is not (a step reads one and writes the other)."""
+    def alternate_rows(self, shape: tuple) -> Callable[[np.ndarray], tuple]:
+        """x ↦ (the state buffer x is not, its rows as views made once); in functional mode
+        (None, None for each row)."""
+        if self.functional:
+            nothing = (None, (None,) * shape[0])
+            return lambda x: nothing
         first, second = self("state 1", *shape), self("state 2", *shape)
-        return lambda x: second if x is first else first
+        into_second, into_first = (second, tuple(second)), (first, tuple(first))
+        return lambda x: into_second if x is first else into_first
 
     def stacked(self, out: np.ndarray | None, rows: list[np.ndarray]) -> np.ndarray:
         """The state from its rows: already in ``out``, or stacked in functional mode."""
@@ -449,7 +454,6 @@ def _bind_linear(
 ) -> Op:
     """xiao_bahri eq. 6 (dense) and eq. 31 (conv, with xiao2018 eq. 2.3 for the NNGP); the
     input arrives divided by ``carried``."""
-    other = buffers.alternate(shape)
     mix = _mixer(step.shifts, spatial, program.mode, step.sigma_w2 * carried, shape, buffers)
     sb2 = step.sigma_b2
     standard = program.parameterization == "standard"
@@ -466,19 +470,21 @@ def _bind_linear(
     elif program.gap:
         conv_gap = _conv_gap(program, step, spatial, step.sigma_w2 * carried)
 
+    pick, functional = buffers.alternate_rows(shape), buffers.functional
+
     def linear(x: np.ndarray) -> np.ndarray:
         added = None if conv_gap is None else conv_gap(x[0])  # reads the input: before mixing
-        out = mix(x, other(x))
-        rows = buffers.rows(out, len(x))
-        state = []
+        out, rows = pick(x)  # eager: the output buffer and its row views, made once
+        mixed = mix(x, out)  # eager: written into out
+        src = mixed if functional else rows
         if bias_gap is not None:  # before the bias: it reads σ_w² T, then K′ = σ_w² T + σ_b²
-            state_gap = np.add(out[-1], bias_gap(out[0]), out=rows[-1])
+            state_gap = np.add(src[-1], bias_gap(src[0]), out=rows[-1])
         elif added is not None:
-            state_gap = np.add(out[-1], added, out=rows[-1])
-        k = np.add(out[0], sb2, out=rows[0])
-        state.append(k)
+            state_gap = np.add(src[-1], added, out=rows[-1])
+        k = np.add(src[0], sb2, out=rows[0])
+        state = [k]
         if program.ntk:
-            theta = out[1]
+            theta = src[1]
             if standard:
                 theta = np.add(theta, plain_mix(x[:1], plain_out)[0], out=rows[1])
                 theta = np.add(theta, 1.0, out=rows[1])
@@ -594,7 +600,7 @@ def _pixel_gap(k: np.ndarray, gap: np.ndarray, m: int, n: int, full: bool) -> np
 def _mixer(shifts, spatial, mode: str, scale: float, shape, buffers: _Buffers):
     """(x, out) ↦ scale · Σ_β v_β X(α + β, α' + β) (full) or X(α + β) (diagonal) on the
     periodic grid. Eager: written into ``out`` and returned as ``out`` itself (buffer
-    identity matters to ``_Buffers.alternate``), by a small matrix product for up to 64
+    identity matters to ``_Buffers.alternate_rows``), by a small matrix product for up to 64
     same-pixel entries, else by rolls written as block copies (the centre tap needs none).
     Functional (torch.compile): a sum of np.roll, which the compiler fuses with the
     activation that follows."""
@@ -701,22 +707,22 @@ def _bind_activate(
 ) -> Op:
     """T(K) and Ṫ(K) ⊙ Θ of the field in x (xiao_bahri eq. 6); divided by the dual's scale
     unless ``scaled``."""
-    other = buffers.alternate(shape)
     scratch = buffers.rows(buffers("dual", 3, *shape[1:]), 3)
     products = _variance_products(program.m, spatial, program.mode, shape[1:], buffers)
     prepare, pair, scale = step.dual.prepare, step.dual.pair, step.dual.scale
     if program.gap:
         return _bind_activate_with_gap(program, step, shape, buffers, products, scaled)
+    pick = buffers.alternate_rows(shape)
 
     def activate(x: np.ndarray) -> np.ndarray:
-        out = other(x)
-        rows = buffers.rows(out, len(x))
-        gg = products(x[0], prepare)
+        out, rows = pick(x)  # eager: the output's row views, made once
+        k = x[0]
+        gg = products(k, prepare)
         if program.ntk:
-            t, t_dot = pair(gg, x[0], (rows[0], rows[1], scratch[0], scratch[1]))
+            t, t_dot = pair(gg, k, (rows[0], rows[1], scratch[0], scratch[1]))
             state = [t, np.multiply(t_dot, x[1], out=rows[1])]
         else:
-            state = [pair(gg, x[0], (rows[0], scratch[2], scratch[0], scratch[1]))[0]]
+            state = [pair(gg, k, (rows[0], scratch[2], scratch[0], scratch[1]))[0]]
         state = buffers.stacked(out, state)
         return np.multiply(state, scale, out=out) if scaled else state
 
@@ -735,7 +741,7 @@ def _bind_activate_with_gap(
     the state buffer and chunk-sized scratch (whole-array temporaries of this many rules
     would cost page faults)."""
     dual = step.dual
-    other = buffers.alternate(shape)
+    pick = buffers.alternate_rows(shape)
     size = int(np.prod(shape[1:]))
     chunks = [slice(start, min(start + GAP_CHUNK, size)) for start in range(0, size, GAP_CHUNK)]
     scratch = buffers("gap scratch", 4, min(GAP_CHUNK, size))
@@ -752,7 +758,7 @@ def _bind_activate_with_gap(
             t, t_dot, new_gap = gap_rule(gg, x[0], x[-1], (None,) * 6)
             state = np.stack([t, t_dot * x[1], new_gap] if program.ntk else [t, new_gap])
             return state * dual.scale if scaled else state
-        out = other(x)
+        out = pick(x)[0]
         flat_out, flat_x = out.reshape(len(out), -1), x.reshape(len(x), -1)
         flat_gg = gg.reshape(-1)
         for part in chunks:
