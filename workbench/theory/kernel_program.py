@@ -171,27 +171,33 @@ def lower_graph(graph: nx.DiGraph, last: str, mode: str) -> tuple[list | None, s
 # --- running a program -----------------------------------------------------------------------
 
 
-@lru_cache(maxsize=64)
-@lru_cache(maxsize=64)
+_MADE: dict[tuple[str, int], tuple[np.ndarray, ...]] = {}  # (a plain dict: dynamo traces it)
+
+
 def pair_indices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows a and columns b of the packed pairs a ≤ b, and where the pairs (a, a) sit; made
     once per m, read-only (np.triu_indices(16) alone costs ~15 µs, a run asked ~6 times)."""
-    rows, cols = np.triu_indices(m)
-    found = rows, cols, np.flatnonzero(rows == cols)
-    for index in found:
-        index.flags.writeable = False
+    found = _MADE.get(("pairs", m))
+    if found is None:
+        rows, cols = np.triu_indices(m)
+        found = _MADE[("pairs", m)] = _read_only(rows, cols, np.flatnonzero(rows == cols))
     return found
 
 
-@lru_cache(maxsize=64)
 def _different_pairs(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Where the packed pairs of two different inputs sit, and their a and b."""
-    rows, cols, _ = pair_indices(m)
-    off = np.flatnonzero(rows != cols)
-    found = off, rows[off], cols[off]
-    for index in found:
-        index.flags.writeable = False
+    found = _MADE.get(("different", m))
+    if found is None:
+        rows, cols, _ = pair_indices(m)
+        off = np.flatnonzero(rows != cols)
+        found = _MADE[("different", m)] = _read_only(off, rows[off], cols[off])
     return found
+
+
+def _read_only(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for array in arrays:
+        array.flags.writeable = False
+    return arrays
 
 
 def pack(full: np.ndarray) -> np.ndarray:
@@ -322,6 +328,7 @@ def compiled_run(program: Program, shape: tuple[int, ...]) -> Callable:
 
     state_shape = (program.rows, *shape)
     ops = _bind(program, program.steps, state_shape, program.spatial, _Buffers(functional=True))[0]
+    pair_indices(program.m), _different_pairs(program.m)  # made here: the trace only reads them
 
     def fused(nngp: np.ndarray, gap: np.ndarray | None = None) -> tuple:
         state, smallest = _apply(program, ops, _start(program, nngp, gap))
