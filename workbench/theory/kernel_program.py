@@ -555,7 +555,7 @@ def _bias_gap(m: int, sb2: float, buffers: _Buffers) -> Callable[[np.ndarray], A
         np.add(below, sb2, out=below)
         np.divide(apart, below, out=apart)
         np.multiply(apart, sb2, out=apart)
-        return apart.reshape(-1).take(flat_pairs, out=packed)
+        return _gather(apart.reshape(-1), flat_pairs, packed)
 
     return gap
 
@@ -799,6 +799,15 @@ def _bind_activate_with_gap(
     return activate
 
 
+def _gather(source: np.ndarray, at: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """source[at] along the first axis, into ``out`` where there is one: mode "clip" (the
+    indices are the program's own, always in range), as mode "raise" first writes a copy
+    (CNN-F's gather 1.42 → 0.54 µs)."""
+    if out is None:
+        return source.take(at, axis=0)
+    return source.take(at, axis=0, out=out, mode="clip")
+
+
 def _variance_products(m: int, spatial, mode: str, shape, buffers: _Buffers):
     """(k, g) ↦ g(Var u)·g(Var v) for the two inputs (and pixels) of every packed entry."""
     rows, cols, diag = pair_indices(m)
@@ -809,12 +818,12 @@ def _variance_products(m: int, spatial, mode: str, shape, buffers: _Buffers):
 
         def same_pixel(k: np.ndarray, g: Callable) -> np.ndarray:
             if g is unchanged:
-                first = k.take(first_at, axis=0, out=first_out)
-                second = k.take(second_at, axis=0, out=second_out)
+                first = _gather(k, first_at, first_out)
+                second = _gather(k, second_at, second_out)
             else:  # g once per variance, then to the pairs
                 own = g(k.take(diag, axis=0))
-                first = own.take(rows, axis=0, out=first_out)
-                second = own.take(cols, axis=0, out=second_out)
+                first = _gather(own, rows, first_out)
+                second = _gather(own, cols, second_out)
             return np.multiply(first, second, out=products_out)
 
         return same_pixel
