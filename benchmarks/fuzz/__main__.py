@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from benchmarks.fuzz.outcomes import OUTCOMES, analyze_case, check_text, guarded, probe_expression
 from benchmarks.fuzz.strategies import (
+    CANARY,
     damaged_text,
     expressions,
     hostile_text,
@@ -44,6 +45,7 @@ def run_family(name: str, examples: int, seconds: float, strategy: Any = None) -
     kind of example) through its target, guarded; hypothesis derandomised, so reproducible."""
     _, target, default = FAMILIES[name]
     strategy = default if strategy is None else strategy
+    CANARY.unlink(missing_ok=True)
     counts: Counter = Counter()
     problems: list[dict] = []
     slowest = (0.0, "")
@@ -65,9 +67,13 @@ def run_family(name: str, examples: int, seconds: float, strategy: Any = None) -
 
     one()
     bar.close()
+    executed = CANARY.exists()  # an injection's code ran (it writes this file)
+    if executed:
+        problems.append({"example": "an injection", "outcome": "code executed",
+                         "detail": f"{CANARY} was written"})  # fmt: skip
     return {"family": name, "examples": sum(counts.values()), **{k: counts[k] for k in OUTCOMES},
-            "slowest_seconds": round(slowest[0], 3), "slowest": slowest[1],
-            "problems": problems}  # fmt: skip
+            "code_executed": executed, "slowest_seconds": round(slowest[0], 3),
+            "slowest": slowest[1], "problems": problems}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,11 +92,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"rows": rows, "peak_memory_mb": peak_mb}, indent=2))
     else:
         print(f"{'family':12} {'examples':>8} " + " ".join(f"{k:>9}" for k in OUTCOMES)
-              + f" {'slowest s':>9}")  # fmt: skip
+              + f" {'slowest s':>9} {'code ran':>8}")  # fmt: skip
         for row in rows:
+            ran = "YES" if row["code_executed"] else "no"
             print(f"{row['family']:12} {row['examples']:>8} "
                   + " ".join(f"{row[k]:>9}" for k in OUTCOMES)
-                  + f" {row['slowest_seconds']:>9}")  # fmt: skip
+                  + f" {row['slowest_seconds']:>9} {ran:>8}")  # fmt: skip
         print(f"peak memory: {peak_mb:.0f} MB")
         for row in rows:
             print(f"slowest {row['family']}: {row['slowest']}")
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             for problem in row["problems"]:
                 print(f"\n[{row['family']}: {problem['outcome']}] {problem['example']}\n"
                       f"  {problem['detail']}")  # fmt: skip
-    bad = sum(row[k] for row in rows for k in ("untyped", "hang", "memory"))
+    bad = sum(row[k] for row in rows for k in ("untyped", "hang", "memory", "code_executed"))
     return 1 if bad else 0
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import tempfile
+from pathlib import Path
 
 import yaml
 from hypothesis import strategies as st
@@ -197,7 +199,10 @@ def damaged_text(draw) -> tuple[str, str]:
 # ---------------------------------------------------------------- hostile spec text
 ODD_NUMBERS = ["0x10", "010", "0b101", "1_000", "1:30", "1e-400", "1.0e400", ".inf", "-.nan",
                "1e308", "123456789012345678901234567890", "+1", "1.", "-0", "4.9e-324"]  # fmt: skip
-TAGS = ["!!python/object:os.system", "!!str", "!!binary", "!!int", "!!float", "!foo", "!!set"]
+# a file only executed code would write: the run checks it is never there (run_family)
+CANARY = Path(tempfile.gettempdir()) / "workbench-fuzz-canary"
+TAGS = ["!!python/object:os.system", "!!str", "!!binary", "!!int", "!!float", "!foo", "!!set",
+        f"!!python/object/apply:os.system ['touch {CANARY}']\nwritten:"]  # fmt: skip
 UNICODE = ["σ", "\u00e9", "\u202e", "\u0000", "\ufeff", "\U0001f600", "\ud800"]
 
 
@@ -246,7 +251,9 @@ FUNCTIONS = ["abs", "arctan", "atan", "cos", "cosh", "erf", "erfc", "exp", "heav
              "tanh"]  # fmt: skip
 INJECTIONS = ["__import__('os').system('true')", "x.__class__", "lambda: x", "exec('1')",
               "open('/etc/passwd')", "x; import os", "`x`", "x if x else x", "[x]", "{x}",
-              "x @ x", "x := 1", "globals()", "().__class__.__bases__"]  # fmt: skip
+              "x @ x", "x := 1", "globals()", "().__class__.__bases__",
+              f"__import__('pathlib').Path('{CANARY}').touch()", f"open('{CANARY}', 'w')",
+              f"sin(x) + __import__('os').system('touch {CANARY}')"]  # fmt: skip
 NUMBERS = ["1", "0.5", "2", "1e308", "1e-320", "10**400", "1e15", "3.14159", "0", "-7"]
 
 

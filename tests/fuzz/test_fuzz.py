@@ -21,6 +21,7 @@ def test_every_example_ends_in_a_result_or_a_typed_error(family):
     row = run_family(family, SAMPLE[family], seconds=10.0)
     assert row["examples"] == SAMPLE[family]
     assert row["untyped"] == row["hang"] == row["memory"] == 0, row["problems"]
+    assert not row["code_executed"], row["problems"]
     assert row["accepted"] > SAMPLE[family] // 10  # the targets run: not all refused up front
 
 
@@ -60,3 +61,23 @@ def test_a_drifting_deep_block_is_refused_within_the_limit():
     outcome = guarded(lambda: analyze_case(case), 10.0)
     assert outcome.kind == "typed" and "past the time budget of 5 s" in outcome.detail
     assert outcome.seconds < 5
+
+
+def test_the_canary_would_see_executed_code(monkeypatch):
+    """The harness can fail on code execution too: the injections write CANARY if run; the
+    workbench refuses one (typed), and a target that ran it (as an eval would) is caught."""
+    from hypothesis import strategies as st
+
+    import benchmarks.fuzz.__main__ as harness
+    from benchmarks.fuzz.strategies import CANARY, INJECTIONS
+
+    injection = st.just(next(text for text in INJECTIONS if "touch()" in text))
+    row = harness.run_family("expressions", 1, 10.0, strategy=injection)
+    assert not row["code_executed"] and row["typed"] == 1
+    count, _, strategy = harness.FAMILIES["expressions"]
+    executes = (count, lambda text: CANARY.touch(), strategy)
+    monkeypatch.setitem(harness.FAMILIES, "expressions", executes)
+    try:
+        assert harness.run_family("expressions", 1, 10.0, strategy=injection)["code_executed"]
+    finally:
+        CANARY.unlink(missing_ok=True)
