@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import tempfile
 from pathlib import Path
 
@@ -200,7 +201,7 @@ def damaged_text(draw) -> tuple[str, str]:
 ODD_NUMBERS = ["0x10", "010", "0b101", "1_000", "1:30", "1e-400", "1.0e400", ".inf", "-.nan",
                "1e308", "123456789012345678901234567890", "+1", "1.", "-0", "4.9e-324"]  # fmt: skip
 # a file only executed code would write: the run checks it is never there (run_family)
-CANARY = Path(tempfile.gettempdir()) / "workbench-fuzz-canary"
+CANARY = Path(tempfile.gettempdir()) / f"workbench-fuzz-canary-{os.getpid()}"  # per process
 TAGS = ["!!python/object:os.system", "!!str", "!!binary", "!!int", "!!float", "!foo", "!!set",
         f"!!python/object/apply:os.system ['touch {CANARY}']\nwritten:"]  # fmt: skip
 UNICODE = ["σ", "\u00e9", "\u202e", "\u0000", "\ufeff", "\U0001f600", "\ud800"]
