@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import mpmath
 import pytest
 import yaml
 from scipy import integrate
@@ -69,11 +70,39 @@ def test_tune_gamma_lands_on_the_requested_growth(tmp_path):
     assert written.layers[1].body[0].gamma == tuned.gamma
 
 
+@pytest.mark.parametrize("act", ["tanh", "erf"])
+def test_tune_gamma_critical_is_the_small_gamma_limit_and_says_so(act, tmp_path, capsys):
+    """χ₁ = 1 exactly needs γ → 0 (Gaussian Poincaré); `--target critical` lands within the
+    tuned specs' tolerance 1e-10 of it (χ₁ − 1 = 5e-11, γ ≈ 0.0025), checked against the
+    closed form by scipy quadrature and against 40-digit mpmath quadrature of the same ratio,
+    and says why in a note."""
+    path = tmp_path / "bn.yaml"
+    path.write_text(yaml.safe_dump(_bn_spec(act, 1.0)))
+    tuned = tune_spec(path, gamma=True)
+    assert abs(tuned.analysis["chi_1"] - 1) <= 1e-10 and 1e-3 < tuned.gamma < 1e-2
+    assert abs(_poincare_ratio(act, tuned.gamma, 0.0) - 1) <= 1e-10
+    mpmath.mp.dps = 40
+    phi = {"tanh": mpmath.tanh, "erf": mpmath.erf}[act]
+    g = mpmath.mpf(tuned.gamma)
+
+    def gauss(f):
+        return mpmath.quad(lambda z: f(z) * mpmath.exp(-z * z / 2),
+                           [-mpmath.inf, 0, mpmath.inf]) / mpmath.sqrt(2 * mpmath.pi)  # fmt: skip
+
+    mean = gauss(lambda z: phi(g * z))
+    ratio = g**2 * gauss(lambda z: mpmath.diff(phi, g * z) ** 2) / gauss(
+        lambda z: (phi(g * z) - mean) ** 2)  # fmt: skip
+    assert 0 < float(ratio - 1) <= 1e-10 and abs(float(ratio - 1) - 5e-11) < 1e-12
+    assert "no solution" in tuned.notes[0] and "gamma -> 0" in tuned.notes[0]
+    assert main(["tune", str(path), "--gamma"]) == 0
+    assert "note: chi_1 = 1 exactly has no solution" in capsys.readouterr().out
+
+
 def test_tune_gamma_says_why_there_is_no_answer(tmp_path, capsys):
     path = tmp_path / "bn.yaml"
     path.write_text(yaml.safe_dump(_bn_spec("tanh", 1.0)))
-    with pytest.raises(TheoryError, match="no gamma puts a batch-normalised block on chi_1 = 1"):
-        tune_spec(path, gamma=True)
+    with pytest.raises(TheoryError, match="outside"):
+        tune_spec(path, target="chi_1=0.99", gamma=True)
     with pytest.raises(WorkbenchError, match="tune its batch norms' gamma with --gamma"):
         tune_spec(path)
     relu = tmp_path / "relu.yaml"

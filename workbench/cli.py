@@ -714,6 +714,8 @@ def cmd_tune(args: argparse.Namespace) -> dict:
         else:
             print(f"  sigma_w2 = {tuned.sigma_w2!r}, sigma_b2 = {tuned.sigma_b2!r}")
         print(f"  analysed again: {tuned.summary()}")
+        for note in tuned.notes:
+            print(f"  note: {note}")
         if args.out:
             print(f"wrote {result['out']}")
     return result

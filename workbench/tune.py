@@ -32,13 +32,14 @@ class Tuned:
     analysis: dict
     data: Any = field(repr=False, default=None)  # the tuned spec's data
     gamma: float | None = None  # the batch norms' γ, when tuned with --gamma
+    notes: tuple[str, ...] = ()  # what the solution means where the target is a limit
 
     def to_dict(self) -> dict:
         out = {"spec": self.spec, "block": self.block, "target": self.target,
                "sigma_w2": self.sigma_w2, "sigma_b2": self.sigma_b2}  # fmt: skip
         if self.gamma is not None:
             out["gamma"] = self.gamma
-        return {**out, "analysis": self.analysis}
+        return {**out, "analysis": self.analysis, "notes": list(self.notes)}
 
     def summary(self) -> str:
         """What the tuned spec's own analysis shows, in one line."""
