@@ -61,9 +61,9 @@ def polish_root(
                 break
             x_prev, f_prev = x, fx
             x = step_to
-            fx = func(x)
             if abs(x - x_prev) <= tol * max(abs(x), ctx.num(ctx.tiny)):
-                return x
+                return x  # a step below the tolerance: converged, not worth one more func
+            fx = func(x)
             if bracket and abs(hi - lo) <= tol * max(abs(x), ctx.eps):
                 return x
         if abs(fx) <= tol * 1e3 * max(abs(x), 1):
