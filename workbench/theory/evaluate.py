@@ -200,7 +200,7 @@ class Evaluator:
         variances = state.own_variances(k)
         affine = _affine_at(phi, variances, state.ctx)
         if affine is not None:
-            return self._realize_affine(state, affine)
+            return self._realize_affine(state, affine, variances)
         fast = self.interpolants_at(phi, variances, state.ctx)
         if fast is not None:  # every variance settled at q: T, Ṫ as functions of K/q
             t, t_dot, _ = fast
@@ -226,7 +226,9 @@ class Evaluator:
         return state.replace(nngp=nngp, ntk=ntk, mean=np.asarray(mean), field_nngp=None,
                              field_ntk=None, phi=None, gap=gap)  # fmt: skip
 
-    def _realize_affine(self, state: KernelState, affine: Affine) -> KernelState:
+    def _realize_affine(
+        self, state: KernelState, affine: Affine, variances: np.ndarray
+    ) -> KernelState:
         """φ applied where it is affine to rounding on every variance (gaussian.affine_regime):
         T = φ(0)² + φ′(0)² K, Ṫ = φ′(0)², E[φ] = φ(0), exactly."""
         k, s2 = state.field_nngp, affine.slope**2
@@ -236,7 +238,7 @@ class Evaluator:
             rows, cols = _upper_pairs(state.m)
             q = np.diagonal(k).astype(float)
             gap = affine.pairs_gap(q[rows], q[cols], state.gap)
-        mean = np.full(state.own_variances(k).shape, affine.value)
+        mean = np.full(variances.shape, affine.value)
         return state.replace(nngp=affine.value**2 + s2 * k, ntk=ntk, mean=mean,
                              field_nngp=None, field_ntk=None, phi=None, gap=gap)  # fmt: skip
 

@@ -203,7 +203,7 @@ def _iterate_c(steps: Sequence[FCStep], orbit: Sequence[float]) -> float:
     rise to the smallest fixed point c* and g(c) = c-map(c) − c is positive below it and
     negative between it and 1 in the chaotic phase. Where the iteration creeps (χ_c* near 1:
     softsign at σ_w² = 9, σ_b² = 2 took 2,000 iterations, 10 s), c* is bracketed between the
-    last iterate and a point 1 − 2⁻ᵏ where g < 0 and found by Brent's method."""
+    last iterate and a point 1 − 2⁻ᵏ where g < 0 and found by ``polish_root`` in it."""
     c = 0.0
     for i in range(MAX_ITERATIONS):
         c_next = c_map(steps, c, orbit, F64)
@@ -220,7 +220,6 @@ def _iterate_c(steps: Sequence[FCStep], orbit: Sequence[float]) -> float:
 def _bracketed_c(steps: Sequence[FCStep], orbit: Sequence[float], below: float) -> float | None:
     """The root of g = c-map − identity between ``below`` (g > 0) and the first 1 − 2⁻ᵏ above
     it with g < 0; None where no such point is found (then the iteration goes on)."""
-    from scipy.optimize import brentq
 
     def g(c: float) -> float:
         return float(c_map(steps, c, orbit, F64)) - c
@@ -232,7 +231,8 @@ def _bracketed_c(steps: Sequence[FCStep], orbit: Sequence[float], below: float) 
         if above <= below:
             continue
         if g(above) < 0:
-            return brentq(g, below, above, xtol=1e-16, rtol=1e-15, maxiter=200)
+            return float(polish_root(g, below, F64, bracket=(below, above),
+                                     what="fixed point c*"))  # fmt: skip
     return None
 
 
